@@ -1,0 +1,43 @@
+// Typed front for the node-addon-api addon in native/ (built by
+// `npm run build:native`). Only syscalls Node lacks live there.
+import * as path from 'path';
+
+export interface NativeConstants {
+  MS_RDONLY: number;
+  MS_NOSUID: number;
+  MS_NODEV: number;
+  MS_NOEXEC: number;
+  MS_REMOUNT: number;
+  MS_BIND: number;
+  MS_REC: number;
+  MS_PRIVATE: number;
+  MS_SLAVE: number;
+  MS_SHARED: number;
+  MNT_DETACH: number;
+  MNT_FORCE: number;
+}
+
+export interface NativeAddon {
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Buffer, flags?: number): void;
+  /** null when the attribute does not exist */
+  lgetxattr(path: string, name: string): Buffer | null;
+  llistxattr(path: string): string[];
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+  constants: NativeConstants;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon on first use, so code paths that never need it run without a build. */
+export function native(): NativeAddon {
+  if (!cached) {
+    // dist/src/native.js -> <repo>/native/build/Release; src/native.ts (ts-node) works the same.
+    const file = path.resolve(__dirname, '..', '..', 'native', 'build', 'Release', 'capsa_native.node');
+    const alt = path.resolve(__dirname, '..', 'native', 'build', 'Release', 'capsa_native.node');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    cached = require(require('fs').existsSync(file) ? file : alt) as NativeAddon;
+  }
+  return cached;
+}
