@@ -1,0 +1,158 @@
+// Reads the TOML file, applies command-line overrides and validates every
+// value. A problem becomes a ConfigError naming the key and its source;
+// the CLI prints it on one line and exits 2.
+import { readFileSync } from 'fs';
+import { isAbsolute } from 'path';
+import { parse as parseToml } from 'smol-toml';
+import { Config, DEFAULT_CONFIG_PATH, KEYS, KeyDef, RegistryConfig, defaultConfig, kebab } from './schema';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly key: string | undefined,
+    detail: string,
+  ) {
+    super(key ? `${source}: key "${key}": ${detail}` : `${source}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadOptions {
+  /** --config; when absent the default path is used and may be missing. */
+  configPath?: string;
+  /** Flag values by config key (already mapped from --kebab-case). */
+  overrides?: Partial<Record<keyof Config, string>>;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file actually read, or undefined when built-in defaults were used. */
+  file?: string;
+}
+
+export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
+  const config = defaultConfig();
+  const explicit = opts.configPath !== undefined;
+  const path = opts.configPath ?? DEFAULT_CONFIG_PATH;
+  let file: string | undefined;
+
+  let text: string | undefined;
+  try {
+    text = readFileSync(path, 'utf8');
+    file = path;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!(code === 'ENOENT' && !explicit)) {
+      throw new ConfigError(path, undefined, `cannot read config file: ${(err as Error).message}`);
+    }
+  }
+  if (text !== undefined) applyToml(config, text, path);
+
+  for (const [key, raw] of Object.entries(opts.overrides ?? {})) {
+    const def = KEYS.find((k) => k.key === key);
+    if (!def || raw === undefined) throw new ConfigError('command line', `--${kebab(key)}`, 'unknown flag');
+    setValue(config, def, raw, 'command line', `--${kebab(key)}`);
+  }
+  return { config, file };
+}
+
+function applyToml(config: Config, text: string, source: string): void {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    // smol-toml's message spans lines (it quotes the source); keep the first.
+    const first = (err as Error).message.split('\n')[0];
+    throw new ConfigError(source, undefined, `invalid TOML: ${first}`);
+  }
+  for (const [key, value] of Object.entries(doc)) {
+    if (key === 'registries') {
+      config.registries = parseRegistries(value, source);
+      continue;
+    }
+    const def = KEYS.find((k) => k.key === key);
+    if (!def) throw new ConfigError(source, key, 'unknown key');
+    setValue(config, def, value, source, key);
+  }
+}
+
+function setValue(config: Config, def: KeyDef, value: unknown, source: string, name: string): void {
+  const fail = (detail: string): never => {
+    throw new ConfigError(source, name, detail);
+  };
+  const kind = def.kind;
+  const target = config as unknown as Record<string, unknown>;
+  if (typeof kind === 'object') {
+    if (typeof value !== 'string' || !kind.oneOf.includes(value)) fail(`must be one of ${kind.oneOf.join(', ')}`);
+    target[def.key] = value;
+    return;
+  }
+  switch (kind) {
+    case 'string':
+      if (typeof value !== 'string') fail('must be a string');
+      target[def.key] = value;
+      return;
+    case 'path':
+      if (typeof value !== 'string' || !isAbsolute(value)) fail('must be an absolute path');
+      target[def.key] = value;
+      return;
+    case 'address':
+      if (typeof value !== 'string') fail('must be a string "host:port"');
+      if (value !== '' && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(value as string))
+        fail('must be "host:port" (or empty to disable)');
+      target[def.key] = value;
+      return;
+    case 'string[]': {
+      // On the command line a list is comma-separated.
+      const list = typeof value === 'string' ? value.split(',').filter((s) => s !== '') : value;
+      if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) fail('must be a list of strings');
+      target[def.key] = list;
+      return;
+    }
+    case 'seconds': {
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0 || n > 86400)
+        fail('must be a number of seconds between 0 and 86400');
+      target[def.key] = n;
+      return;
+    }
+  }
+}
+
+const REGISTRY_KEYS = ['mirrors', 'insecure', 'ca_file'];
+
+function parseRegistries(value: unknown, source: string): Record<string, RegistryConfig> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ConfigError(source, 'registries', 'must be a table of registry hosts');
+  const out: Record<string, RegistryConfig> = {};
+  for (const [host, raw] of Object.entries(value as Record<string, unknown>)) {
+    const name = `registries."${host}"`;
+    if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(host)) throw new ConfigError(source, name, 'not a registry host[:port]');
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      throw new ConfigError(source, name, 'must be a table');
+    const entry = raw as Record<string, unknown>;
+    for (const k of Object.keys(entry)) {
+      if (!REGISTRY_KEYS.includes(k)) throw new ConfigError(source, `${name}.${k}`, 'unknown key');
+    }
+    const mirrors = entry.mirrors ?? [];
+    if (!Array.isArray(mirrors) || !mirrors.every((m) => typeof m === 'string'))
+      throw new ConfigError(source, `${name}.mirrors`, 'must be a list of URLs');
+    for (const m of mirrors as string[]) {
+      let url: URL;
+      try {
+        url = new URL(m);
+      } catch {
+        throw new ConfigError(source, `${name}.mirrors`, `"${m}" is not a URL`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new ConfigError(source, `${name}.mirrors`, `"${m}" must be http:// or https://`);
+    }
+    const insecure = entry.insecure ?? false;
+    if (typeof insecure !== 'boolean') throw new ConfigError(source, `${name}.insecure`, 'must be true or false');
+    const ca = entry.ca_file;
+    if (ca !== undefined && (typeof ca !== 'string' || !isAbsolute(ca)))
+      throw new ConfigError(source, `${name}.ca_file`, 'must be an absolute path');
+    out[host] = { mirrors: mirrors as string[], insecure, ...(ca !== undefined ? { ca_file: ca as string } : {}) };
+  }
+  return out;
+}

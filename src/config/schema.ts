@@ -1,0 +1,114 @@
+// The daemon's configuration: one table of keys drives the TOML parser,
+// the command-line flags (--kebab-case of each key), validation and
+// `capsa config default`. Adding a setting means adding one entry here.
+import { existsSync } from 'fs';
+
+export type CgroupDriver = 'cgroupfs' | 'systemd';
+export type LogLevelName = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+export interface RegistryConfig {
+  /** Endpoints tried in order before the registry itself, e.g. "http://127.0.0.1:5000". */
+  mirrors: string[];
+  /** Plain HTTP (and unverified TLS) allowed for this host. */
+  insecure: boolean;
+  /** Extra CA bundle (PEM) trusted for this host. */
+  ca_file?: string;
+}
+
+export interface Config {
+  root: string;
+  state: string;
+  socket: string;
+  log_level: LogLevelName;
+  cgroup_driver: CgroupDriver;
+  cni_conf_dir: string;
+  cni_bin_dirs: string[];
+  streaming_address: string;
+  metrics_address: string;
+  credentials_file: string;
+  pull_stall_timeout: number;
+  shutdown_timeout: number;
+  registries: Record<string, RegistryConfig>;
+}
+
+export type ScalarKind = 'string' | 'path' | 'address' | 'string[]' | 'seconds';
+
+export interface KeyDef {
+  key: keyof Config;
+  kind: ScalarKind | { oneOf: readonly string[] };
+  /** Default value, or a function that computes it from the host. */
+  default: () => unknown;
+  help: string;
+}
+
+/** systemd as PID 1 leaves /run/systemd/system behind (sd_booted's test). */
+export function detectCgroupDriver(): CgroupDriver {
+  return existsSync('/run/systemd/system') ? 'systemd' : 'cgroupfs';
+}
+
+export const KEYS: readonly KeyDef[] = [
+  { key: 'root', kind: 'path', default: () => '/var/lib/capsa', help: 'persistent state: images, layers, checkpoints' },
+  { key: 'state', kind: 'path', default: () => '/run/capsa', help: 'volatile state: pinned namespaces, run dirs' },
+  { key: 'socket', kind: 'path', default: () => '/run/capsa/capsa.sock', help: 'CRI gRPC unix socket' },
+  {
+    key: 'log_level',
+    kind: { oneOf: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] },
+    default: () => 'info',
+    help: 'daemon log level',
+  },
+  {
+    key: 'cgroup_driver',
+    kind: { oneOf: ['cgroupfs', 'systemd'] },
+    default: detectCgroupDriver,
+    help: 'must match kubelet --cgroup-driver; default: systemd when PID 1 is systemd',
+  },
+  { key: 'cni_conf_dir', kind: 'path', default: () => '/etc/cni/net.d', help: 'CNI network configurations' },
+  {
+    key: 'cni_bin_dirs',
+    kind: 'string[]',
+    default: () => ['/opt/cni/bin', '/usr/lib/cni'],
+    help: 'directories searched for CNI plugins',
+  },
+  {
+    key: 'streaming_address',
+    kind: 'address',
+    default: () => '127.0.0.1:0',
+    help: 'exec/attach/port-forward server (port 0: any free port)',
+  },
+  {
+    key: 'metrics_address',
+    kind: 'address',
+    default: () => '127.0.0.1:9095',
+    help: 'Prometheus metrics endpoint; empty disables it',
+  },
+  {
+    key: 'credentials_file',
+    kind: 'string',
+    default: () => '/etc/capsa/auth.json',
+    help: 'registry credentials in docker config.json format (optional)',
+  },
+  {
+    key: 'pull_stall_timeout',
+    kind: 'seconds',
+    default: () => 60,
+    help: 'seconds a download may make no progress before it fails',
+  },
+  {
+    key: 'shutdown_timeout',
+    kind: 'seconds',
+    default: () => 10,
+    help: 'seconds in-flight calls get to finish on SIGTERM',
+  },
+];
+
+export const DEFAULT_CONFIG_PATH = '/etc/capsa/capsa.toml';
+
+export function defaultConfig(): Config {
+  const c: Record<string, unknown> = { registries: {} };
+  for (const k of KEYS) c[k.key] = k.default();
+  return c as unknown as Config;
+}
+
+export function kebab(key: string): string {
+  return key.replace(/_/g, '-');
+}

@@ -1,0 +1,76 @@
+// The daemon's outer shell: directories, the single-instance lock, the
+// gRPC server on the unix socket, and an orderly shutdown that never
+// touches containers.
+import * as grpc from '@grpc/grpc-js';
+import { promises as fs } from 'fs';
+import { Config } from '../config/schema';
+import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
+import type { Logger } from '../log';
+import { withTimeout } from '../util/timeout';
+import { InstanceLock, acquireInstanceLock } from './instance-lock';
+import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
+import { loadRuntimeState, runtimeHandlers } from './runtime-service';
+import { prepareSocketPath, secureSocket } from './socket';
+
+/** kubelet's own limit for CRI messages. */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+export interface Daemon {
+  socket: string;
+  /** Stops accepting, lets in-flight calls finish (bounded), removes the socket. */
+  stop(): Promise<void>;
+}
+
+type Handlers = Record<string, UnaryHandler | StreamHandler | undefined>;
+
+export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  await fs.mkdir(config.root, { recursive: true, mode: 0o711 });
+  await fs.mkdir(config.state, { recursive: true, mode: 0o711 });
+  const lock = await acquireInstanceLock(config.root);
+  try {
+    await prepareSocketPath(config.socket);
+    const state = await loadRuntimeState(config.root);
+    const runtime: Handlers = { ...runtimeHandlers({ config, state }) };
+    const image: Handlers = {};
+
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    });
+    const rpcLog = log.child({ component: 'cri' });
+    server.addService(
+      RuntimeServiceService,
+      instrumentService(RuntimeServiceService as unknown as Record<string, MethodDef>, runtime, rpcLog),
+    );
+    server.addService(
+      ImageServiceService,
+      instrumentService(ImageServiceService as unknown as Record<string, MethodDef>, image, rpcLog),
+    );
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${config.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    await secureSocket(config.socket);
+    log.info({ socket: config.socket, root: config.root, state: config.state }, 'capsa is serving');
+    return { socket: config.socket, stop: () => shutdown(server, config, lock, log) };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function shutdown(server: grpc.Server, config: Config, lock: InstanceLock, log: Logger): Promise<void> {
+  log.info('shutting down: no new calls, waiting for in-flight ones');
+  try {
+    await withTimeout('graceful shutdown', config.shutdown_timeout * 1000, () => {
+      return new Promise<void>((resolve, reject) => server.tryShutdown((err) => (err ? reject(err) : resolve())));
+    });
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'in-flight calls did not finish; closing them');
+    server.forceShutdown();
+  }
+  await fs.rm(config.socket, { force: true });
+  await lock.release();
+  log.info('stopped');
+}

@@ -1,0 +1,182 @@
+// Wraps every RPC of a service once: one log line per call (method, ids,
+// duration, result code) and the single place where capsa's errors become
+// gRPC status codes. Handlers stay plain async functions.
+import * as grpc from '@grpc/grpc-js';
+import { CapsaError, ErrorKind, asCapsaError, describeContext } from '../errors';
+import type { Logger } from '../log';
+
+export interface CallContext {
+  /** Aborts when the client cancels or its deadline passes. */
+  signal: AbortSignal;
+  log: Logger;
+  method: string;
+}
+
+export type UnaryHandler<Req = unknown, Res = unknown> = (req: Req, ctx: CallContext) => Promise<Res>;
+/** Server-streaming handler: calls `send` per message, resolves when the stream ends. */
+export type StreamHandler<Req = unknown, Res = unknown> = (
+  req: Req,
+  send: (msg: Res) => void,
+  ctx: CallContext,
+) => Promise<void>;
+
+export interface MethodDef {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+}
+
+const CODES: Record<ErrorKind, grpc.status> = {
+  InvalidArgument: grpc.status.INVALID_ARGUMENT,
+  NotFound: grpc.status.NOT_FOUND,
+  AlreadyExists: grpc.status.ALREADY_EXISTS,
+  FailedPrecondition: grpc.status.FAILED_PRECONDITION,
+  DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
+  Unimplemented: grpc.status.UNIMPLEMENTED,
+  Unavailable: grpc.status.UNAVAILABLE,
+  ResourceExhausted: grpc.status.RESOURCE_EXHAUSTED,
+  Internal: grpc.status.INTERNAL,
+};
+
+export function toStatus(err: CapsaError): grpc.StatusObject {
+  // The context (stage, ids) helps the operator reading crictl's output; the
+  // InvalidArgument message already starts with the field's name.
+  const details = err.kind === 'InvalidArgument' ? err.message : err.message + describeContext(err.context);
+  return { code: CODES[err.kind], details, metadata: new grpc.Metadata() };
+}
+
+/** Calls polled by kubelet every few seconds log at debug, not info. */
+export function isChatty(method: string): boolean {
+  return /^(List|Status$|Version$|ImageFsInfo$|ImageStatus$|PodSandboxStatus$|ContainerStatus$|ContainerStats$|PodSandboxStats$)/.test(
+    method,
+  );
+}
+
+/** Ids worth logging from any CRI request, without knowing its type. */
+export function requestIds(req: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof req !== 'object' || req === null) return out;
+  const r = req as Record<string, unknown>;
+  for (const k of ['podSandboxId', 'containerId']) {
+    if (typeof r[k] === 'string' && r[k] !== '') out[k] = r[k] as string;
+  }
+  const image = r.image as { image?: unknown } | undefined;
+  if (image && typeof image.image === 'string' && image.image !== '') out.image = image.image;
+  const config = r.config as { metadata?: { name?: unknown } } | undefined;
+  if (config?.metadata && typeof config.metadata.name === 'string') out.name = config.metadata.name;
+  return out;
+}
+
+function methodName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+function unimplemented(method: string): CapsaError {
+  return new CapsaError('Unimplemented', `${method} is not implemented by capsa yet`);
+}
+
+/**
+ * Builds the grpc-js implementation for `definition`: each method gets the
+ * matching handler from `handlers` (keyed like the definition) or an
+ * UNIMPLEMENTED answer naming it.
+ */
+export function instrumentService(
+  definition: Record<string, MethodDef>,
+  handlers: Record<string, UnaryHandler | StreamHandler | undefined>,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const [key, def] of Object.entries(definition)) {
+    const method = methodName(def.path);
+    const handler = handlers[key];
+    if (def.requestStream) {
+      throw new Error(`client-streaming method ${def.path} is not supported by the instrumentation`);
+    }
+    impl[key] = def.responseStream
+      ? streamingImpl(method, handler as StreamHandler | undefined, log)
+      : unaryImpl(method, handler as UnaryHandler | undefined, log);
+  }
+  return impl;
+}
+
+function callContext(
+  call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
+  method: string,
+  log: Logger,
+): { ctx: CallContext; done: () => void } {
+  const controller = new AbortController();
+  const onCancel = (): void =>
+    controller.abort(new CapsaError('DeadlineExceeded', `${method} cancelled by the client`));
+  call.on('cancelled', onCancel);
+  return {
+    ctx: { signal: controller.signal, log, method },
+    done: () => call.removeListener('cancelled', onCancel),
+  };
+}
+
+function logResult(log: Logger, method: string, req: unknown, started: bigint, err?: CapsaError): void {
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  const fields = { method, ...requestIds(req), ms: Math.round(ms * 100) / 100 };
+  if (!err) {
+    if (isChatty(method)) log.debug({ ...fields, code: 'OK' }, 'rpc');
+    else log.info({ ...fields, code: 'OK' }, 'rpc');
+    return;
+  }
+  const code = grpc.status[CODES[err.kind]];
+  const level = err.kind === 'Internal' ? 'error' : err.kind === 'Unimplemented' || isChatty(method) ? 'debug' : 'warn';
+  log[level]({ ...fields, code, err: err.message, ...err.context }, 'rpc failed');
+}
+
+function unaryImpl(
+  method: string,
+  handler: UnaryHandler | undefined,
+  log: Logger,
+): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const { ctx, done } = callContext(call, method, log);
+    const run = handler ? handler(call.request, ctx) : Promise.reject(unimplemented(method));
+    run.then(
+      (res) => {
+        done();
+        logResult(log, method, call.request, started);
+        callback(null, res);
+      },
+      (e: unknown) => {
+        done();
+        const err = asCapsaError(e);
+        logResult(log, method, call.request, started, err);
+        callback(toStatus(err));
+      },
+    );
+  };
+}
+
+function streamingImpl(
+  method: string,
+  handler: StreamHandler | undefined,
+  log: Logger,
+): grpc.handleServerStreamingCall<unknown, unknown> {
+  return (call) => {
+    const started = process.hrtime.bigint();
+    const { ctx, done } = callContext(call, method, log);
+    const send = (msg: unknown): void => {
+      if (!call.cancelled) call.write(msg);
+    };
+    const run = handler ? handler(call.request, send, ctx) : Promise.reject(unimplemented(method));
+    run.then(
+      () => {
+        done();
+        logResult(log, method, call.request, started);
+        call.end();
+      },
+      (e: unknown) => {
+        done();
+        const err = asCapsaError(e);
+        logResult(log, method, call.request, started, err);
+        // grpc-js turns an 'error' event on a server stream into the call's status.
+        call.emit('error', toStatus(err));
+      },
+    );
+  };
+}

@@ -1,0 +1,104 @@
+// RuntimeService handlers that belong to the daemon itself: Version, Status,
+// RuntimeConfig, UpdateRuntimeConfig. Pod and container RPCs join this table
+// as their issues land; until then instrumentService answers UNIMPLEMENTED.
+import { isIPv4, isIPv6 } from 'net';
+import * as path from 'path';
+import { Config } from '../config/schema';
+import { readJsonIfExists, writeFileAtomic } from '../util/atomic-file';
+import { InvalidArgumentError } from '../errors';
+import {
+  CgroupDriver,
+  RuntimeConfigRequest,
+  RuntimeConfigResponse,
+  StatusRequest,
+  StatusResponse,
+  UpdateRuntimeConfigRequest,
+  UpdateRuntimeConfigResponse,
+  VersionRequest,
+  VersionResponse,
+} from '../gen/runtime/v1/api';
+import { networkReadiness } from '../network/cni-status';
+import type { UnaryHandler } from './instrument';
+import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from './runtime-info';
+
+export interface RuntimeState {
+  /** Pod CIDR from kubelet's UpdateRuntimeConfig; empty until it sends one. */
+  podCidr: string;
+}
+
+const STATE_FILE = 'runtime-config.json';
+
+/** kubelet sends the pod CIDR once; it is kept on disk so a daemon restart does not forget it. */
+export async function loadRuntimeState(rootDir: string): Promise<RuntimeState> {
+  const saved = await readJsonIfExists<Partial<RuntimeState>>(path.join(rootDir, STATE_FILE));
+  return { podCidr: typeof saved?.podCidr === 'string' ? saved.podCidr : '' };
+}
+
+export interface RuntimeServiceDeps {
+  config: Config;
+  state: RuntimeState;
+}
+
+export function runtimeHandlers(deps: RuntimeServiceDeps): Record<string, UnaryHandler> {
+  const version = async (_req: VersionRequest): Promise<VersionResponse> => ({
+    version: '0.1.0',
+    runtimeName: RUNTIME_NAME,
+    runtimeVersion: runtimeVersion(),
+    runtimeApiVersion: RUNTIME_API_VERSION,
+  });
+
+  const status = async (req: StatusRequest): Promise<StatusResponse> => {
+    const net = await networkReadiness(deps.config.cni_conf_dir, deps.config.cni_bin_dirs);
+    const info: Record<string, string> = {};
+    if (req.verbose) {
+      info.config = JSON.stringify({ ...deps.config, podCidr: deps.state.podCidr, networkConfigFile: net.file ?? '' });
+    }
+    return {
+      status: {
+        conditions: [
+          { type: 'RuntimeReady', status: true, reason: '', message: '' },
+          { type: 'NetworkReady', status: net.ready, reason: net.reason, message: net.message },
+        ],
+      },
+      info,
+      runtimeHandlers: [],
+      features: undefined,
+    };
+  };
+
+  const runtimeConfig = async (_req: RuntimeConfigRequest): Promise<RuntimeConfigResponse> => ({
+    linux: {
+      cgroupDriver: deps.config.cgroup_driver === 'systemd' ? CgroupDriver.SYSTEMD : CgroupDriver.CGROUPFS,
+    },
+  });
+
+  const updateRuntimeConfig = async (req: UpdateRuntimeConfigRequest): Promise<UpdateRuntimeConfigResponse> => {
+    const cidr = req.runtimeConfig?.networkConfig?.podCidr ?? '';
+    for (const part of cidr.split(',').filter((p) => p !== '')) {
+      if (!isCidr(part.trim())) {
+        throw new InvalidArgumentError('runtime_config.network_config.pod_cidr', `"${part}" is not a CIDR`);
+      }
+    }
+    if (cidr !== deps.state.podCidr) {
+      await writeFileAtomic(path.join(deps.config.root, STATE_FILE), JSON.stringify({ podCidr: cidr }));
+      deps.state.podCidr = cidr;
+    }
+    return {};
+  };
+
+  return {
+    version: version as UnaryHandler,
+    status: status as UnaryHandler,
+    runtimeConfig: runtimeConfig as UnaryHandler,
+    updateRuntimeConfig: updateRuntimeConfig as UnaryHandler,
+  };
+}
+
+export function isCidr(s: string): boolean {
+  const m = /^(.+)\/(\d{1,3})$/.exec(s);
+  if (!m) return false;
+  const bits = Number(m[2]);
+  if (isIPv4(m[1])) return bits <= 32;
+  if (isIPv6(m[1])) return bits <= 128;
+  return false;
+}
