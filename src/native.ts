@@ -25,6 +25,8 @@ export interface NativeAddon {
   llistxattr(path: string): string[];
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
+  /** mount(2) run with cwd = `dir` (in a vfork-style child), so relative paths in `data` resolve against `dir`. */
+  mountat(dir: string, source: string, target: string, fstype: string, flags: number, data: string): void;
   /** true when the lock was taken, false when another holder has it (non-blocking mode) */
   flock(fd: number, exclusive: boolean, nonblocking: boolean): boolean;
   constants: NativeConstants;

@@ -62,6 +62,7 @@ bool ArgNumber(const Napi::CallbackInfo& info, size_t i, double* out) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFs(env, exports);
   InitMount(env, exports);
+  InitMountAt(env, exports);
   InitLock(env, exports);
   return exports;
 }

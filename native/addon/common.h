@@ -18,6 +18,7 @@ bool ArgNumber(const Napi::CallbackInfo& info, size_t i, double* out);
 
 void InitFs(Napi::Env env, Napi::Object exports);
 void InitMount(Napi::Env env, Napi::Object exports);
+void InitMountAt(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 
 }  // namespace capsa
