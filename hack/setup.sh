@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Brings a Debian 12 machine (Node 20, npm, python3, make, g++) to a built
+# capsa: Debian packages through apt, npm packages, the generated protocol
+# bindings, the native addon and monitor, the TypeScript build.
+# Idempotent and quick when nothing changed.
+#   hack/setup.sh          what the daemon needs
+#   hack/setup.sh --test   plus what the test suite needs
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+# Runtime: protoc for the bindings; iproute2/iptables and the CNI plugins for
+# pod networking; zstd to unpack zstd layers.
+pkgs=(protobuf-compiler iproute2 iptables containernetworking-plugins zstd ca-certificates)
+if [[ "${1:-}" == "--test" ]]; then
+  # Tests: a real registry, image build tools, Debian's busybox for test
+  # images, htpasswd for the auth registry, openssl for TLS/token tests.
+  pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian registry package starts a system service; tests run their own.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+fi
+
+# npm packages: reinstall only when the lock file changed since the last install.
+stamp=node_modules/.capsa-lock-stamp
+if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
+
+npm run --silent gen
+echo "setup: building native addon and monitor"
+npx --no-install node-gyp rebuild --directory native --loglevel=error >/dev/null
+if [[ -f native/monitor/Makefile ]]; then
+  make -s -C native/monitor
+fi
+echo "setup: compiling TypeScript"
+npx --no-install tsc -p tsconfig.json
