@@ -1,0 +1,331 @@
+// The content-addressed blob store: every manifest, config and layer blob
+// lives once under <root>/content/blobs/sha256/<hex>. Writes go to a temp
+// file under <root>/content/ingest/, are hashed and counted while written,
+// and are renamed into place only when digest and size match; a mismatch
+// discards the bytes. Concurrent ingests of one digest share one writer.
+import { createHash, Hash, randomBytes } from 'crypto';
+import { promises as fs, ReadStream } from 'fs';
+import * as path from 'path';
+import { Readable } from 'stream';
+import { CapsaError, ErrorContext, InternalError, NotFoundError, asCapsaError } from '../../errors';
+import { fsyncDir } from '../../util/atomic-file';
+import { sha256Hex, SHA256_PREFIX } from './digest';
+
+/** A blob whose bytes did not hash to the digest (or size) they were fetched for. */
+export class DigestMismatchError extends InternalError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context);
+    this.name = 'DigestMismatchError';
+  }
+}
+
+export interface IngestTarget {
+  digest: string;
+  /** Expected size; when given, writing past it fails at once and a short blob fails at the end. */
+  size?: number;
+}
+
+/** What an ingest source writes through. */
+export interface IngestWriter {
+  /** Bytes accepted so far (a resumed download asks the server for the rest). */
+  readonly offset: number;
+  /** Aborts when every caller waiting on this ingest has given up. */
+  readonly signal: AbortSignal;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Throws away everything written so far (e.g. a server that ignored a Range request). */
+  reset(): Promise<void>;
+}
+
+export type IngestSource = (writer: IngestWriter) => Promise<void>;
+
+export interface IngestOptions {
+  signal?: AbortSignal;
+  context?: ErrorContext;
+}
+
+export interface ContentStoreOptions {
+  /** fsync each blob before it is renamed into place (default true). */
+  fsync?: boolean;
+  /** Bytes buffered before a write to the temp file (default 1 MiB). */
+  writeBufferBytes?: number;
+}
+
+interface Flight {
+  promise: Promise<string>;
+  controller: AbortController;
+  waiters: number;
+}
+
+const DEFAULT_WRITE_BUFFER = 1024 * 1024;
+
+export class ContentStore {
+  readonly root: string;
+  readonly blobsDir: string;
+  readonly ingestDir: string;
+  private readonly fsync: boolean;
+  private readonly writeBufferBytes: number;
+  private readonly flights = new Map<string, Flight>();
+
+  constructor(root: string, opts: ContentStoreOptions = {}) {
+    this.root = root;
+    this.blobsDir = path.join(root, 'content', 'blobs', 'sha256');
+    this.ingestDir = path.join(root, 'content', 'ingest');
+    this.fsync = opts.fsync ?? true;
+    this.writeBufferBytes = opts.writeBufferBytes ?? DEFAULT_WRITE_BUFFER;
+  }
+
+  /** Creates the directories and removes temp files left by a crash. Call once, before any ingest. */
+  async init(): Promise<void> {
+    await fs.mkdir(this.blobsDir, { recursive: true });
+    await fs.mkdir(this.ingestDir, { recursive: true });
+    for (const name of await fs.readdir(this.ingestDir)) {
+      await fs.rm(path.join(this.ingestDir, name), { recursive: true, force: true });
+    }
+  }
+
+  /** Where the blob lives (whether or not it exists). Invalid digest → InvalidArgument. */
+  path(digest: string): string {
+    return path.join(this.blobsDir, sha256Hex(digest));
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return (await this.size(digest)) !== undefined;
+  }
+
+  /** The blob's size, or undefined when absent. */
+  async size(digest: string): Promise<number | undefined> {
+    try {
+      return (await fs.stat(this.path(digest))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** A read stream over the blob; absent → NotFound. */
+  async open(digest: string, context: ErrorContext = {}): Promise<ReadStream> {
+    const p = this.path(digest);
+    const fh = await fs.open(p, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new NotFoundError(`blob ${digest} not found`, { ...context, path: p });
+      throw err;
+    });
+    return fh.createReadStream();
+  }
+
+  /** Reads a whole (small) blob; larger than maxBytes → InvalidArgument-like error. */
+  async read(digest: string, maxBytes = 16 * 1024 * 1024, context: ErrorContext = {}): Promise<Buffer> {
+    const size = await this.size(digest);
+    if (size === undefined)
+      throw new NotFoundError(`blob ${digest} not found`, { ...context, path: this.path(digest) });
+    if (size > maxBytes)
+      throw new CapsaError(
+        'ResourceExhausted',
+        `blob ${digest} is ${size} bytes, over the ${maxBytes} byte limit`,
+        context,
+      );
+    return fs.readFile(this.path(digest));
+  }
+
+  /** Removes a blob; absent is fine. */
+  async delete(digest: string): Promise<void> {
+    await fs.rm(this.path(digest), { force: true });
+  }
+
+  /** Every stored blob digest. */
+  async list(): Promise<string[]> {
+    const names = await fs.readdir(this.blobsDir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => SHA256_PREFIX + n);
+  }
+
+  /** True while a download of `digest` is under way. */
+  isIngesting(digest: string): boolean {
+    return this.flights.has(digest);
+  }
+
+  /** Digests with an ingest under way (GC leaves these alone). */
+  ingesting(): string[] {
+    return [...this.flights.keys()];
+  }
+
+  /** A fresh path under the ingest directory, for callers that need scratch files next to the store. */
+  tempPath(label: string): string {
+    return path.join(this.ingestDir, `${label.replace(/[^A-Za-z0-9_.-]/g, '_')}.${randomBytes(6).toString('hex')}`);
+  }
+
+  /**
+   * Makes sure the blob is stored, running `source` to produce its bytes if
+   * it is not; returns its path. The bytes are verified against the target
+   * digest and size before the blob appears. If another ingest of the same
+   * digest is running, this one waits for it instead of starting a second.
+   * The caller's `signal` only stops its own wait; the shared write is
+   * aborted when every waiter has given up.
+   */
+  async ingest(target: IngestTarget, source: IngestSource, opts: IngestOptions = {}): Promise<string> {
+    const context = opts.context ?? {};
+    const dest = this.path(target.digest);
+    opts.signal?.throwIfAborted();
+    let flight = this.flights.get(target.digest);
+    if (!flight) {
+      const existing = await this.size(target.digest);
+      if (existing !== undefined) return dest;
+      flight = this.flights.get(target.digest);
+    }
+    if (!flight) {
+      const controller = new AbortController();
+      const f: Flight = { controller, waiters: 0, promise: Promise.resolve(dest) };
+      f.promise = this.write(target, source, controller.signal, context).finally(() => {
+        if (this.flights.get(target.digest) === f) this.flights.delete(target.digest);
+      });
+      // Each waiter observes the promise; keep an unobserved rejection from surfacing.
+      f.promise.catch(() => undefined);
+      this.flights.set(target.digest, f);
+      flight = f;
+    }
+    return this.wait(flight, opts.signal);
+  }
+
+  /** Ingests a readable stream (e.g. a file in an archive) as `target`. */
+  async ingestStream(target: IngestTarget, stream: () => Readable, opts: IngestOptions = {}): Promise<string> {
+    return this.ingest(
+      target,
+      async (w) => {
+        if (w.offset > 0) await w.reset();
+        const s = stream();
+        const onAbort = (): void => {
+          s.destroy(w.signal.reason instanceof Error ? w.signal.reason : new Error('aborted'));
+        };
+        w.signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          for await (const chunk of s) await w.write(chunk as Buffer);
+        } finally {
+          w.signal.removeEventListener('abort', onAbort);
+          s.destroy();
+        }
+      },
+      opts,
+    );
+  }
+
+  /** Stores bytes already in memory (manifests, configs). Returns the digest. */
+  async writeBlob(bytes: Uint8Array, expectedDigest?: string, opts: IngestOptions = {}): Promise<string> {
+    const digest = SHA256_PREFIX + createHash('sha256').update(bytes).digest('hex');
+    if (expectedDigest !== undefined && expectedDigest !== digest)
+      throw new DigestMismatchError(`content digest ${digest} does not match expected ${expectedDigest}`, opts.context);
+    await this.ingest(
+      { digest, size: bytes.length },
+      async (w) => {
+        if (w.offset > 0) await w.reset();
+        await w.write(bytes);
+      },
+      opts,
+    );
+    return digest;
+  }
+
+  private wait(flight: Flight, signal: AbortSignal | undefined): Promise<string> {
+    flight.waiters++;
+    return new Promise<string>((resolve, reject) => {
+      let done = false;
+      const finish = (): boolean => {
+        if (done) return false;
+        done = true;
+        signal?.removeEventListener('abort', onAbort);
+        flight.waiters--;
+        return true;
+      };
+      const onAbort = (): void => {
+        if (!finish()) return;
+        if (flight.waiters === 0) flight.controller.abort(signal?.reason);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      flight.promise.then(
+        (p) => finish() && resolve(p),
+        (err: unknown) => finish() && reject(err),
+      );
+    });
+  }
+
+  private async write(
+    target: IngestTarget,
+    source: IngestSource,
+    signal: AbortSignal,
+    context: ErrorContext,
+  ): Promise<string> {
+    const hex = sha256Hex(target.digest, 'digest', context);
+    const dest = path.join(this.blobsDir, hex);
+    const tmp = this.tempPath(hex);
+    const fh = await fs.open(tmp, 'w', 0o644);
+    let closed = false;
+    let hash: Hash = createHash('sha256');
+    let offset = 0; // bytes accepted
+    let flushed = 0; // bytes written to the file
+    let pending: Uint8Array[] = [];
+    let pendingBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (pendingBytes === 0) return;
+      const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      const len = pendingBytes;
+      pendingBytes = 0;
+      let done = 0;
+      while (done < len) {
+        const { bytesWritten } = await fh.write(buf, done, len - done, flushed + done);
+        done += bytesWritten;
+      }
+      flushed += len;
+    };
+    const writer: IngestWriter = {
+      get offset() {
+        return offset;
+      },
+      signal,
+      write: async (chunk: Uint8Array): Promise<void> => {
+        signal.throwIfAborted();
+        if (target.size !== undefined && offset + chunk.length > target.size)
+          throw new DigestMismatchError(
+            `blob ${target.digest} is larger than its expected size ${target.size}`,
+            context,
+          );
+        hash.update(chunk);
+        offset += chunk.length;
+        // Copy: callers may reuse their buffers once write resolves.
+        pending.push(Buffer.from(chunk));
+        pendingBytes += chunk.length;
+        if (pendingBytes >= this.writeBufferBytes) await flush();
+      },
+      reset: async (): Promise<void> => {
+        pending = [];
+        pendingBytes = 0;
+        await fh.truncate(0);
+        hash = createHash('sha256');
+        offset = 0;
+        flushed = 0;
+      },
+    };
+    try {
+      await source(writer);
+      signal.throwIfAborted();
+      await flush();
+      if (target.size !== undefined && offset !== target.size)
+        throw new DigestMismatchError(`blob ${target.digest}: got ${offset} bytes, expected ${target.size}`, context);
+      const got = SHA256_PREFIX + hash.digest('hex');
+      if (got !== target.digest)
+        throw new DigestMismatchError(`digest mismatch: expected ${target.digest}, got ${got}`, context);
+      if (this.fsync) await fh.sync();
+      await fh.close();
+      closed = true;
+      await fs.rename(tmp, dest);
+      if (this.fsync) await fsyncDir(this.blobsDir);
+      return dest;
+    } catch (err) {
+      throw signal.aborted && err === signal.reason ? err : asCapsaError(err, context);
+    } finally {
+      if (!closed) await fh.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+}
