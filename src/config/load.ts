@@ -103,8 +103,9 @@ function setValue(config: Config, def: KeyDef, value: unknown, source: string, n
       target[def.key] = value;
       return;
     case 'string[]': {
-      // On the command line a list is comma-separated.
-      const list = typeof value === 'string' ? value.split(',').filter((s) => s !== '') : value;
+      // On the command line a list is comma-separated; in TOML it must be an array.
+      const fromFlag = source === 'command line';
+      const list = fromFlag && typeof value === 'string' ? value.split(',').filter((s) => s !== '') : value;
       if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) fail('must be a list of strings');
       target[def.key] = list;
       return;

@@ -1,0 +1,92 @@
+import { mkdtempSync, promises as fs, writeFileSync } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ConfigError, loadConfig } from '../../src/config/load';
+import { renderConfig } from '../../src/config/render';
+import { defaultConfig } from '../../src/config/schema';
+
+describe('config loading', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'capsa-config-'));
+  afterAll(() => fs.rm(dir, { recursive: true, force: true }));
+  let n = 0;
+  const file = (text: string): string => {
+    const f = path.join(dir, `c${n++}.toml`);
+    writeFileSync(f, text);
+    return f;
+  };
+
+  test('a missing default file means built-in defaults; an explicit missing file is an error', () => {
+    const explicit = path.join(dir, 'nope.toml');
+    expect(() => loadConfig({ configPath: explicit })).toThrow(ConfigError);
+  });
+
+  test('file values override defaults and flags override the file', () => {
+    const f = file(
+      [
+        'root = "/srv/capsa"',
+        'log_level = "debug"',
+        'cni_bin_dirs = ["/a", "/b"]',
+        'pull_stall_timeout = 5',
+        '[registries."registry.k8s.io"]',
+        'mirrors = ["http://127.0.0.1:5000"]',
+        '[registries."127.0.0.1:5000"]',
+        'insecure = true',
+      ].join('\n'),
+    );
+    const { config, file: used } = loadConfig({
+      configPath: f,
+      overrides: { log_level: 'warn', cni_bin_dirs: '/x,/y' },
+    });
+    expect(used).toBe(f);
+    expect(config.root).toBe('/srv/capsa');
+    expect(config.log_level).toBe('warn');
+    expect(config.cni_bin_dirs).toEqual(['/x', '/y']);
+    expect(config.pull_stall_timeout).toBe(5);
+    expect(config.state).toBe('/run/capsa');
+    expect(config.registries).toEqual({
+      'registry.k8s.io': { mirrors: ['http://127.0.0.1:5000'], insecure: false },
+      '127.0.0.1:5000': { mirrors: [], insecure: true },
+    });
+  });
+
+  test.each([
+    ['unknown = 1', 'unknown', 'unknown key'],
+    ['socket = 5', 'socket', 'absolute path'],
+    ['pull_stall_timeout = -1', 'pull_stall_timeout', 'seconds'],
+    ['metrics_address = "nope"', 'metrics_address', 'host:port'],
+    ['cni_bin_dirs = "/a"', 'cni_bin_dirs', 'list of strings'],
+    ['registries = 3', 'registries', 'table'],
+    ['[registries."bad host!"]\ninsecure = true', 'registries."bad host!"', 'host'],
+    ['[registries."a.io"]\ninsecure = "yes"', 'registries."a.io".insecure', 'true or false'],
+    ['[registries."a.io"]\nca_file = "rel.pem"', 'registries."a.io".ca_file', 'absolute path'],
+  ])('%s is refused naming %s', (text, key, detail) => {
+    const f = file(text);
+    let err: unknown;
+    try {
+      loadConfig({ configPath: f });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const ce = err as ConfigError;
+    expect(ce.key).toBe(key);
+    expect(ce.source).toBe(f);
+    expect(ce.message).toContain(detail);
+  });
+
+  test('an empty metrics address disables metrics and is valid', () => {
+    expect(loadConfig({ configPath: file('metrics_address = ""') }).config.metrics_address).toBe('');
+  });
+
+  test('rendered defaults load back to the same config', () => {
+    const defaults = defaultConfig();
+    const { config } = loadConfig({ configPath: file(renderConfig(defaults)) });
+    expect(config).toEqual(defaults);
+  });
+
+  test('rendered config with registries round-trips', () => {
+    const c = defaultConfig();
+    c.registries = { 'r.io': { mirrors: ['https://m.example:5000'], insecure: true, ca_file: '/etc/ca.pem' } };
+    expect(loadConfig({ configPath: file(renderConfig(c)) }).config).toEqual(c);
+  });
+});
