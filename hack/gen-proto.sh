@@ -10,8 +10,13 @@
 #   esModuleInterop=true    matches our tsconfig
 #   useOptionals=none       plain interfaces; every field present, messages
 #                           typed `T | undefined`
-#   forceLong=number        int64/uint64 as JS numbers (values beyond 2^53
-#                           throw on decode rather than lose precision)
+#   forceLong=number        int64/uint64 as JS numbers. Encoding a value
+#                           past 2^53 rounds it; DECODING one throws. Unix
+#                           nanosecond timestamps (~1.8e18) are past 2^53, so
+#                           a TS client decoding ListContainers/ContainerStatus
+#                           /stats responses throws. Requests from kubelet
+#                           carry no such values. forceLong=bigint is the exact
+#                           alternative (test/unit/api-wire.test.ts pins this).
 #   (defaults kept: X.create()/X.fromPartial() fill unset fields with proto3
 #   defaults, which beats spelling out every field; X.toJSON() gives the
 #   proto3 JSON form, useful for verbose `info` maps)
