@@ -10,13 +10,10 @@
 #   esModuleInterop=true    matches our tsconfig
 #   useOptionals=none       plain interfaces; every field present, messages
 #                           typed `T | undefined`
-#   forceLong=number        int64/uint64 as JS numbers. Encoding a value
-#                           past 2^53 rounds it; DECODING one throws. Unix
-#                           nanosecond timestamps (~1.8e18) are past 2^53, so
-#                           a TS client decoding ListContainers/ContainerStatus
-#                           /stats responses throws. Requests from kubelet
-#                           carry no such values. forceLong=bigint is the exact
-#                           alternative (test/unit/api-wire.test.ts pins this).
+#   forceLong=bigint        int64/uint64 as JS bigint: exact. CRI timestamps
+#                           are Unix nanoseconds (~1.8e18), past 2^53, so
+#                           plain numbers would round on encode and throw on
+#                           decode (test/unit/api-wire.test.ts pins this).
 #   (defaults kept: X.create()/X.fromPartial() fill unset fields with proto3
 #   defaults, which beats spelling out every field; X.toJSON() gives the
 #   proto3 JSON form, useful for verbose `info` maps)
@@ -46,7 +43,7 @@ opts=(
   env=node
   esModuleInterop=true
   useOptionals=none
-  forceLong=number
+  forceLong=bigint
   unrecognizedEnum=false
 )
 IFS=, joined="${opts[*]}"
