@@ -41,8 +41,10 @@ fi
 # npm packages: reinstall only when the lock file changed since the last install.
 stamp=node_modules/.capsa-lock-stamp
 if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
-  echo "setup: npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional
+  # packages out of the lock file and `npm ci` then refuses it as out of sync.
+  echo "setup: npm install"
+  npm install --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
 
