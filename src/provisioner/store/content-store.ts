@@ -225,6 +225,65 @@ export class ContentStore {
     return digest;
   }
 
+  /**
+   * Stores a stream whose digest is not known in advance (e.g. a layer in a
+   * docker-archive): hashed while written, then `beforeCommit(digest)` runs
+   * (pin it there, so GC cannot take it once it appears), then it is renamed
+   * into place. Returns its digest, size and path.
+   */
+  async ingestUnverified(
+    stream: Readable,
+    opts: IngestOptions & { beforeCommit?: (digest: string, size: number) => Promise<void> } = {},
+  ): Promise<{ digest: string; size: number; path: string }> {
+    const context = opts.context ?? {};
+    const tmp = this.tempPath('unverified');
+    const fh = await fs.open(tmp, 'w', 0o644);
+    let closed = false;
+    const hash = createHash('sha256');
+    let size = 0;
+    const onAbort = (): void => {
+      stream.destroy(opts.signal?.reason instanceof Error ? opts.signal.reason : new Error('aborted'));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      opts.signal?.throwIfAborted();
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const flush = async (): Promise<void> => {
+        if (!pendingBytes) return;
+        const buf = Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+        await fh.write(buf, 0, buf.length, null);
+      };
+      for await (const chunk of stream) {
+        const b = chunk as Buffer;
+        hash.update(b);
+        size += b.length;
+        pending.push(Buffer.from(b));
+        pendingBytes += b.length;
+        if (pendingBytes >= this.writeBufferBytes) await flush();
+      }
+      await flush();
+      const digest = SHA256_PREFIX + hash.digest('hex');
+      if (this.fsync) await fh.sync();
+      await fh.close();
+      closed = true;
+      await opts.beforeCommit?.(digest, size);
+      const dest = this.path(digest);
+      await fs.rename(tmp, dest);
+      if (this.fsync) await fsyncDir(this.blobsDir);
+      return { digest, size, path: dest };
+    } catch (err) {
+      throw opts.signal?.aborted && err === opts.signal.reason ? err : asCapsaError(err, context);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      stream.destroy();
+      if (!closed) await fh.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+
   private wait(flight: Flight, signal: AbortSignal | undefined): Promise<string> {
     flight.waiters++;
     return new Promise<string>((resolve, reject) => {
