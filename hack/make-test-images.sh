@@ -77,18 +77,21 @@ else
   dpkg-deb -x "$deb" "$WORK/bbdeb"
   BB=$WORK/bbdeb/bin/busybox
 fi
-ldd "$BB" 2>/dev/null | grep -q 'libc\.so' || { echo "$0: $BB is not a dynamically linked busybox" >&2; exit 1; }
+# (ldd's output is captured first: `ldd | grep -q` can fail on SIGPIPE under pipefail)
+ldd_out=$(ldd "$BB" 2>/dev/null || true)
+[[ $ldd_out == *libc.so* ]] || { echo "$0: $BB is not a dynamically linked busybox" >&2; exit 1; }
 # the libraries and loader, at the paths ldd reports (/lib/x86_64-linux-gnu/..., /lib64/ld-linux-...)
-LIBS=$(ldd "$BB" | awk '/=>/ { print $3 } /ld-linux/ && !/=>/ { print $1 }' | sort -u)
+mapfile -t LIBS < <(echo "$ldd_out" | awk '/=>/ { print $3 } /ld-linux/ && !/=>/ { print $1 }' | sort -u)
 
 # ---------------------------------------------------------------- input hashes
 base_key=$( {
-  sha256sum "$0" "$SRC"/* "$BB" $LIBS | awk '{ print $1 }'
+  sha256sum "$0" "$SRC"/* "$BB" "${LIBS[@]}" | awk '{ print $1 }'
   tar --version | head -1
   umoci --version
 } | sha256sum | cut -d' ' -f1)
 key_of() { echo "$base_key $*" | sha256sum | cut -d' ' -f1; }
-fresh() { [ "$FORCE" = 0 ] && [ -d "$OUT/$1" ] && [ "$(cat "$OUT/.keys/$1" 2>/dev/null)" = "$(key_of "$1")" ]; }
+current() { [ -d "$OUT/$1" ] && [ "$(cat "$OUT/.keys/$1" 2>/dev/null)" = "$(key_of "$1")" ]; }
+fresh() { [ "$FORCE" = 0 ] && current "$1"; }
 
 # ---------------------------------------------------------------- helpers
 # mktar DIR OUT.tar: a reproducible layer tar of DIR's contents (paths without "./", parents first,
@@ -152,7 +155,7 @@ if [ "$need_base" = 1 ]; then
     ln -s busybox "$R/bin/$a"
   done
   ln -s ../../bin/busybox "$R/usr/bin/env" # for #!/usr/bin/env scripts
-  for lib in $LIBS; do
+  for lib in "${LIBS[@]}"; do
     mkdir -p "$R$(dirname "$lib")"
     cp -L "$lib" "$R$lib"
   done
@@ -246,7 +249,7 @@ fi
   sep=''
   echo '{'
   for img in busybox layers big; do
-    [ -d "$OUT/$img" ] || continue
+    current "$img" || continue # a big image left from older inputs is not listed until rebuilt
     printf '%s  "%s": {"layout": "%s", "tag": "latest", "ref": "capsa-test/%s:latest", "digest": "%s"}' \
       "$sep" "$img" "$OUT/$img" "$img" "$(jq -r '.manifests[0].digest' "$OUT/$img/index.json")"
     sep=$',\n'

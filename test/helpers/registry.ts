@@ -72,7 +72,7 @@ export class TestRegistry {
   constructor(
     /** 127.0.0.1:PORT */
     readonly host: string,
-    /** Temp dir with config, storage (data/), log and auth files; removed by stop(). */
+    /** Temp dir with config.yml, storage (data/), htpasswd or token key + cert; removed by stop(). */
     readonly dir: string,
     private readonly proc: ChildProcess,
     private readonly logText: () => string,
