@@ -1,0 +1,335 @@
+// The layer store: every layer unpacked once per chain ID, shared by all
+// images and containers that have it.
+//
+//   <root>/layers/                    mode 0700 (setuid files and device nodes live below)
+//   <root>/layers/<chainId-hex>/fs    the layer's diff: one overlay lowerdir
+//   <root>/layers/<chainId-hex>/layer.json  {chainId, diffId, parent, size, …}
+//   <root>/layers/.tmp-<rand>/        work in progress; renamed into place when complete
+//
+// Crash safety: a layer appears under its chain ID only by rename(2) of a
+// complete temp dir (data synced first, then the parent dir). Deleting
+// renames the layer to a .tmp- name before removing it. `cleanup()` (at
+// startup) removes every leftover .tmp- dir, so a crash at any point leaves
+// either a complete layer or nothing.
+//
+// Policies (decided here; see paths.ts and apply.ts for the details):
+// - absolute entry names are taken relative to the layer root (Docker's rule);
+//   ".." escaping the root, writing through a symlink, hardlinks out of the
+//   layer, whiteouts naming "." or ".." fail the layer with an
+//   InvalidArgument naming the entry, and nothing is left behind;
+// - xattrs: user.*, security.capability and POSIX ACLs kept; trusted.* (so
+//   any trusted.overlay.* a layer carries) and other security.* dropped;
+// - a layer whose uncompressed stream hashes to something other than the
+//   expected diffID fails (InvalidArgument, field "diffID").
+import { execFile } from 'child_process';
+import { randomBytes } from 'crypto';
+import { promises as fs } from 'fs';
+import * as path from 'path';
+
+import { asCapsaError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors';
+import type { Logger } from '../../log';
+import { fsyncDir, readJsonIfExists, writeFileAtomic } from '../../util/atomic-file';
+import { DEFAULT_MAX_ENTRIES } from './apply';
+import { chainId as computeChainId, digestHex, isSha256Digest } from './chain';
+import type { Compression } from './decompress';
+import { UnpackPool } from './worker-pool';
+
+export interface UnpackRequest {
+  /** The layer blob (compressed or not) in the content store. */
+  blobPath: string;
+  /** The descriptor's media type (compression is detected from magic bytes; this is a cross-check). */
+  mediaType: string;
+  /** Chain ID of the layer below, or undefined for the bottom layer. */
+  parentChainId?: string;
+  /** The diffID from the image config; when given, a mismatch fails the layer, and a layer already unpacked is found without reading the blob. */
+  diffIdExpected?: string;
+  /** For error context and logs. */
+  image?: string;
+  /** Stops *this caller's* wait; a shared unpack others wait for goes on. */
+  signal?: AbortSignal;
+}
+
+export interface UnpackedLayer {
+  diffId: string;
+  chainId: string;
+  /** Bytes of regular-file data in the layer. */
+  size: number;
+  /** Inodes the layer created. */
+  inodes: number;
+  /** The layer's diff directory (an overlay lowerdir). */
+  path: string;
+  /** True when the layer was already in the store. */
+  cached: boolean;
+}
+
+interface LayerMeta {
+  version: 1;
+  chainId: string;
+  diffId: string;
+  parentChainId?: string;
+  size: number;
+  inodes: number;
+  entries: number;
+  compression: Compression;
+  mediaType: string;
+  unpackedAt: string;
+}
+
+export interface LayerStoreOptions {
+  /** capsa's state root, e.g. /var/lib/capsa; layers live in <root>/layers. */
+  root: string;
+  log?: Logger;
+  /** Most tar entries one layer may have (default 1,000,000). */
+  maxEntries?: number;
+  /** syncfs the layer before it becomes visible (default true; tests and benchmarks may turn it off). */
+  sync?: boolean;
+  /** Unpack worker threads (default 2): layers of different chains unpack in parallel up to this. */
+  workers?: number;
+}
+
+const TMP_PREFIX = '.tmp-';
+const META_FILE = 'layer.json';
+
+export class LayerStore {
+  readonly root: string;
+  /** <root>/layers */
+  readonly dir: string;
+  private readonly log?: Logger;
+  private readonly maxEntries: number;
+  private readonly sync: boolean;
+  private readonly inflight = new Map<string, Promise<UnpackedLayer>>();
+  /** Temp dirs of unpacks in progress (cleanup() leaves them alone). */
+  private readonly activeTmp = new Set<string>();
+  private initialized?: Promise<void>;
+  private readonly pool: UnpackPool;
+
+  constructor(opts: LayerStoreOptions) {
+    this.root = opts.root;
+    this.dir = path.join(opts.root, 'layers');
+    this.log = opts.log;
+    this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.sync = opts.sync ?? true;
+    this.pool = new UnpackPool(opts.workers ?? 2, opts.log);
+  }
+
+  /** Stops the unpack workers (idle workers never keep the process alive; this is for orderly shutdown). */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  /** Creates the store directory and removes leftovers of interrupted unpacks and deletes. Idempotent. */
+  init(): Promise<void> {
+    this.initialized ??= (async () => {
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      await fs.chmod(this.dir, 0o700);
+      await this.cleanup();
+    })();
+    return this.initialized;
+  }
+
+  /** Removes every .tmp- entry (interrupted unpacks and deletes). Call at startup, before any unpack. */
+  async cleanup(): Promise<number> {
+    let removed = 0;
+    let names: string[];
+    try {
+      names = await fs.readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
+    for (const name of names) {
+      if (!name.startsWith(TMP_PREFIX)) continue;
+      const p = path.join(this.dir, name);
+      if (this.activeTmp.has(p)) continue;
+      await fs.rm(p, { recursive: true, force: true });
+      removed++;
+    }
+    if (removed) this.log?.info({ removed }, 'removed leftover layer temp dirs');
+    return removed;
+  }
+
+  /** The diff directory of a chain ID (whether or not it exists). */
+  layerPath(chainId: string): string {
+    return path.join(this.dir, digestHex(chainId), 'fs');
+  }
+
+  /** The stored layer, or undefined. */
+  async get(chainId: string): Promise<UnpackedLayer | undefined> {
+    if (!isSha256Digest(chainId)) return undefined;
+    const meta = await readJsonIfExists<LayerMeta>(path.join(this.dir, digestHex(chainId), META_FILE));
+    if (!meta || meta.chainId !== chainId) return undefined;
+    return {
+      diffId: meta.diffId,
+      chainId,
+      size: meta.size,
+      inodes: meta.inodes,
+      path: this.layerPath(chainId),
+      cached: true,
+    };
+  }
+
+  async has(chainId: string): Promise<boolean> {
+    return (await this.get(chainId)) !== undefined;
+  }
+
+  /** Chain IDs of every stored layer. */
+  async list(): Promise<string[]> {
+    const names = await fs.readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    return names.filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
+  /**
+   * Unpacks one layer blob (gzip, zstd or plain tar) unless its chain ID is
+   * already stored. Concurrent calls for the same layer share one unpack.
+   */
+  async unpackLayer(req: UnpackRequest): Promise<UnpackedLayer> {
+    const ctx = { stage: 'unpack', image: req.image, path: req.blobPath };
+    if (req.diffIdExpected !== undefined && !isSha256Digest(req.diffIdExpected)) {
+      throw new InvalidArgumentError('diffID', `not a sha256 digest: ${JSON.stringify(req.diffIdExpected)}`, ctx);
+    }
+    if (req.parentChainId !== undefined && !isSha256Digest(req.parentChainId)) {
+      throw new InvalidArgumentError('parentChainId', `not a sha256 digest: ${JSON.stringify(req.parentChainId)}`, ctx);
+    }
+    await this.init();
+    const known = req.diffIdExpected ? computeChainId(req.parentChainId, req.diffIdExpected) : undefined;
+    const key = known ?? `blob:${req.blobPath}:${req.parentChainId ?? ''}`;
+    let work = this.inflight.get(key);
+    if (!work) {
+      work = this.unpackOnce(req, known).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, work);
+    }
+    return waitFor(work, req.signal);
+  }
+
+  private async unpackOnce(req: UnpackRequest, known: string | undefined): Promise<UnpackedLayer> {
+    if (known) {
+      const existing = await this.get(known);
+      if (existing) return existing;
+    }
+    const ctx = { stage: 'unpack', image: req.image, path: req.blobPath };
+    const tmp = path.join(this.dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    this.activeTmp.add(tmp);
+    const started = Date.now();
+    try {
+      await fs.mkdir(tmp, 0o700);
+      const fsDir = path.join(tmp, 'fs');
+      await fs.mkdir(fsDir, 0o755);
+
+      const { diffId, compression, stats } = await this.pool.run({
+        blobPath: req.blobPath,
+        mediaType: req.mediaType,
+        fsDir,
+        maxEntries: this.maxEntries,
+        image: req.image,
+      });
+      if (req.diffIdExpected && diffId !== req.diffIdExpected) {
+        throw new InvalidArgumentError(
+          'diffID',
+          `layer content hashes to ${diffId}, the image config says ${req.diffIdExpected}`,
+          ctx,
+        );
+      }
+      const chainId = computeChainId(req.parentChainId, diffId);
+      const meta: LayerMeta = {
+        version: 1,
+        chainId,
+        diffId,
+        parentChainId: req.parentChainId,
+        size: stats.bytes,
+        inodes: stats.inodes,
+        entries: stats.entries,
+        compression,
+        mediaType: req.mediaType,
+        unpackedAt: new Date().toISOString(),
+      };
+      await writeFileAtomic(path.join(tmp, META_FILE), JSON.stringify(meta, null, 2), 0o600);
+      if (this.sync) await syncfs(tmp);
+      const final = path.join(this.dir, digestHex(chainId));
+      try {
+        await fs.rename(tmp, final);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+          // Someone stored the same chain meanwhile (same layer under another blob key).
+          const existing = await this.get(chainId);
+          if (existing) return existing;
+        }
+        throw err;
+      }
+      this.activeTmp.delete(tmp);
+      await fsyncDir(this.dir);
+      this.log?.info(
+        { chainId, diffId, compression, entries: stats.entries, bytes: stats.bytes, ms: Date.now() - started },
+        'layer unpacked',
+      );
+      return { diffId, chainId, size: stats.bytes, inodes: stats.inodes, path: path.join(final, 'fs'), cached: false };
+    } catch (err) {
+      throw asCapsaError(err, ctx);
+    } finally {
+      if (this.activeTmp.delete(tmp)) await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Removes a layer (the GC calls this once nothing references it). Returns
+   * false when it was not stored. Crash-safe: renamed to a .tmp- name first.
+   */
+  async deleteLayer(chainId: string): Promise<boolean> {
+    if (!isSha256Digest(chainId)) {
+      throw new InvalidArgumentError('chainId', `not a sha256 digest: ${JSON.stringify(chainId)}`, {
+        stage: 'gc',
+      });
+    }
+    await this.init();
+    const pending = this.inflight.get(chainId);
+    if (pending) await pending.catch(() => undefined);
+    const dir = path.join(this.dir, digestHex(chainId));
+    const doomed = path.join(this.dir, `${TMP_PREFIX}del-${randomBytes(8).toString('hex')}`);
+    try {
+      await fs.rename(dir, doomed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw new InternalError(`deleting layer ${chainId}: ${(err as Error).message}`, { stage: 'gc', path: dir });
+    }
+    await fsyncDir(this.dir);
+    await fs.rm(doomed, { recursive: true, force: true });
+    return true;
+  }
+}
+
+/** Removes leftover temp dirs of <root>/layers (interrupted unpacks and deletes). */
+export async function cleanupLayerStore(root: string, log?: Logger): Promise<number> {
+  return new LayerStore({ root, log }).cleanup();
+}
+
+/** syncfs(2) on the file system holding `dir` (coreutils `sync -f`), so the layer is durable before it is visible. */
+function syncfs(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['-f', dir], { timeout: 120_000 }, (err) => {
+      if (err) reject(new FailedPreconditionError(`sync -f ${dir} failed: ${err.message}`, { stage: 'unpack' }));
+      else resolve();
+    });
+  });
+}
+
+function waitFor<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
