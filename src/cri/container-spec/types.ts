@@ -1,0 +1,150 @@
+// The launch spec the daemon writes for capsa-monitor: the OCI runtime-spec
+// config.json shape (the subset capsa uses) plus a "capsa" extension object.
+// Every value is plain JSON (no bigint), so JSON.stringify writes it as is.
+
+export interface LaunchSpec {
+  ociVersion: string;
+  process: ProcessSpec;
+  root: { path: string; readonly: boolean };
+  /** Absent when the container shares the host's UTS namespace. */
+  hostname?: string;
+  mounts: MountSpec[];
+  linux: LinuxSpec;
+  capsa: CapsaExtension;
+}
+
+export interface ProcessSpec {
+  terminal: boolean;
+  user: { uid: number; gid: number; additionalGids: number[] };
+  args: string[];
+  env: string[];
+  cwd: string;
+  capabilities: CapabilitySets;
+  rlimits: RlimitSpec[];
+  noNewPrivileges: boolean;
+  oomScoreAdj: number;
+  /** Recorded, not enforced yet (AppArmor is a later issue). */
+  apparmorProfile?: string;
+}
+
+export interface CapabilitySets {
+  bounding: string[];
+  effective: string[];
+  inheritable: string[];
+  permitted: string[];
+  ambient: string[];
+}
+
+export interface RlimitSpec {
+  type: string;
+  hard: number;
+  soft: number;
+}
+
+export interface MountSpec {
+  destination: string;
+  type: string;
+  source: string;
+  options: string[];
+}
+
+export interface NamespaceSpec {
+  type: 'pid' | 'network' | 'mount' | 'ipc' | 'uts' | 'user' | 'cgroup';
+  /** Join this namespace; absent means create a new one. */
+  path?: string;
+}
+
+export interface DeviceSpec {
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  fileMode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface DeviceRule {
+  allow: boolean;
+  type?: 'a' | 'c' | 'b';
+  major?: number;
+  minor?: number;
+  access: string;
+}
+
+export interface IdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
+export interface ResourcesSpec {
+  devices: DeviceRule[];
+  memory?: { limit?: number; swap?: number };
+  cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
+  pids?: { limit: number };
+  hugepageLimits?: { pageSize: string; limit: number }[];
+  unified?: Record<string, string>;
+}
+
+export interface LinuxSpec {
+  namespaces: NamespaceSpec[];
+  uidMappings?: IdMapping[];
+  gidMappings?: IdMapping[];
+  devices: DeviceSpec[];
+  resources: ResourcesSpec;
+  cgroupsPath: string;
+  sysctl: Record<string, string>;
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  rootfsPropagation: 'rprivate' | 'rslave' | 'rshared';
+}
+
+/** A security profile as CRI names it; recorded in the spec, not enforced yet. */
+export interface ProfileSpec {
+  type: 'RuntimeDefault' | 'Unconfined' | 'Localhost';
+  localhostRef?: string;
+}
+
+export interface CapsaExtension {
+  containerId: string;
+  /** Host path of the CRI log file; absent when kubelet asked for none. */
+  logPath?: string;
+  stdin: boolean;
+  stdinOnce: boolean;
+  /** cgroup.procs files the init is written to; filled in by the cgroups isolator. */
+  cgroupProcs?: string[];
+  /** The memory cgroup the monitor watches for OOM kills; filled in by the cgroups isolator. */
+  memoryCgroup?: string;
+  /** Symlinks the monitor creates in the container's /dev after mounting it. */
+  devSymlinks: { path: string; target: string }[];
+  seccomp: ProfileSpec;
+  apparmor: ProfileSpec;
+}
+
+/** The image config fields the builder reads (OCI image-spec config JSON; untrusted). */
+export interface ImageConfigInput {
+  config?: {
+    User?: unknown;
+    Env?: unknown;
+    Entrypoint?: unknown;
+    Cmd?: unknown;
+    WorkingDir?: unknown;
+    Volumes?: unknown;
+    StopSignal?: unknown;
+    [key: string]: unknown;
+  } | null;
+  [key: string]: unknown;
+}
+
+/** A host device node as stat(2) reports it. */
+export interface HostDevice {
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  /** Permission bits only (mode & 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+}
