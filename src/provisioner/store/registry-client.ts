@@ -152,14 +152,15 @@ export function endpointsFor(domain: string, config: RegistryConfig): Endpoint[]
     if (url.protocol !== 'http:' && url.protocol !== 'https:')
       throw new FailedPreconditionError(`registry mirror "${m}" for ${domain} must be http or https`, {});
     const mcfg = regs[url.host] ?? {};
-    const insecure = mcfg.insecure ?? (url.protocol === 'http:' || isLoopbackHost(url.host));
+    // An http:// mirror URL is an explicit choice of plain HTTP; loopback mirrors may use it too.
+    const insecure = mcfg.insecure === true || url.protocol === 'http:' || isLoopbackHost(url.host);
     let p = url.pathname.replace(/\/+$/, '');
     if (!p.endsWith('/v2')) p += '/v2';
     const base = new URL(`${url.protocol}//${url.host}${p}/`);
     out.push({ base, mirror: true, insecure, probe: !hasScheme && insecure });
   }
   const apiHost = registryApiHost(domain);
-  const insecure = hostCfg.insecure ?? isLoopbackHost(apiHost);
+  const insecure = hostCfg.insecure === true || isLoopbackHost(apiHost);
   out.push({ base: new URL(`https://${apiHost}/v2/`), mirror: false, insecure, probe: insecure });
   return out;
 }
@@ -250,8 +251,7 @@ export class RegistryClient {
       this.caCache.set(host, p);
     }
     const ca = await p;
-    const insecure = cfg.insecure ?? false;
-    return { ca, rejectUnauthorized: !insecure };
+    return { ca, rejectUnauthorized: cfg.insecure !== true };
   }
 
   private async loadCas(caFile: string | undefined): Promise<string[] | undefined> {
