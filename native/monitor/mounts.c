@@ -1,0 +1,455 @@
+#define _GNU_SOURCE
+#include "mounts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static int g_rootfd = -1;
+
+/* ---- paths inside the rootfs ---- */
+
+static const char *rel(const char *p)
+{
+	while (*p == '/')
+		p++;
+	return *p ? p : ".";
+}
+
+static int open_in_root(const char *path, int flags)
+{
+	struct open_how how;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = (uint64_t)(flags | O_CLOEXEC);
+	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+	return (int)syscall(SYS_openat2, g_rootfd, rel(path), &how, sizeof(how));
+}
+
+/* Creates one missing component `name` under the resolved `parent`. */
+static int create_at(const char *parent, const char *name, int dir, const char *dest)
+{
+	int pfd = open_in_root(parent, O_PATH | O_DIRECTORY), fd;
+
+	if (pfd < 0)
+		return err_sys("mount: resolve", dest);
+	if (dir) {
+		if (mkdirat(pfd, name, 0755) < 0 && errno != EEXIST) {
+			err_sys("mount: mkdir", dest);
+			close(pfd);
+			return -1;
+		}
+	} else {
+		fd = openat(pfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			err_sys("mount: create", dest);
+			close(pfd);
+			return -1;
+		}
+		close(fd);
+	}
+	close(pfd);
+	return 0;
+}
+
+/* mkdir -p inside the rootfs; the last component is a dir or an empty file. */
+static int ensure_path(const char *dest, int dir)
+{
+	char buf[PATH_MAX], *p, *slash;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "/%s", rel(dest)) >= sizeof(buf))
+		return err_msg("mount: path too long: %s", dest);
+	for (p = buf + 1;; p = slash + 1) {
+		int last, fd;
+		slash = strchr(p, '/');
+		last = !slash;
+		if (slash)
+			*slash = '\0';
+		fd = open_in_root(buf, O_PATH);
+		if (fd >= 0) {
+			close(fd);
+		} else if (errno == ENOENT) {
+			char *base = strrchr(buf, '/');
+			*base = '\0';
+			if (create_at(buf[0] ? buf : "/", base + 1, !last || dir, dest) < 0)
+				return -1;
+			*base = '/';
+		} else {
+			return err_sys("mount: resolve", dest);
+		}
+		if (last)
+			return 0;
+		*slash = '/';
+	}
+}
+
+/* "/proc/self/fd/N" naming the resolved dest; *fd must be closed after. */
+static int target_of(const char *dest, int *fd, char out[64])
+{
+	*fd = open_in_root(dest, O_PATH);
+	if (*fd < 0)
+		return err_sys("mount: resolve", dest);
+	snprintf(out, 64, "/proc/self/fd/%d", *fd);
+	return 0;
+}
+
+/* ---- mounting ---- */
+
+/* Flags a bind remount must keep (locked in user namespaces). */
+static unsigned long kept_flags(const char *target)
+{
+	struct statvfs sv;
+	unsigned long f = 0;
+
+	if (statvfs(target, &sv) < 0)
+		return 0;
+	if (sv.f_flag & ST_NOSUID)
+		f |= MS_NOSUID;
+	if (sv.f_flag & ST_NODEV)
+		f |= MS_NODEV;
+	if (sv.f_flag & ST_NOEXEC)
+		f |= MS_NOEXEC;
+	if (sv.f_flag & ST_NOATIME)
+		f |= MS_NOATIME;
+	if (sv.f_flag & ST_NODIRATIME)
+		f |= MS_NODIRATIME;
+	if (sv.f_flag & ST_RELATIME)
+		f |= MS_RELATIME;
+	return f;
+}
+
+static int remount_bind(const char *dest, unsigned long flags, unsigned long clear)
+{
+	char target[64];
+	int fd, rc;
+
+	if (target_of(dest, &fd, target) < 0)
+		return -1;
+	flags |= kept_flags(target) & ~clear;
+	rc = mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags, NULL);
+	if (rc < 0)
+		err_sys("mount: remount", dest);
+	close(fd);
+	return rc;
+}
+
+static int set_propagation(const char *dest, unsigned long prop)
+{
+	char target[64];
+	int fd, rc;
+
+	if (!prop)
+		return 0;
+	if (target_of(dest, &fd, target) < 0)
+		return -1;
+	rc = mount(NULL, target, NULL, prop, NULL);
+	if (rc < 0)
+		err_sys("mount: set propagation", dest);
+	close(fd);
+	return rc;
+}
+
+static int do_bind(const char *src, const char *dest, unsigned long flags, unsigned long clear, int rec)
+{
+	char target[64];
+	struct stat st;
+	int fd, rc;
+
+	if (stat(src, &st) < 0) {
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "mount %s: source", dest);
+		return err_sys(what, src);
+	}
+	if (ensure_path(dest, S_ISDIR(st.st_mode)) < 0 || target_of(dest, &fd, target) < 0)
+		return -1;
+	rc = mount(src, target, NULL, MS_BIND | (rec ? MS_REC : 0), NULL);
+	close(fd);
+	if (rc < 0) {
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "mount %s: bind", dest);
+		return err_sys(what, src);
+	}
+	flags &= ~(unsigned long)(MS_BIND | MS_REC);
+	if (flags && remount_bind(dest, flags, clear) < 0)
+		return -1;
+	return 0;
+}
+
+static int do_fs_mount(const struct mount_spec *m)
+{
+	char target[64];
+	int fd, rc;
+
+	if (ensure_path(m->dest, 1) < 0 || target_of(m->dest, &fd, target) < 0)
+		return -1;
+	rc = mount(m->source ? m->source : m->type, target, m->type, m->flags & ~(unsigned long)(MS_BIND | MS_REC),
+		   m->data);
+	close(fd);
+	if (rc < 0 && errno == EPERM && strcmp(m->type, "sysfs") == 0) {
+		/* A user namespace that does not own the network namespace may
+		 * not mount sysfs; bind the host's, read-only. */
+		return do_bind("/sys", m->dest, m->flags | MS_RDONLY, m->clear, 1);
+	}
+	if (rc < 0) {
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "mount %s (%s)", m->dest, m->type);
+		return err_sys(what, m->source);
+	}
+	return 0;
+}
+
+static int apply_mount(const struct mount_spec *m)
+{
+	if (m->type && strcmp(m->type, "cgroup") == 0)
+		return err_msg("mount %s: type cgroup is not supported; bind the container's cgroup dirs instead",
+			       m->dest);
+	if (m->bind) {
+		if (do_bind(m->source, m->dest, m->flags, m->clear, (m->flags & MS_REC) != 0) < 0)
+			return -1;
+	} else if (do_fs_mount(m) < 0) {
+		return -1;
+	}
+	return set_propagation(m->dest, m->prop);
+}
+
+/* ---- /dev ---- */
+
+static int make_device(const struct device_spec *d)
+{
+	char parent[PATH_MAX], *base;
+	mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
+	int pfd, rc;
+
+	snprintf(parent, sizeof(parent), "%s", d->path);
+	base = strrchr(parent, '/');
+	*base++ = '\0';
+	if (ensure_path(parent[0] ? parent : "/", 1) < 0)
+		return -1;
+	pfd = open_in_root(parent[0] ? parent : "/", O_PATH | O_DIRECTORY);
+	if (pfd < 0)
+		return err_sys("device: resolve", d->path);
+	rc = mknodat(pfd, base, type | d->mode, makedev((unsigned)d->major, (unsigned)d->minor));
+	if (rc < 0 && errno == EEXIST)
+		rc = unlinkat(pfd, base, 0) == 0 ? mknodat(pfd, base, type | d->mode, makedev((unsigned)d->major, (unsigned)d->minor)) : -1;
+	if (rc < 0 && errno == EPERM) {
+		/* No CAP_MKNOD here (user namespace): bind the host's node. */
+		close(pfd);
+		return do_bind(d->path, d->path, 0, 0, 0);
+	}
+	if (rc < 0 || fchownat(pfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0 || fchmodat(pfd, base, d->mode, 0) < 0) {
+		err_sys("device: mknod", d->path);
+		close(pfd);
+		return -1;
+	}
+	close(pfd);
+	return 0;
+}
+
+static int default_devices(void)
+{
+	static const struct device_spec defs[] = {
+		{ "/dev/null", 'c', 1, 3, 0666, 0, 0 },	   { "/dev/zero", 'c', 1, 5, 0666, 0, 0 },
+		{ "/dev/full", 'c', 1, 7, 0666, 0, 0 },	   { "/dev/random", 'c', 1, 8, 0666, 0, 0 },
+		{ "/dev/urandom", 'c', 1, 9, 0666, 0, 0 }, { "/dev/tty", 'c', 5, 0, 0666, 0, 0 },
+	};
+	static const char *const links[][2] = {
+		{ "/proc/self/fd", "fd" },	      { "/proc/self/fd/0", "stdin" },
+		{ "/proc/self/fd/1", "stdout" },      { "/proc/self/fd/2", "stderr" },
+		{ "pts/ptmx", "ptmx" },
+	};
+	size_t i;
+	int dfd;
+
+	for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
+		if (make_device(&defs[i]) < 0)
+			return -1;
+	dfd = open_in_root("/dev", O_PATH | O_DIRECTORY);
+	if (dfd < 0)
+		return err_sys("device: resolve", "/dev");
+	for (i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		if (symlinkat(links[i][0], dfd, links[i][1]) < 0 && errno != EEXIST) {
+			err_sys("device: symlink /dev", links[i][1]);
+			close(dfd);
+			return -1;
+		}
+	}
+	close(dfd);
+	return 0;
+}
+
+static int has_dev_tmpfs(const struct spec *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nmounts; i++)
+		if (strcmp(s->mounts[i].dest, "/dev") == 0 && !s->mounts[i].bind && s->mounts[i].type &&
+		    strcmp(s->mounts[i].type, "tmpfs") == 0)
+			return 1;
+	return 0;
+}
+
+/* ---- root ---- */
+
+static void unescape_mountinfo(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] && s[3]) {
+			*o++ = (char)(((s[1] - '0') << 6) | ((s[2] - '0') << 3) | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* The mount point holding `path`: longest mountinfo prefix. */
+static int parent_mount(const char *path, char *out, size_t cap)
+{
+	char *info = read_file("/proc/self/mountinfo", 16u << 20, NULL), *line, *save = NULL;
+	size_t best = 0;
+
+	if (!info)
+		return -1;
+	snprintf(out, cap, "/");
+	for (line = strtok_r(info, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char mp[PATH_MAX];
+		size_t l;
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+			continue;
+		unescape_mountinfo(mp);
+		l = strlen(mp);
+		if (l > best && strncmp(path, mp, l) == 0 && (path[l] == '/' || path[l] == '\0' || l == 1)) {
+			best = l;
+			snprintf(out, cap, "%s", mp);
+		}
+	}
+	free(info);
+	return 0;
+}
+
+static int prepare_root(const struct spec *s, char root[PATH_MAX])
+{
+	char pm[PATH_MAX];
+
+	if (!realpath(s->root, root))
+		return err_sys("rootfs", s->root);
+	if (mount(NULL, "/", NULL, s->root_prop & MS_SHARED ? (MS_SLAVE | MS_REC) : s->root_prop, NULL) < 0)
+		return err_sys("mount: set propagation", "/");
+	/* pivot_root refuses a shared parent; a private one also keeps the
+	 * rootfs bind from propagating anywhere. */
+	if (parent_mount(root, pm, sizeof(pm)) < 0)
+		return -1;
+	if (mount(NULL, pm, NULL, MS_PRIVATE, NULL) < 0)
+		return err_sys("mount: make private", pm);
+	if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return err_sys("mount: bind rootfs", root);
+	if (mount(NULL, root, NULL, MS_PRIVATE, NULL) < 0)
+		return err_sys("mount: make private", root);
+	g_rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (g_rootfd < 0)
+		return err_sys("open rootfs", root);
+	return 0;
+}
+
+int mounts_setup(const struct spec *s)
+{
+	char root[PATH_MAX];
+	size_t i;
+
+	if (prepare_root(s, root) < 0)
+		return -1;
+	for (i = 0; i < s->nmounts; i++)
+		if (apply_mount(&s->mounts[i]) < 0)
+			return -1;
+	if (has_dev_tmpfs(s) && default_devices() < 0)
+		return -1;
+	for (i = 0; i < s->ndevices; i++)
+		if (make_device(&s->devices[i]) < 0)
+			return -1;
+	return 0;
+}
+
+int mounts_pivot(const struct spec *s)
+{
+	int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+
+	if (oldroot < 0)
+		return err_sys("open", "/");
+	if (fchdir(g_rootfd) < 0 || syscall(SYS_pivot_root, ".", ".") < 0) {
+		err_sys("pivot_root", s->root);
+		close(oldroot);
+		return -1;
+	}
+	/* "." is now the old root, stacked on the new one. Make it a slave so
+	 * that detaching it cannot propagate to the host, then detach it. */
+	if (fchdir(oldroot) < 0 || mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0 ||
+	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0) {
+		err_sys("pivot_root: detach old root", s->root);
+		close(oldroot);
+		return -1;
+	}
+	close(oldroot);
+	close(g_rootfd);
+	g_rootfd = -1;
+	if ((s->root_prop & MS_SHARED) && mount(NULL, "/", NULL, s->root_prop, NULL) < 0)
+		return err_sys("mount: set propagation", "/");
+	return 0;
+}
+
+static int mask_path(const char *p)
+{
+	struct stat st;
+
+	if (stat(p, &st) < 0)
+		return errno == ENOENT ? 0 : err_sys("masked path", p);
+	if (S_ISDIR(st.st_mode)) {
+		if (mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) < 0)
+			return err_sys("masked path: mount tmpfs", p);
+	} else if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0) {
+		return err_sys("masked path: bind /dev/null", p);
+	}
+	return 0;
+}
+
+static int readonly_path(const char *p)
+{
+	struct stat st;
+
+	if (stat(p, &st) < 0)
+		return errno == ENOENT ? 0 : err_sys("readonly path", p);
+	if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return err_sys("readonly path: bind", p);
+	if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(p), NULL) < 0)
+		return err_sys("readonly path: remount", p);
+	return 0;
+}
+
+int mounts_finish(const struct spec *s)
+{
+	size_t i;
+
+	for (i = 0; s->masked[i]; i++)
+		if (mask_path(s->masked[i]) < 0)
+			return -1;
+	for (i = 0; s->readonly[i]; i++)
+		if (readonly_path(s->readonly[i]) < 0)
+			return -1;
+	if (s->root_readonly && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags("/"), NULL) < 0)
+		return err_sys("mount: remount read-only", "/");
+	return 0;
+}

@@ -1,0 +1,52 @@
+/* Small helpers shared by every part of capsa-monitor: error text, I/O
+ * loops, time stamps, atomic files. */
+#ifndef CAPSA_UTIL_H
+#define CAPSA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ERR_MAX 1024
+
+/* The last error, as "<op>: <strerror>[: <path>]". Functions return -1 and
+ * leave the reason here; callers add nothing but pass it up. */
+extern char g_err[ERR_MAX];
+
+/* err_sys("mount", "/proc") -> "mount: no such file or directory: /proc"
+ * (uses errno); always returns -1. */
+int err_sys(const char *op, const char *path);
+/* printf-style message without errno; always returns -1. */
+int err_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Diagnostics to stderr (the run dir's monitor.log once detached). */
+void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+ssize_t read_full(int fd, void *buf, size_t len);
+int write_all(int fd, const void *buf, size_t len);
+/* Reads a whole (small) file into a malloc'd NUL-terminated buffer. */
+char *read_file(const char *path, size_t max, size_t *len_out);
+/* write tmp, fsync, rename, fsync dir. */
+int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode);
+
+/* RFC 3339 with nanoseconds, UTC: 2024-01-02T03:04:05.123456789Z (31 chars). */
+#define TS_LEN 31
+void ts_now(char out[TS_LEN + 1]);
+uint64_t mono_ms(void);
+
+/* Start time of a process (field 22 of /proc/<pid>/stat), 0 on error. */
+unsigned long long proc_start_time(pid_t pid);
+
+/* Appends s to out (cap bytes) as a JSON string literal. */
+int json_quote(char *out, size_t cap, const char *s);
+
+/* Sync channel (SOCK_SEQPACKET): one message = type byte + text, and
+ * optionally one passed fd. chan_recv returns 0 on EOF, 1 on a message. */
+int chan_send(int sock, char type, const char *text, int pass_fd);
+int chan_recv(int sock, char *type, char *text, size_t cap, int *fd_out);
+
+int set_nonblock(int fd);
+int set_cloexec(int fd);
+int open_devnull(void);
+
+#endif
