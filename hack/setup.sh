@@ -16,7 +16,7 @@ pkgs=(protobuf-compiler iproute2 iptables containernetworking-plugins zstd ca-ce
 if [[ "${1:-}" == "--test" ]]; then
   # Tests: a real registry, image build tools, Debian's busybox for test
   # images, htpasswd for the auth registry, openssl for TLS/token tests.
-  pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl)
+  pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl jq)
 fi
 
 missing=()

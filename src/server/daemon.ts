@@ -3,10 +3,12 @@
 // touches containers.
 import * as grpc from '@grpc/grpc-js';
 import { promises as fs } from 'fs';
+import * as net from 'net';
 import { Config } from '../config/schema';
 import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
+import { rewriteAuthority } from './h2-authority';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
@@ -46,22 +48,39 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ImageServiceService,
       instrumentService(ImageServiceService as unknown as Record<string, MethodDef>, image, rpcLog),
     );
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${config.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(err) : resolve(),
-      ),
-    );
+    // We accept on the socket ourselves and hand each connection to grpc-js
+    // through the authority rewriter (see h2-authority.ts for why).
+    const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const listener = net.createServer((socket) => {
+      socket.on('error', (err) => rpcLog.debug({ err: err.message }, 'client connection error'));
+      injector.injectConnection(rewriteAuthority(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(config.socket, () => {
+        listener.removeListener('error', reject);
+        resolve();
+      });
+    });
     await secureSocket(config.socket);
     log.info({ socket: config.socket, root: config.root, state: config.state }, 'capsa is serving');
-    return { socket: config.socket, stop: () => shutdown(server, config, lock, log) };
+    return { socket: config.socket, stop: () => shutdown(server, listener, config, lock, log) };
   } catch (err) {
     await lock.release();
     throw err;
   }
 }
 
-async function shutdown(server: grpc.Server, config: Config, lock: InstanceLock, log: Logger): Promise<void> {
+async function shutdown(
+  server: grpc.Server,
+  listener: net.Server,
+  config: Config,
+  lock: InstanceLock,
+  log: Logger,
+): Promise<void> {
   log.info('shutting down: no new calls, waiting for in-flight ones');
+  // Stop accepting first; net.Server.close also unlinks the socket path.
+  listener.close();
   try {
     await withTimeout('graceful shutdown', config.shutdown_timeout * 1000, () => {
       return new Promise<void>((resolve, reject) => server.tryShutdown((err) => (err ? reject(err) : resolve())));

@@ -2,12 +2,19 @@
 // RPC answering, configuration errors, socket handling, single instance
 // and shutdown.
 import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'http2';
 import { spawn, spawnSync } from 'child_process';
 import { existsSync, mkdtempSync, promises as fs, statSync } from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { CgroupDriver, ImageServiceService, RuntimeServiceService } from '../../src/gen/runtime/v1/api';
+import {
+  CgroupDriver,
+  ImageServiceService,
+  RuntimeServiceService,
+  VersionRequest,
+  VersionResponse,
+} from '../../src/gen/runtime/v1/api';
 import { CLI, TestDaemon, call, request, startDaemon, waitForExit } from '../helpers/daemon';
 
 function runCli(args: string[]): { code: number | null; stdout: string; stderr: string } {
@@ -136,6 +143,38 @@ describe('capsa daemon', () => {
       }
     }
     expect(count).toBe(Object.keys(RuntimeServiceService).length + Object.keys(ImageServiceService).length);
+  });
+
+  test('a call whose :authority is the socket path (grpc-go of crictl 1.26) is served', async () => {
+    // nghttp2 refuses such an authority unless capsa rewrites it.
+    const session = http2.connect('http://localhost', { createConnection: () => net.connect(d.socket) });
+    try {
+      for (let i = 0; i < 3; i++) {
+        // Several calls on one connection exercise the HPACK dynamic table.
+        const msg = Buffer.from(VersionRequest.encode({ version: 'v1' }).finish());
+        const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]);
+        const req = session.request({
+          ':method': 'POST',
+          ':path': '/runtime.v1.RuntimeService/Version',
+          ':authority': d.socket,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          'user-agent': 'grpc-go/1.51.0',
+        });
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+          req.on('trailers', resolve);
+          req.on('error', reject);
+          req.end(frame);
+        });
+        expect(trailers['grpc-status']).toBe('0');
+        const body = Buffer.concat(chunks);
+        expect(VersionResponse.decode(body.subarray(5)).runtimeName).toBe('capsa');
+      }
+    } finally {
+      session.close();
+    }
   });
 
   test('an unimplemented RPC says which one', async () => {
