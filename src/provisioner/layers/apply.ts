@@ -168,10 +168,11 @@ export class LayerApplier {
       case 'dir': {
         const existing = lstatOrNull(full);
         if (!existing || !existing.isDirectory()) {
+          const wasWhiteout = this.whiteouts.has(rel);
           if (existing) this.removeExisting(rel);
           fs.mkdirSync(full, 0o700);
           st.inodes++;
-          if (this.whiteouts.delete(rel)) {
+          if (wasWhiteout) {
             // ".wh.x" then "x/": x replaces the lower x instead of merging with it.
             native().lsetxattr(full, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
           }
