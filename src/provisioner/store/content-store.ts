@@ -171,6 +171,7 @@ export class ContentStore {
     if (!flight) {
       const existing = await this.size(target.digest);
       if (existing !== undefined) return dest;
+      opts.signal?.throwIfAborted();
       flight = this.flights.get(target.digest);
     }
     if (!flight) {
@@ -300,7 +301,8 @@ export class ContentStore {
         if (flight.waiters === 0) flight.controller.abort(signal?.reason);
         reject(signal?.reason);
       };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
       flight.promise.then(
         (p) => finish() && resolve(p),
         (err: unknown) => finish() && reject(err),
