@@ -37,7 +37,7 @@ export const DEFAULT_MAX_ENTRIES = 1_000_000;
 export interface ApplyOptions {
   /** Most entries one layer may have. */
   maxEntries?: number;
-  log?: Logger;
+  log?: Pick<Logger, 'debug' | 'warn'>;
   /** For error context. */
   image?: string;
   signal?: AbortSignal;

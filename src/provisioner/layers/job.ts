@@ -41,7 +41,7 @@ export async function runUnpackJob(job: UnpackJob, log?: JobLogger): Promise<Unp
   try {
     const applier = new LayerApplier(job.fsDir, {
       maxEntries: job.maxEntries,
-      log: log as Logger | undefined,
+      log,
       image: job.image,
     });
     const stats = await applier.applyAll(reader);

@@ -252,12 +252,16 @@ export class LayerStore {
         await fs.rename(tmp, final);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOTEMPTY' || code === 'EEXIST') {
-          // Someone stored the same chain meanwhile (same layer under another blob key).
-          const existing = await this.get(chainId);
-          if (existing) return existing;
-        }
-        throw err;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+        // Someone stored the same chain meanwhile (same layer under another blob key).
+        const existing = await this.get(chainId);
+        if (existing) return existing;
+        // A directory without valid metadata (damaged store): move it aside, take its place.
+        const broken = path.join(this.dir, `${TMP_PREFIX}broken-${randomBytes(8).toString('hex')}`);
+        await fs.rename(final, broken);
+        this.log?.warn({ chainId, movedTo: broken }, 'replacing a layer dir with no valid metadata');
+        await fs.rename(tmp, final);
+        await fs.rm(broken, { recursive: true, force: true });
       }
       this.activeTmp.delete(tmp);
       await fsyncDir(this.dir);
