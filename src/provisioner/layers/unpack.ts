@@ -172,6 +172,16 @@ export class LayerStore {
     return (await this.get(chainId)) !== undefined;
   }
 
+  /** Same as has(): the image store's LayerHooks / assembler name for it. */
+  hasLayer(chainId: string): Promise<boolean> {
+    return this.has(chainId);
+  }
+
+  /** Same as list(): the image store's LayerHooks name for it. */
+  listLayers(): Promise<string[]> {
+    return this.list();
+  }
+
   /** Chain IDs of every stored layer. */
   async list(): Promise<string[]> {
     const names = await fs.readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
