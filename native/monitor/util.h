@@ -29,8 +29,8 @@ char *read_file(const char *path, size_t max, size_t *len_out);
 /* write tmp, fsync, rename, fsync dir. */
 int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode);
 
-/* RFC 3339 with nanoseconds, UTC: 2024-01-02T03:04:05.123456789Z (31 chars). */
-#define TS_LEN 31
+/* RFC 3339 with nanoseconds, UTC: 2024-01-02T03:04:05.123456789Z (30 chars). */
+#define TS_LEN 30
 void ts_now(char out[TS_LEN + 1]);
 uint64_t mono_ms(void);
 
