@@ -1,0 +1,861 @@
+// The provisioner's Store against a real docker-registry (test/helpers/
+// registry.ts) and small in-test HTTP servers for what a well-behaved
+// registry never does (corrupt bytes, stalls, redirects, 5xx). Layers are
+// "unpacked" by a stand-in that computes the diff ID from the blob, so
+// these tests exercise the store alone.
+import { execFileSync } from 'child_process';
+import { createHash } from 'crypto';
+import { createReadStream, mkdtempSync, promises as fs } from 'fs';
+import * as http from 'http';
+import { AddressInfo } from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { createGunzip } from 'zlib';
+import { CapsaError, DeadlineExceededError, NotFoundError } from '../../src/errors';
+import { ImageAssembler, UnpackHook } from '../../src/provisioner/store/assemble';
+import { RegistryAuthError } from '../../src/provisioner/store/auth';
+import { ContentStore, DigestMismatchError } from '../../src/provisioner/store/content-store';
+import { sha256Of } from '../../src/provisioner/store/digest';
+import { ImageStore } from '../../src/provisioner/store/image-store';
+import { importImages } from '../../src/provisioner/store/import';
+import { MediaType } from '../../src/provisioner/store/manifest';
+import { Puller } from '../../src/provisioner/store/puller';
+import { RegistryClient, RegistryClientOptions } from '../../src/provisioner/store/registry-client';
+import { ensureTestImages, startRegistry, TestImages, TestRegistry } from '../helpers/registry';
+
+jest.setTimeout(120_000);
+
+const tmpRoot = mkdtempSync(path.join(os.tmpdir(), 'capsa-store-it-'));
+let images: TestImages;
+let reg: TestRegistry;
+/** Manifest digests as pushed. */
+const pushed: Record<string, string> = {};
+
+interface LayoutManifest {
+  config: { digest: string; size: number; mediaType: string };
+  layers: { digest: string; size: number; mediaType: string }[];
+}
+
+async function layoutManifest(layout: string, digest: string): Promise<{ bytes: Buffer; m: LayoutManifest }> {
+  const bytes = await fs.readFile(path.join(layout, 'blobs', 'sha256', digest.slice(7)));
+  return { bytes, m: JSON.parse(bytes.toString()) as LayoutManifest };
+}
+
+beforeAll(async () => {
+  images = await ensureTestImages();
+  reg = await startRegistry();
+  pushed.busybox = (await reg.push(images.busybox.layout, 'capsa-test/busybox:latest')).digest;
+  pushed.layers = (await reg.push(images.layers.layout, 'capsa-test/layers:latest')).digest;
+  pushed.v2s2 = (await reg.push(images.busybox.layout, 'capsa-test/busybox-v2:latest', { format: 'v2s2' })).digest;
+  pushed.pause = (await reg.push(images.busybox.layout, 'pause:3.9')).digest;
+  // A multi-platform index in the repository of both images: amd64 → busybox, arm64 → layers.
+  await reg.push(images.layers.layout, 'capsa-test/multi:arm64');
+  await reg.push(images.busybox.layout, 'capsa-test/multi:amd64');
+  const size = async (layout: string, d: string): Promise<number> => (await layoutManifest(layout, d)).bytes.length;
+  const index = {
+    schemaVersion: 2,
+    mediaType: MediaType.OciIndex,
+    manifests: [
+      {
+        mediaType: MediaType.OciManifest,
+        digest: images.layers.digest,
+        size: await size(images.layers.layout, images.layers.digest),
+        platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      },
+      {
+        mediaType: MediaType.OciManifest,
+        digest: images.layers.digest,
+        size: await size(images.layers.layout, images.layers.digest),
+        platform: { os: 'unknown', architecture: 'unknown' },
+      },
+      {
+        mediaType: MediaType.OciManifest,
+        digest: images.busybox.digest,
+        size: await size(images.busybox.layout, images.busybox.digest),
+        platform: { os: 'linux', architecture: 'amd64' },
+      },
+    ],
+  };
+  const body = Buffer.from(JSON.stringify(index));
+  const res = await reg.fetch('/v2/capsa-test/multi/manifests/latest', {
+    method: 'PUT',
+    headers: { 'Content-Type': MediaType.OciIndex },
+    body,
+  });
+  if (res.status !== 201) throw new Error(`PUT index: ${res.status} ${await res.text()}`);
+  pushed.multi = sha256Of(body);
+}, 300_000);
+
+afterAll(async () => {
+  await reg?.stop();
+  await fs.rm(tmpRoot, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------- a stack of stores
+
+interface Stack {
+  root: string;
+  content: ContentStore;
+  images: ImageStore;
+  client: RegistryClient;
+  puller: Puller;
+  assembler: ImageAssembler;
+  unpacked: Set<string>;
+  unpackCalls: string[];
+  close(): void;
+}
+
+/** Computes the diff ID of a gzip or plain layer and records the chain as unpacked. */
+function fakeUnpacker(unpacked: Set<string>, calls: string[]): UnpackHook {
+  return async (layer, blobPath, parent) => {
+    if (parent !== undefined && !unpacked.has(parent)) throw new Error(`parent ${parent} not unpacked`);
+    const h = createHash('sha256');
+    const src = createReadStream(blobPath);
+    const stream = layer.mediaType.endsWith('gzip') ? src.pipe(createGunzip()) : src;
+    for await (const c of stream) h.update(c as Buffer);
+    const diffId = `sha256:${h.digest('hex')}`;
+    const chainId = parent === undefined ? diffId : sha256Of(`${parent} ${diffId}`);
+    await new Promise((r) => setTimeout(r, 5));
+    unpacked.add(chainId);
+    calls.push(chainId);
+    return { diffId, chainId };
+  };
+}
+
+let stackN = 0;
+async function makeStack(opts: RegistryClientOptions = {}, root?: string): Promise<Stack> {
+  const dir = root ?? path.join(tmpRoot, `stack${stackN++}`);
+  const content = new ContentStore(dir, { fsync: false });
+  await content.init();
+  const unpacked = new Set<string>();
+  const unpackCalls: string[] = [];
+  const imgs = new ImageStore(dir, {
+    content,
+    layers: {
+      deleteLayer: async (c) => void unpacked.delete(c),
+      listLayers: async () => [...unpacked],
+    },
+  });
+  await imgs.init();
+  const client = new RegistryClient({ retryBaseMs: 20, retryMaxMs: 100, ...opts });
+  const assembler = new ImageAssembler({
+    content,
+    images: imgs,
+    unpack: fakeUnpacker(unpacked, unpackCalls),
+    hasLayer: async (c) => unpacked.has(c),
+  });
+  const puller = new Puller({ registry: client, assembler });
+  return {
+    root: dir,
+    content,
+    images: imgs,
+    client,
+    puller,
+    assembler,
+    unpacked,
+    unpackCalls,
+    close: () => client.close(),
+  };
+}
+
+async function catchErr(p: Promise<unknown>): Promise<CapsaError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as CapsaError;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function ingestLeftovers(s: Stack): Promise<string[]> {
+  return fs.readdir(s.content.ingestDir);
+}
+
+// ---------------------------------------------------------------- pulls from the real registry
+
+describe('pull from docker-registry', () => {
+  test('by tag: record, blobs, layers in order', async () => {
+    const s = await makeStack();
+    try {
+      const ref = `${reg.host}/capsa-test/layers`;
+      const rec = await s.puller.pull(ref);
+      const { m } = await layoutManifest(images.layers.layout, images.layers.digest);
+      expect(rec.id).toBe(m.config.digest);
+      expect(rec.repoTags).toEqual([`${reg.host}/capsa-test/layers:latest`]);
+      expect(rec.repoDigests).toEqual([`${reg.host}/capsa-test/layers@${pushed.layers}`]);
+      expect(rec.manifestDigest).toBe(pushed.layers);
+      expect(rec.layers.map((l) => l.digest)).toEqual(m.layers.map((l) => l.digest));
+      expect(rec.layers.map((l) => l.diffId)).toEqual(rec.config.rootfs.diff_ids);
+      expect(s.unpackCalls).toEqual(rec.layers.map((l) => l.chainId));
+      for (const b of [pushed.layers, m.config.digest, ...m.layers.map((l) => l.digest)])
+        expect(await s.content.has(b)).toBe(true);
+      expect(rec.size).toBe(
+        m.config.size + m.layers.reduce((n, l) => n + l.size, 0) + (await s.content.size(pushed.layers))!,
+      );
+      expect(s.images.resolve(`${reg.host}/capsa-test/layers:latest`)?.id).toBe(rec.id);
+      expect(s.images.resolve(rec.id.slice(7, 19))?.id).toBe(rec.id);
+      expect(await ingestLeftovers(s)).toEqual([]);
+      expect(s.images.pinOwners()).toEqual([]);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('by digest, and a Docker schema 2 manifest', async () => {
+    const s = await makeStack();
+    try {
+      const rec = await s.puller.pull(`${reg.host}/capsa-test/busybox@${pushed.busybox}`);
+      expect(rec.repoTags).toEqual([]);
+      expect(rec.repoDigests).toEqual([`${reg.host}/capsa-test/busybox@${pushed.busybox}`]);
+      const v2 = await s.puller.pull(`${reg.host}/capsa-test/busybox-v2:latest`);
+      expect(v2.manifestMediaType).toBe(MediaType.DockerManifest);
+      expect(v2.id).toBe(rec.id); // same config
+      expect(s.images.list()).toHaveLength(1);
+      expect(s.images.get(rec.id)?.repoTags).toEqual([`${reg.host}/capsa-test/busybox-v2:latest`]);
+      expect(s.images.get(rec.id)?.repoDigests.sort()).toEqual(
+        [`${reg.host}/capsa-test/busybox@${pushed.busybox}`, `${reg.host}/capsa-test/busybox-v2@${pushed.v2s2}`].sort(),
+      );
+      expect(s.unpackCalls).toHaveLength(1); // the layer was unpacked once
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a manifest list selects linux/amd64; the repo digest is the index', async () => {
+    const s = await makeStack();
+    try {
+      const rec = await s.puller.pull(`${reg.host}/capsa-test/multi:latest`);
+      const { m } = await layoutManifest(images.busybox.layout, images.busybox.digest);
+      expect(rec.id).toBe(m.config.digest);
+      expect(rec.manifestDigest).toBe(images.busybox.digest);
+      expect(rec.repoDigests).toEqual([`${reg.host}/capsa-test/multi@${pushed.multi}`]);
+      expect(rec.blobs).toContain(pushed.multi);
+      // pull the index again by digest: nothing but the index is fetched
+      const before = { ...s.client.stats };
+      await s.puller.pull(`${reg.host}/capsa-test/multi@${pushed.multi}`);
+      expect(s.client.stats.manifestRequests - before.manifestRequests).toBe(1);
+      expect(s.client.stats.blobRequests).toBe(before.blobRequests);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a second pull downloads nothing but the manifest', async () => {
+    const s = await makeStack();
+    try {
+      await s.puller.pull(`${reg.host}/capsa-test/layers:latest`);
+      const before = { ...s.client.stats };
+      const calls = s.unpackCalls.length;
+      await s.puller.pull(`${reg.host}/capsa-test/layers:latest`);
+      expect(s.client.stats.manifestRequests - before.manifestRequests).toBe(1);
+      expect(s.client.stats.blobRequests).toBe(before.blobRequests);
+      expect(s.client.stats.blobBytes).toBe(before.blobBytes);
+      expect(s.unpackCalls.length).toBe(calls);
+      // busybox's only layer is layers' first layer: pulling it fetches the config only
+      await s.puller.pull(`${reg.host}/capsa-test/busybox:latest`);
+      expect(s.client.stats.blobRequests - before.blobRequests).toBe(1);
+      expect(s.unpackCalls.length).toBe(calls);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('concurrent pulls share downloads and unpacks', async () => {
+    const s = await makeStack();
+    try {
+      const recs = await Promise.all([
+        s.puller.pull(`${reg.host}/capsa-test/layers:latest`),
+        s.puller.pull(`${reg.host}/capsa-test/layers:latest`),
+        s.puller.pull(`${reg.host}/capsa-test/layers@${pushed.layers}`),
+        s.puller.pull(`${reg.host}/capsa-test/busybox:latest`),
+      ]);
+      expect(new Set(recs.slice(0, 3).map((r) => r.id)).size).toBe(1);
+      const { m } = await layoutManifest(images.layers.layout, images.layers.digest);
+      const { m: bm } = await layoutManifest(images.busybox.layout, images.busybox.digest);
+      const distinct = new Set([
+        m.config.digest,
+        ...m.layers.map((l) => l.digest),
+        bm.config.digest,
+        ...bm.layers.map((l) => l.digest),
+      ]);
+      expect(s.client.stats.blobRequests).toBe(distinct.size);
+      expect(s.unpackCalls.length).toBe(new Set(s.unpackCalls).size);
+      expect(s.unpackCalls.length).toBe(m.layers.length);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('unknown repositories and tags are NotFound with context', async () => {
+    const s = await makeStack();
+    try {
+      const e1 = await catchErr(s.puller.pull(`${reg.host}/capsa-test/nope:latest`));
+      expect(e1).toBeInstanceOf(NotFoundError);
+      expect(e1.context).toMatchObject({ stage: 'pull', image: `${reg.host}/capsa-test/nope:latest` });
+      const e2 = await catchErr(s.puller.pull(`${reg.host}/capsa-test/busybox:nope`));
+      expect(e2.kind).toBe('NotFound');
+      const e3 = await catchErr(s.puller.pull('Not A Reference'));
+      expect(e3.kind).toBe('InvalidArgument');
+      expect(e3.context.field).toBe('image');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('GC after remove frees what no image uses, keeps what one still does', async () => {
+    const s = await makeStack();
+    try {
+      const bb = await s.puller.pull(`${reg.host}/capsa-test/busybox:latest`);
+      const ly = await s.puller.pull(`${reg.host}/capsa-test/layers:latest`);
+      const shared = bb.layers[0];
+      expect(ly.layers[0].chainId).toBe(shared.chainId);
+      expect(s.images.layerRefCount(shared.chainId)).toBe(2);
+      expect((await s.images.gc()).blobs).toEqual([]);
+
+      expect((await s.images.removeImage(`${reg.host}/capsa-test/layers:latest`)).removed).toBe(true);
+      const r1 = await s.images.gc();
+      expect(r1.layers.sort()).toEqual(
+        ly.layers
+          .slice(1)
+          .map((l) => l.chainId)
+          .sort(),
+      );
+      expect(r1.blobs).toContain(ly.configDigest);
+      expect(r1.blobs).not.toContain(shared.digest);
+      expect(await s.content.has(shared.digest)).toBe(true);
+      expect(s.unpacked.has(shared.chainId)).toBe(true);
+
+      await s.images.removeImage(bb.id);
+      await s.images.gc();
+      expect(await s.content.list()).toEqual([]);
+      expect(s.unpacked.size).toBe(0);
+
+      // after a restart, the derived refcounts are the same
+      await s.puller.pull(`${reg.host}/capsa-test/busybox:latest`);
+      const again = new ImageStore(s.root, { content: s.content, layers: { deleteLayer: async () => undefined } });
+      await again.init();
+      expect(again.layerRefCount(shared.chainId)).toBe(1);
+      expect((await again.gc()).blobs).toEqual([]);
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe('registry auth', () => {
+  const account = { username: 'capsa', password: 's3cret' };
+
+  test('basic auth: refused anonymously, accepted from AuthConfig and from a credentials file', async () => {
+    const breg = await startRegistry({ basicAuth: account });
+    try {
+      await breg.push(images.busybox.layout, 'capsa-test/busybox:latest');
+      const ref = `${breg.host}/capsa-test/busybox:latest`;
+      const s = await makeStack();
+      try {
+        const e = await catchErr(s.puller.pull(ref));
+        expect(e).toBeInstanceOf(RegistryAuthError);
+        expect(e.kind).toBe('FailedPrecondition');
+        expect(e.context).toMatchObject({ stage: 'pull', image: ref });
+        const bad = await catchErr(s.puller.pull(ref, { auth: { username: 'capsa', password: 'wrong' } }));
+        expect(bad).toBeInstanceOf(RegistryAuthError);
+        const rec = await s.puller.pull(ref, { auth: { ...account } });
+        expect(rec.repoTags).toEqual([ref]);
+        // auth (base64) form, and a server_address for another registry is ignored
+        await s.puller.pull(ref, { auth: { auth: Buffer.from('capsa:s3cret').toString('base64') } });
+        expect((await catchErr(s.puller.pull(ref, { auth: { ...account, serverAddress: 'other.io' } }))).kind).toBe(
+          'FailedPrecondition',
+        );
+      } finally {
+        s.close();
+      }
+      const credFile = path.join(tmpRoot, 'config.json');
+      await fs.writeFile(
+        credFile,
+        JSON.stringify({
+          auths: { [`http://${breg.host}`]: { auth: Buffer.from('capsa:s3cret').toString('base64') } },
+        }),
+      );
+      const s2 = await makeStack({ credentialsFile: credFile });
+      try {
+        expect((await s2.puller.pull(ref)).repoTags).toEqual([ref]);
+      } finally {
+        s2.close();
+      }
+    } finally {
+      await breg.stop();
+    }
+  });
+
+  test('bearer tokens from the challenge realm, cached per scope; identity tokens', async () => {
+    const treg = await startRegistry({ tokenAuth: { ...account } });
+    try {
+      await treg.push(images.layers.layout, 'capsa-test/layers:latest');
+      const ref = `${treg.host}/capsa-test/layers:latest`;
+      const s = await makeStack();
+      try {
+        const anon = await catchErr(s.puller.pull(ref));
+        expect(anon).toBeInstanceOf(RegistryAuthError);
+        const before = treg.tokenServer!.requests.length;
+        await s.puller.pull(ref, { auth: { ...account } });
+        const reqs = treg.tokenServer!.requests.slice(before);
+        // one token for the whole pull (manifest, config and layers share the scope)
+        expect(reqs.filter((r) => r.status === 200)).toHaveLength(1);
+        expect(reqs[0].subject).toBe('capsa');
+        expect(reqs[0].scopes).toEqual(['repository:capsa-test/layers:pull']);
+        // a second pull reuses the cached token
+        const n = treg.tokenServer!.requests.length;
+        await s.puller.pull(ref, { auth: { ...account } });
+        expect(treg.tokenServer!.requests.length).toBe(n);
+      } finally {
+        s.close();
+      }
+      const s2 = await makeStack();
+      try {
+        await s2.puller.pull(ref, { auth: { identityToken: treg.tokenServer!.refreshToken } });
+        const last = treg.tokenServer!.requests[treg.tokenServer!.requests.length - 1];
+        expect(last.method).toBe('POST');
+        expect(last.subject).toBe('refresh-token');
+      } finally {
+        s2.close();
+      }
+    } finally {
+      await treg.stop();
+    }
+  });
+});
+
+// ---------------------------------------------------------------- mirrors
+
+/** A server answering every request with `status`, counting them. */
+async function statusServer(status: number): Promise<{ url: string; hits: string[]; close(): Promise<void> }> {
+  const hits: string[] = [];
+  const server = http.createServer((req, res) => {
+    hits.push(req.url ?? '');
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ errors: [{ code: 'X', message: `status ${status}` }] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    hits,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe('mirrors', () => {
+  test('registry.k8s.io/pause:3.9 through a mirror uses /v2/pause/manifests/3.9', async () => {
+    const s = await makeStack({ registries: { 'registry.k8s.io': { mirrors: [reg.url] } } });
+    try {
+      const rec = await s.puller.pull('registry.k8s.io/pause:3.9');
+      expect(rec.repoTags).toEqual(['registry.k8s.io/pause:3.9']);
+      expect(rec.repoDigests).toEqual([`registry.k8s.io/pause@${pushed.pause}`]);
+      expect(s.images.resolve('registry.k8s.io/pause:3.9')?.id).toBe(rec.id);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('falls back past a dead mirror, a 404 mirror and a 500 mirror, in order', async () => {
+    const notFound = await statusServer(404);
+    const broken = await statusServer(500);
+    const dead = await statusServer(200);
+    await dead.close(); // nothing listens there any more
+    const s = await makeStack({
+      retries: 1,
+      registries: { 'gcr.io': { mirrors: [dead.url, notFound.url, broken.url, reg.url] } },
+    });
+    try {
+      const rec = await s.puller.pull('gcr.io/capsa-test/busybox:latest');
+      expect(rec.repoTags).toEqual(['gcr.io/capsa-test/busybox:latest']);
+      expect(notFound.hits).toEqual(['/v2/capsa-test/busybox/manifests/latest']);
+      expect(broken.hits).toHaveLength(2); // retried once
+      // later requests of the same pull go straight to the mirror that answered
+      expect(notFound.hits).toHaveLength(1);
+    } finally {
+      s.close();
+      await notFound.close();
+      await broken.close();
+    }
+  });
+
+  test('when every endpoint fails the error names them', async () => {
+    const notFound = await statusServer(404);
+    const s = await makeStack({ retries: 0, registries: { 'nonexistent.invalid': { mirrors: [notFound.url] } } });
+    try {
+      const e = await catchErr(s.puller.pull('nonexistent.invalid/x:1'));
+      expect(e.kind).toBe('NotFound');
+      expect(e.message).toContain('also tried');
+      expect(e.context).toMatchObject({ stage: 'pull', image: 'nonexistent.invalid/x:1' });
+    } finally {
+      s.close();
+      await notFound.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------- a misbehaving registry
+
+type Hook = (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => boolean | Promise<boolean>;
+
+/**
+ * Serves one OCI layout as repository `repo` (tag "latest"), like a
+ * registry would; `blobHook` / `manifestHook` can take over a response.
+ */
+async function layoutServer(
+  layout: string,
+  digest: string,
+  hooks: { blob?: Hook; manifest?: Hook } = {},
+): Promise<{ host: string; requests: { url: string; headers: http.IncomingHttpHeaders }[]; close(): Promise<void> }> {
+  const requests: { url: string; headers: http.IncomingHttpHeaders }[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push({ url: req.url ?? '', headers: req.headers });
+    void (async () => {
+      const m = /^\/v2\/([a-z0-9/_.-]+)\/(manifests|blobs)\/([^/]+)$/.exec(req.url ?? '');
+      if (req.url === '/v2/') {
+        res.writeHead(200);
+        res.end('{}');
+        return;
+      }
+      if (!m) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
+      const ref = m[3] === 'latest' ? digest : m[3];
+      let body: Buffer;
+      try {
+        body = await fs.readFile(path.join(layout, 'blobs', 'sha256', ref.replace(/^sha256:/, '')));
+      } catch {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'unknown' }] }));
+        return;
+      }
+      const hook = m[2] === 'manifests' ? hooks.manifest : hooks.blob;
+      if (hook && (await hook(req, res, body))) return;
+      res.writeHead(200, {
+        'content-type': m[2] === 'manifests' ? MediaType.OciManifest : 'application/octet-stream',
+        'content-length': body.length,
+      });
+      res.end(body);
+    })();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+describe('a misbehaving registry', () => {
+  test('a corrupted layer fails the pull with a digest mismatch; the bytes are discarded', async () => {
+    const { m } = await layoutManifest(images.busybox.layout, images.busybox.digest);
+    const layer = m.layers[0].digest;
+    const srv = await layoutServer(images.busybox.layout, images.busybox.digest, {
+      blob: (req, res, body) => {
+        if (!req.url?.endsWith(layer)) return false;
+        const bad = Buffer.from(body);
+        bad[bad.length >> 1] ^= 0xff;
+        res.writeHead(200, { 'content-length': bad.length });
+        res.end(bad);
+        return true;
+      },
+    });
+    const s = await makeStack();
+    try {
+      const e = await catchErr(s.puller.pull(`${srv.host}/x/busybox:latest`));
+      expect(e).toBeInstanceOf(DigestMismatchError);
+      expect(e.message).toContain(layer);
+      expect(e.context).toMatchObject({ stage: 'pull', image: `${srv.host}/x/busybox:latest` });
+      expect(await s.content.has(layer)).toBe(false);
+      expect(await ingestLeftovers(s)).toEqual([]);
+      expect(s.images.list()).toEqual([]);
+      expect(s.unpackCalls).toEqual([]);
+    } finally {
+      s.close();
+      await srv.close();
+    }
+  });
+
+  test('a manifest whose bytes do not match the requested digest is refused', async () => {
+    const srv = await layoutServer(images.busybox.layout, images.busybox.digest, {
+      manifest: (_req, res, body) => {
+        const bad = Buffer.from(body.toString().replace('"schemaVersion":2', '"schemaVersion": 2'));
+        res.writeHead(200, { 'content-type': MediaType.OciManifest });
+        res.end(bad);
+        return true;
+      },
+    });
+    const s = await makeStack();
+    try {
+      const e = await catchErr(s.puller.pull(`${srv.host}/x/busybox@${images.busybox.digest}`));
+      expect(e).toBeInstanceOf(DigestMismatchError);
+      expect(await s.content.has(images.busybox.digest)).toBe(false);
+    } finally {
+      s.close();
+      await srv.close();
+    }
+  });
+
+  test('a stalled download fails with DeadlineExceeded after retries', async () => {
+    const { m } = await layoutManifest(images.busybox.layout, images.busybox.digest);
+    const layer = m.layers[0].digest;
+    let hits = 0;
+    const srv = await layoutServer(images.busybox.layout, images.busybox.digest, {
+      blob: (req, res, body) => {
+        if (!req.url?.endsWith(layer)) return false;
+        hits++;
+        res.writeHead(200, { 'content-length': body.length });
+        res.write(body.subarray(0, body.length >> 1)); // ...and never the rest
+        return true;
+      },
+    });
+    const s = await makeStack({ stallTimeoutMs: 300, retries: 1 });
+    try {
+      const t0 = Date.now();
+      const e = await catchErr(s.puller.pull(`${srv.host}/x/busybox:latest`));
+      expect(e).toBeInstanceOf(DeadlineExceededError);
+      expect(e.message).toMatch(/stalled/);
+      expect(e.context).toMatchObject({ stage: 'pull' });
+      expect(hits).toBe(2);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(await ingestLeftovers(s)).toEqual([]);
+    } finally {
+      s.close();
+      await srv.close();
+    }
+  });
+
+  test('an interrupted download resumes with a Range request; 5xx is retried', async () => {
+    const { m } = await layoutManifest(images.layers.layout, images.layers.digest);
+    const layer = m.layers[0].digest;
+    let first = true;
+    let fails = 1;
+    const ranges: string[] = [];
+    const srv = await layoutServer(images.layers.layout, images.layers.digest, {
+      manifest: (_req, res) => {
+        if (fails-- > 0) {
+          res.writeHead(503);
+          res.end();
+          return true;
+        }
+        return false;
+      },
+      blob: (req, res, body) => {
+        if (!req.url?.endsWith(layer)) return false;
+        if (first) {
+          first = false;
+          res.writeHead(200, { 'content-length': body.length });
+          res.write(body.subarray(0, 1000), () => res.destroy());
+          return true;
+        }
+        const r = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+        if (r) {
+          ranges.push(req.headers.range!);
+          const start = Number(r[1]);
+          res.writeHead(206, {
+            'content-range': `bytes ${start}-${body.length - 1}/${body.length}`,
+            'content-length': body.length - start,
+          });
+          res.end(body.subarray(start));
+          return true;
+        }
+        return false;
+      },
+    });
+    const s = await makeStack({ retries: 2 });
+    try {
+      const rec = await s.puller.pull(`${srv.host}/x/layers:latest`);
+      expect(rec.layers[0].digest).toBe(layer);
+      expect(ranges).toEqual(['bytes=1000-']);
+    } finally {
+      s.close();
+      await srv.close();
+    }
+  });
+
+  test('blob redirects are followed; Authorization is dropped on a cross-host hop', async () => {
+    const { m } = await layoutManifest(images.busybox.layout, images.busybox.digest);
+    const seen: (string | undefined)[] = [];
+    const cdn = http.createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      void fs.readFile(path.join(images.busybox.layout, 'blobs', 'sha256', path.basename(req.url ?? ''))).then(
+        (b) => {
+          res.writeHead(200, { 'content-length': b.length });
+          res.end(b);
+        },
+        () => {
+          res.writeHead(404);
+          res.end();
+        },
+      );
+    });
+    await new Promise<void>((r) => cdn.listen(0, '127.0.0.1', r));
+    const cdnPort = (cdn.address() as AddressInfo).port;
+    const srv = await layoutServer(images.busybox.layout, images.busybox.digest, {
+      blob: (req, res) => {
+        const d = (req.url ?? '').split('/').pop()!;
+        res.writeHead(307, { location: `http://localhost:${cdnPort}/cdn/${d.slice(7)}` });
+        res.end();
+        return true;
+      },
+    });
+    const s = await makeStack();
+    try {
+      await s.puller.pull(`${srv.host}/x/busybox:latest`, { auth: { registryToken: 'secret-token' } });
+      expect(srv.requests.every((r) => r.headers.authorization === 'Bearer secret-token')).toBe(true);
+      expect(seen).toHaveLength(1 + m.layers.length);
+      expect(seen.every((a) => a === undefined)).toBe(true);
+    } finally {
+      s.close();
+      await srv.close();
+      await new Promise<void>((r) => cdn.close(() => r()));
+    }
+  });
+
+  test('an aborted pull stops and leaves no temp files or pins', async () => {
+    const srv = await layoutServer(images.busybox.layout, images.busybox.digest, {
+      blob: (_req, res, body) => {
+        res.writeHead(200, { 'content-length': body.length });
+        res.write(body.subarray(0, 10));
+        return true;
+      },
+    });
+    const s = await makeStack({ stallTimeoutMs: 60_000 });
+    try {
+      const ac = new AbortController();
+      const p = s.puller.pull(`${srv.host}/x/busybox:latest`, { signal: ac.signal });
+      setTimeout(() => ac.abort(new DeadlineExceededError('pull cancelled by test')), 200);
+      const e = await catchErr(p);
+      expect(e.message).toContain('cancelled by test');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await ingestLeftovers(s)).toEqual([]);
+      expect(s.images.pinOwners()).toEqual([]);
+    } finally {
+      s.close();
+      await srv.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------- import
+
+describe('import', () => {
+  test('an OCI layout directory, and the same layout as a tar', async () => {
+    const s = await makeStack();
+    try {
+      const progress: string[] = [];
+      const [rec] = await importImages(images.layers.layout, {
+        assembler: s.assembler,
+        baseName: 'capsa-test/layers',
+        onProgress: (p) => progress.push(p.stage),
+      });
+      const { m } = await layoutManifest(images.layers.layout, images.layers.digest);
+      expect(rec.id).toBe(m.config.digest);
+      expect(rec.repoTags).toEqual(['docker.io/capsa-test/layers:latest']);
+      expect(rec.repoDigests).toEqual([`docker.io/capsa-test/layers@${images.layers.digest}`]);
+      expect(s.unpackCalls).toHaveLength(m.layers.length);
+      expect(progress).toContain('blob');
+      expect(progress).toContain('unpack');
+      expect(progress[progress.length - 1]).toBe('image');
+
+      const tar = path.join(tmpRoot, 'busybox-oci.tar');
+      execFileSync('tar', ['-C', images.busybox.layout, '-cf', tar, '.']);
+      const s2 = await makeStack();
+      try {
+        const [r2] = await importImages(tar, { assembler: s2.assembler });
+        expect(r2.repoTags).toEqual([]); // a bare "latest" ref name and no base name
+        expect(r2.layers).toHaveLength(1);
+        const gz = `${tar}.gz`;
+        execFileSync('sh', ['-c', `gzip -c '${tar}' > '${gz}'`]);
+        const [r3] = await importImages(gz, { assembler: s2.assembler, baseName: 'registry.k8s.io/busybox' });
+        expect(r3.id).toBe(r2.id);
+        expect(s2.images.get(r2.id)?.repoTags).toEqual(['registry.k8s.io/busybox:latest']);
+        expect(await fs.readdir(s2.content.ingestDir)).toEqual([]);
+      } finally {
+        s2.close();
+      }
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a docker-archive tar (docker save format)', async () => {
+    const { m } = await layoutManifest(images.layers.layout, images.layers.digest);
+    const dir = path.join(tmpRoot, 'docker-save');
+    await fs.mkdir(dir, { recursive: true });
+    const blob = (d: string): string => path.join(images.layers.layout, 'blobs', 'sha256', d.slice(7));
+    await fs.copyFile(blob(m.config.digest), path.join(dir, `${m.config.digest.slice(7)}.json`));
+    const layerNames: string[] = [];
+    for (const [i, l] of m.layers.entries()) {
+      await fs.mkdir(path.join(dir, `l${i}`));
+      execFileSync('sh', ['-c', `gzip -dc '${blob(l.digest)}' > '${path.join(dir, `l${i}`, 'layer.tar')}'`]);
+      layerNames.push(`l${i}/layer.tar`);
+    }
+    // docker save links a layer listed twice; here a symlink stands in for the first layer again
+    await fs.mkdir(path.join(dir, 'dup'));
+    await fs.symlink('../l0/layer.tar', path.join(dir, 'dup', 'layer.tar'));
+    await fs.writeFile(
+      path.join(dir, 'manifest.json'),
+      JSON.stringify([
+        {
+          Config: `${m.config.digest.slice(7)}.json`,
+          RepoTags: ['capsa-test/saved:1', 'example.com/saved:2'],
+          Layers: layerNames,
+        },
+      ]),
+    );
+    await fs.writeFile(path.join(dir, 'repositories'), '{}');
+    const tar = path.join(tmpRoot, 'docker-save.tar');
+    execFileSync('tar', ['-C', dir, '-cf', tar, '.']);
+    const s = await makeStack();
+    try {
+      const [rec] = await importImages(tar, { assembler: s.assembler });
+      expect(rec.id).toBe(m.config.digest);
+      expect(rec.repoTags).toEqual(['docker.io/capsa-test/saved:1', 'example.com/saved:2']);
+      expect(rec.repoDigests).toEqual([]);
+      expect(rec.manifestMediaType).toBe(MediaType.DockerManifest);
+      expect(rec.layers.map((l) => l.mediaType)).toEqual(m.layers.map(() => MediaType.DockerLayerTar));
+      expect(rec.layers.map((l) => l.digest)).toEqual(rec.config.rootfs.diff_ids);
+      for (const l of rec.layers) expect(await s.content.has(l.digest)).toBe(true);
+      expect(s.images.resolve('capsa-test/saved:1')?.id).toBe(rec.id);
+      // GC keeps everything the imported image holds
+      expect((await s.images.gc()).blobs).toEqual([]);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('garbage and missing blobs fail cleanly', async () => {
+    const s = await makeStack();
+    try {
+      const junk = path.join(tmpRoot, 'junk.bin');
+      await fs.writeFile(junk, Buffer.alloc(2048, 3));
+      expect((await catchErr(importImages(junk, { assembler: s.assembler }))).kind).toBe('InvalidArgument');
+      expect((await catchErr(importImages(path.join(tmpRoot, 'absent.tar'), { assembler: s.assembler }))).kind).toBe(
+        'NotFound',
+      );
+      const broken = path.join(tmpRoot, 'broken-layout');
+      execFileSync('cp', ['-r', images.busybox.layout, broken]);
+      const { m } = await layoutManifest(broken, images.busybox.digest);
+      await fs.rm(path.join(broken, 'blobs', 'sha256', m.layers[0].digest.slice(7)));
+      const e = await catchErr(importImages(broken, { assembler: s.assembler }));
+      expect(e.kind).toBe('NotFound');
+      expect(s.images.list()).toEqual([]);
+      // a tampered blob is a digest mismatch
+      const tampered = path.join(tmpRoot, 'tampered-layout');
+      execFileSync('cp', ['-r', images.busybox.layout, tampered]);
+      // (the config is already stored from the previous attempt: tamper with the layer, which is not)
+      expect(await s.content.has(m.config.digest)).toBe(true);
+      await fs.appendFile(path.join(tampered, 'blobs', 'sha256', m.layers[0].digest.slice(7)), ' ');
+      expect(await catchErr(importImages(tampered, { assembler: s.assembler }))).toBeInstanceOf(DigestMismatchError);
+      expect(await fs.readdir(s.content.ingestDir)).toEqual([]);
+    } finally {
+      s.close();
+    }
+  });
+});
