@@ -63,7 +63,18 @@ static int wait_ready(int rd, pid_t m1)
 
 	while (waitpid(m1, NULL, 0) < 0 && errno == EINTR)
 		;
-	n = read_full(rd, buf, sizeof(buf) - 1);
+	/* One line: the init still holds the pipe while it waits for 'start'. */
+	n = 0;
+	while ((size_t)n < sizeof(buf) - 1) {
+		ssize_t r = read(rd, buf + n, sizeof(buf) - 1 - (size_t)n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += r;
+		if (memchr(buf, '\n', (size_t)n))
+			break;
+	}
 	if (n <= 0) {
 		fprintf(stderr, "capsa-monitor: monitor exited before it was ready\n");
 		return 1;

@@ -119,7 +119,12 @@ function writeSpec(dir: string, o: SpecOptions): string {
     hostname: 'capsa-test',
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=1m'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=1m'],
+      },
       {
         destination: '/dev/pts',
         type: 'devpts',
@@ -174,10 +179,7 @@ function logRecords(file: string): { ts: string; stream: string; tag: string; te
 }
 
 function procsOf(cgroup: string): number[] {
-  return readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map(Number);
+  return readFileSync(path.join(cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
 }
 
 beforeAll(() => {
