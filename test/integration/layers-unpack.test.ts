@@ -277,6 +277,10 @@ describe('unpackLayer', () => {
       expect((err as CapsaError).context.stage).toBe('unpack');
       expect(tmpDirs(store)).toEqual([]);
     }
+    await expect(
+      store.unpackLayer({ blobPath: path.join(base, 'no-such-blob'), mediaType: MEDIA_TYPES.gzip }),
+    ).rejects.toMatchObject({ kind: 'NotFound' });
+    expect(tmpDirs(store)).toEqual([]);
     const small = newStore('max-entries', { maxEntries: 5 });
     const many = writeLayerBlob(
       path.join(base, 'many.gz'),

@@ -3,7 +3,7 @@
 // (unpack-worker.ts) or in-process.
 import { createHash } from 'crypto';
 
-import { asCapsaError, CapsaError, ErrorContext, ErrorKind, InvalidArgumentError } from '../../errors';
+import { asCapsaError, CapsaError, ErrorContext, ErrorKind, InvalidArgumentError, NotFoundError } from '../../errors';
 import type { Logger } from '../../log';
 import { ApplyStats, LayerApplier } from './apply';
 import { Compression, decompressedStream, detectCompression } from './decompress';
@@ -34,6 +34,9 @@ export async function runUnpackJob(job: UnpackJob, log?: JobLogger): Promise<Unp
   try {
     compression = await detectCompression(job.blobPath, job.mediaType);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFoundError(`layer blob ${job.blobPath} does not exist`, ctx);
+    }
     throw asCapsaError(err, ctx);
   }
   const hash = createHash('sha256');

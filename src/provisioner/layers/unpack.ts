@@ -12,6 +12,10 @@
 // startup) removes every leftover .tmp- dir, so a crash at any point leaves
 // either a complete layer or nothing.
 //
+// The work (decompress, hash, parse, write) runs in worker threads
+// (worker-pool.ts) with synchronous fs calls: as fast as GNU tar on layers
+// of small files, and the daemon's event loop never waits on the disk.
+//
 // Policies (decided here; see paths.ts and apply.ts for the details):
 // - absolute entry names are taken relative to the layer root (Docker's rule);
 //   ".." escaping the root, writing through a symlink, hardlinks out of the
