@@ -6,6 +6,7 @@
 // made with clone(CLONE_VM | CLONE_VFORK) and no CLONE_FS: it has its own cwd,
 // calls only chdir and mount (async-signal-safe), hands errno back through
 // the shared memory and exits; the calling thread waits meanwhile.
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -65,8 +66,15 @@ static Napi::Value MountAt(const Napi::CallbackInfo& info) {
                    "clone"};
   const size_t kStack = 64 * 1024;
   std::vector<char> stack(kStack);
+  // The child shares our memory: block every signal around clone (as
+  // posix_spawn does) so no handler of ours ever runs in it.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t pid = clone(MountAtChild, stack.data() + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
-  if (pid < 0) return ThrowErrno(info.Env(), errno, "clone", dir);
+  int cloneErr = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return ThrowErrno(info.Env(), cloneErr, "clone", dir);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return ThrowErrno(info.Env(), errno, "waitpid", dir);
