@@ -7,6 +7,7 @@ import { execFileSync } from 'child_process';
 import { createHash } from 'crypto';
 import { createReadStream, mkdtempSync, promises as fs } from 'fs';
 import * as http from 'http';
+import * as https from 'https';
 import { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
@@ -505,9 +506,10 @@ async function layoutServer(
   layout: string,
   digest: string,
   hooks: { blob?: Hook; manifest?: Hook } = {},
+  tls?: { key: Buffer; cert: Buffer },
 ): Promise<{ host: string; requests: { url: string; headers: http.IncomingHttpHeaders }[]; close(): Promise<void> }> {
   const requests: { url: string; headers: http.IncomingHttpHeaders }[] = [];
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests.push({ url: req.url ?? '', headers: req.headers });
     void (async () => {
       const m = /^\/v2\/([a-z0-9/_.-]+)\/(manifests|blobs)\/([^/]+)$/.exec(req.url ?? '');
@@ -538,7 +540,8 @@ async function layoutServer(
       });
       res.end(body);
     })();
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -595,6 +598,25 @@ describe('a misbehaving registry', () => {
       const e = await catchErr(s.puller.pull(`${srv.host}/x/busybox@${images.busybox.digest}`));
       expect(e).toBeInstanceOf(DigestMismatchError);
       expect(await s.content.has(images.busybox.digest)).toBe(false);
+    } finally {
+      s.close();
+      await srv.close();
+    }
+  });
+
+  test('a manifest over the size cap is refused', async () => {
+    const srv = await layoutServer(images.busybox.layout, images.busybox.digest, {
+      manifest: (_req, res) => {
+        res.writeHead(200, { 'content-type': MediaType.OciManifest });
+        res.end(Buffer.alloc(5 * 1024 * 1024, 0x20));
+        return true;
+      },
+    });
+    const s = await makeStack();
+    try {
+      const e = await catchErr(s.puller.pull(`${srv.host}/x/busybox:latest`));
+      expect(e.kind).toBe('ResourceExhausted');
+      expect(e.message).toMatch(/limit/);
     } finally {
       s.close();
       await srv.close();
@@ -737,6 +759,96 @@ describe('a misbehaving registry', () => {
       expect(s.images.pinOwners()).toEqual([]);
     } finally {
       s.close();
+      await srv.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------- TLS
+
+describe('TLS', () => {
+  let ca: string;
+  let key: Buffer;
+  let cert: Buffer;
+  beforeAll(() => {
+    const dir = path.join(tmpRoot, 'tls');
+    execFileSync('mkdir', ['-p', dir]);
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        ...ec,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=capsa-test-ca',
+        '-keyout',
+        `${dir}/ca.key`,
+        '-out',
+        `${dir}/ca.crt`,
+      ],
+      { stdio: 'ignore' },
+    );
+    execFileSync(
+      'openssl',
+      ['req', ...ec, '-subj', '/CN=127.0.0.1', '-keyout', `${dir}/srv.key`, '-out', `${dir}/srv.csr`],
+      { stdio: 'ignore' },
+    );
+    execFileSync('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1\\n' > ${dir}/ext`]);
+    execFileSync(
+      'openssl',
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${dir}/srv.csr`,
+        '-CA',
+        `${dir}/ca.crt`,
+        '-CAkey',
+        `${dir}/ca.key`,
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-extfile',
+        `${dir}/ext`,
+        '-out',
+        `${dir}/srv.crt`,
+      ],
+      { stdio: 'ignore' },
+    );
+    ca = `${dir}/ca.crt`;
+    key = execFileSync('cat', [`${dir}/srv.key`]);
+    cert = execFileSync('cat', [`${dir}/srv.crt`]);
+  });
+
+  test('a registry CA file is trusted; without it the certificate is refused; insecure skips verification', async () => {
+    const srv = await layoutServer(images.busybox.layout, images.busybox.digest, {}, { key, cert });
+    try {
+      const refused = await makeStack({ retries: 0 });
+      try {
+        const e = await catchErr(refused.puller.pull(`${srv.host}/x/busybox:latest`));
+        expect(e.kind).toBe('Unavailable');
+        expect(e.message).toMatch(/certificate/);
+      } finally {
+        refused.close();
+      }
+      const trusted = await makeStack({ registries: { [srv.host]: { ca_file: ca } } });
+      try {
+        expect((await trusted.puller.pull(`${srv.host}/x/busybox:latest`)).repoTags).toEqual([
+          `${srv.host}/x/busybox:latest`,
+        ]);
+      } finally {
+        trusted.close();
+      }
+      const insecure = await makeStack({ registries: { [srv.host]: { insecure: true } } });
+      try {
+        await insecure.puller.pull(`${srv.host}/x/busybox:latest`);
+      } finally {
+        insecure.close();
+      }
+    } finally {
       await srv.close();
     }
   });

@@ -205,7 +205,7 @@ describe('registry endpoints', () => {
       'https://registry.k8s.io/v2/',
     ]);
     expect(eps.map((e) => e.mirror)).toEqual([true, true, false]);
-    expect(eps[0].insecure).toBe(true);
+    expect(eps[0].base.protocol).toBe('http:');
     expect(eps[1].insecure).toBe(false);
     expect(eps[2].insecure).toBe(false);
     expect(new URL('pause/manifests/3.9', eps[0].base).href).toBe('http://127.0.0.1:5000/v2/pause/manifests/3.9');
@@ -227,12 +227,17 @@ describe('registry endpoints', () => {
     expect(
       endpointsFor('example.com', { registries: { 'example.com': { insecure: false, mirrors: [] } } })[0].insecure,
     ).toBe(false);
-    expect(endpointsFor('127.0.0.1:5000', {})[0]).toMatchObject({ insecure: true, probe: true });
-    expect(endpointsFor('localhost:5000', {})[0].insecure).toBe(true);
+    // Loopback registries may use plain HTTP but still verify certificates when they speak TLS.
+    expect(endpointsFor('127.0.0.1:5000', {})[0]).toMatchObject({ insecure: false, probe: true });
+    expect(endpointsFor('localhost:5000', {})[0].probe).toBe(true);
     // The daemon config fills insecure=false explicitly: loopback still allows HTTP.
-    expect(endpointsFor('127.0.0.1:5000', { registries: { '127.0.0.1:5000': { insecure: false } } })[0].insecure).toBe(
+    expect(endpointsFor('127.0.0.1:5000', { registries: { '127.0.0.1:5000': { insecure: false } } })[0].probe).toBe(
       true,
     );
+    const m = endpointsFor('x.io', {
+      registries: { 'x.io': { mirrors: ['127.0.0.1:5000', 'https://127.0.0.1:5001'] } },
+    });
+    expect(m.map((e) => e.probe)).toEqual([true, false, false]);
   });
 
   test('a bad mirror URL is a FailedPrecondition', () => {

@@ -76,9 +76,9 @@ export interface Endpoint {
   /** Base URL ending in "/v2/". */
   base: URL;
   mirror: boolean;
-  /** Plain HTTP fallback and unverified TLS allowed. */
+  /** Configured insecure: TLS certificates are not verified. */
   insecure: boolean;
-  /** For an insecure registry given without a scheme: try https first, then http. */
+  /** Plain HTTP allowed (insecure or loopback host given without a scheme): try https first, then http. */
   probe: boolean;
 }
 
@@ -152,16 +152,23 @@ export function endpointsFor(domain: string, config: RegistryConfig): Endpoint[]
     if (url.protocol !== 'http:' && url.protocol !== 'https:')
       throw new FailedPreconditionError(`registry mirror "${m}" for ${domain} must be http or https`, {});
     const mcfg = regs[url.host] ?? {};
-    // An http:// mirror URL is an explicit choice of plain HTTP; loopback mirrors may use it too.
-    const insecure = mcfg.insecure === true || url.protocol === 'http:' || isLoopbackHost(url.host);
+    // An http:// mirror URL is an explicit choice of plain HTTP; a scheme-less one may fall back to
+    // it when the mirror is configured insecure or on loopback.
+    const insecure = mcfg.insecure === true;
+    const plainOk = insecure || isLoopbackHost(url.host);
     let p = url.pathname.replace(/\/+$/, '');
     if (!p.endsWith('/v2')) p += '/v2';
     const base = new URL(`${url.protocol}//${url.host}${p}/`);
-    out.push({ base, mirror: true, insecure, probe: !hasScheme && insecure });
+    out.push({ base, mirror: true, insecure, probe: !hasScheme && plainOk });
   }
   const apiHost = registryApiHost(domain);
-  const insecure = hostCfg.insecure === true || isLoopbackHost(apiHost);
-  out.push({ base: new URL(`https://${apiHost}/v2/`), mirror: false, insecure, probe: insecure });
+  const insecure = hostCfg.insecure === true;
+  out.push({
+    base: new URL(`https://${apiHost}/v2/`),
+    mirror: false,
+    insecure,
+    probe: insecure || isLoopbackHost(apiHost),
+  });
   return out;
 }
 
@@ -185,7 +192,25 @@ function retryAfterMs(res: HttpResponse): number | undefined {
   return Number.isFinite(t) ? Math.max(0, t - Date.now()) : undefined;
 }
 
+const CERT_ERROR_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function isCertificateError(err: NetworkError): boolean {
+  return err.code !== undefined && CERT_ERROR_CODES.has(err.code);
+}
+
 function isRetryable(err: unknown): boolean {
+  if (err instanceof NetworkError && isCertificateError(err)) return false;
   return err instanceof NetworkError || err instanceof StallError || err instanceof RetryableHttpError;
 }
 
@@ -618,7 +643,8 @@ export class RepositorySession {
       this.client.learnScheme(ep.base.host, 'https:');
       return res;
     } catch (err) {
-      if (!(err instanceof NetworkError)) throw err;
+      // A certificate problem means the server does speak TLS: no plain-HTTP retry.
+      if (!(err instanceof NetworkError) || isCertificateError(err)) throw err;
       this.client.logger?.debug(
         { host: ep.base.host, err: err.message },
         'https failed for insecure registry; trying http',
