@@ -23,8 +23,6 @@ export interface ProcessSpec {
   rlimits: RlimitSpec[];
   noNewPrivileges: boolean;
   oomScoreAdj: number;
-  /** Recorded, not enforced yet (AppArmor is a later issue). */
-  apparmorProfile?: string;
 }
 
 export interface CapabilitySets {
@@ -116,8 +114,7 @@ export interface CapsaExtension {
   cgroupProcs?: string[];
   /** The memory cgroup the monitor watches for OOM kills; filled in by the cgroups isolator. */
   memoryCgroup?: string;
-  /** Symlinks the monitor creates in the container's /dev after mounting it. */
-  devSymlinks: { path: string; target: string }[];
+  /** Recorded for a later issue; the monitor does not enforce them yet. */
   seccomp: ProfileSpec;
   apparmor: ProfileSpec;
 }

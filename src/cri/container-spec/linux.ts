@@ -1,0 +1,165 @@
+// Process and kernel settings that need no I/O: oom_score_adj, rlimits,
+// working directory, sysctls, the privileged check and the (recorded, not yet
+// enforced) seccomp and AppArmor profiles.
+
+import * as path from 'path';
+import { InvalidArgumentError } from '../../errors';
+import {
+  SecurityProfile_ProfileType,
+  type LinuxContainerSecurityContext,
+  type SecurityProfile,
+} from '../../gen/runtime/v1/api';
+import type { ProfileSpec, RlimitSpec } from './types';
+import { checkString, imageString, IMAGE_FIELD } from './values';
+
+const SC = 'config.linux.security_context';
+
+/**
+ * config.linux.resources.oom_score_adj, which must be within -1000..1000.
+ * When the daemon may not lower a child's score below its own (no
+ * CAP_SYS_RESOURCE: `restrict`), the score is max(requested, daemon's).
+ */
+export function oomScoreAdj(requested: bigint, daemon: number, restrict: boolean): number {
+  if (requested < -1000n || requested > 1000n) {
+    throw new InvalidArgumentError('config.linux.resources.oom_score_adj', `${requested} is outside -1000..1000`);
+  }
+  const n = Number(requested);
+  return restrict ? Math.max(n, daemon) : n;
+}
+
+export interface Rlimit {
+  soft: number;
+  hard: number;
+}
+
+/** RLIMIT_NOFILE from the daemon's own (as containerd 1.x inherits it); CRI has no rlimit field. */
+export function buildRlimits(nofile: Rlimit): RlimitSpec[] {
+  if (!Number.isSafeInteger(nofile.soft) || !Number.isSafeInteger(nofile.hard) || nofile.soft > nofile.hard) {
+    throw new InvalidArgumentError('rlimit_nofile', `soft ${nofile.soft} / hard ${nofile.hard} is not a valid limit`);
+  }
+  return [{ type: 'RLIMIT_NOFILE', hard: nofile.hard, soft: nofile.soft }];
+}
+
+/** config.working_dir, else the image's WorkingDir (relative ones read against "/"), else "/". */
+export function workingDir(criDir: string, imageDir: unknown): string {
+  if (criDir !== '') {
+    checkString(criDir, 'config.working_dir');
+    if (!criDir.startsWith('/')) throw new InvalidArgumentError('config.working_dir', `"${criDir}" is not absolute`);
+    return path.posix.normalize(criDir);
+  }
+  const image = imageString(imageDir, 'WorkingDir') ?? '';
+  if (image === '') return '/';
+  checkString(image, IMAGE_FIELD, "the image's WorkingDir");
+  return path.posix.normalize(`/${image}`);
+}
+
+/** The privileged flag, refused when the pod sandbox is not privileged (as containerd does). */
+export function checkPrivileged(container: boolean, sandbox: boolean): boolean {
+  if (container && !sandbox) {
+    throw new InvalidArgumentError(`${SC}.privileged`, 'the pod sandbox is not privileged');
+  }
+  return container;
+}
+
+const IPC_SYSCTLS = new Set([
+  'kernel.msgmax',
+  'kernel.msgmnb',
+  'kernel.msgmni',
+  'kernel.sem',
+  'kernel.shmall',
+  'kernel.shmmax',
+  'kernel.shmmni',
+  'kernel.shm_rmid_forced',
+]);
+const UTS_SYSCTLS = new Set(['kernel.hostname', 'kernel.domainname']);
+
+/** Sysctl name in dotted form; the slash form ("net/ipv4/ip_forward") is converted. */
+function sysctlName(name: string, field: string): string {
+  let dotted = name;
+  if (name.includes('/')) {
+    if (name.split('/').some((c) => c.includes('.'))) {
+      throw new InvalidArgumentError(field, 'slash-form names with dotted components are not supported');
+    }
+    dotted = name.split('/').join('.');
+  }
+  if (!/^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$/.test(dotted)) {
+    throw new InvalidArgumentError(field, `"${name}" is not a sysctl name`);
+  }
+  return dotted;
+}
+
+/**
+ * The pod's sysctls (sandbox_config.linux.sysctls), applied again in each
+ * container as containerd does. Only namespaced ones are allowed, and none of
+ * a namespace the pod shares with the host.
+ */
+export function buildSysctls(
+  sysctls: Readonly<Record<string, string>>,
+  ns: { hostNetwork: boolean; hostIpc: boolean },
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(sysctls)) {
+    const field = `sandbox_config.linux.sysctls[${name}]`;
+    const key = sysctlName(name, field);
+    if (value.length > 4096 || /[\0\n]/.test(value)) {
+      throw new InvalidArgumentError(field, 'value must be one line of at most 4096 bytes');
+    }
+    const ipc = IPC_SYSCTLS.has(key) || key.startsWith('fs.mqueue.');
+    const net = key.startsWith('net.');
+    const uts = UTS_SYSCTLS.has(key);
+    if (!ipc && !net && !uts) throw new InvalidArgumentError(field, 'not a namespaced sysctl');
+    if (ipc && ns.hostIpc) throw new InvalidArgumentError(field, 'not allowed with host IPC');
+    if ((net || uts) && ns.hostNetwork) throw new InvalidArgumentError(field, 'not allowed with host network');
+    out[key] = value;
+  }
+  return out;
+}
+
+function fromProfile(p: SecurityProfile, field: string, kind: 'seccomp' | 'apparmor'): ProfileSpec {
+  switch (p.profileType) {
+    case SecurityProfile_ProfileType.RuntimeDefault:
+      return { type: 'RuntimeDefault' };
+    case SecurityProfile_ProfileType.Unconfined:
+      return { type: 'Unconfined' };
+    case SecurityProfile_ProfileType.Localhost: {
+      const ref = checkString(p.localhostRef, `${field}.localhost_ref`);
+      if (ref === '') throw new InvalidArgumentError(`${field}.localhost_ref`, 'required for a Localhost profile');
+      if (kind === 'seccomp' && !ref.startsWith('/')) {
+        throw new InvalidArgumentError(`${field}.localhost_ref`, `"${ref}" is not an absolute path`);
+      }
+      return { type: 'Localhost', localhostRef: ref };
+    }
+    default:
+      throw new InvalidArgumentError(`${field}.profile_type`, `unknown profile type ${String(p.profileType)}`);
+  }
+}
+
+/** The deprecated string forms: "runtime/default", "docker/default", "unconfined", "localhost/<ref>". */
+function fromString(s: string, field: string, unset: ProfileSpec): ProfileSpec {
+  if (s === '') return unset;
+  if (s === 'runtime/default' || s === 'docker/default') return { type: 'RuntimeDefault' };
+  if (s === 'unconfined') return { type: 'Unconfined' };
+  if (s.startsWith('localhost/') && s.length > 'localhost/'.length) {
+    return { type: 'Localhost', localhostRef: checkString(s.slice('localhost/'.length), field) };
+  }
+  throw new InvalidArgumentError(field, `unknown profile "${s}"`);
+}
+
+/**
+ * The seccomp and AppArmor profiles asked for, recorded in the spec for the
+ * issue that enforces them. Unset seccomp is Unconfined and unset AppArmor
+ * RuntimeDefault (CRI's defaults); privileged containers are unconfined.
+ */
+export function securityProfiles(
+  sc: LinuxContainerSecurityContext | undefined,
+  privileged: boolean,
+): { seccomp: ProfileSpec; apparmor: ProfileSpec } {
+  if (privileged) return { seccomp: { type: 'Unconfined' }, apparmor: { type: 'Unconfined' } };
+  const seccomp = sc?.seccomp
+    ? fromProfile(sc.seccomp, `${SC}.seccomp`, 'seccomp')
+    : fromString(sc?.seccompProfilePath ?? '', `${SC}.seccomp_profile_path`, { type: 'Unconfined' });
+  const apparmor = sc?.apparmor
+    ? fromProfile(sc.apparmor, `${SC}.apparmor`, 'apparmor')
+    : fromString(sc?.apparmorProfile ?? '', `${SC}.apparmor_profile`, { type: 'RuntimeDefault' });
+  return { seccomp, apparmor };
+}

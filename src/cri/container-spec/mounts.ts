@@ -1,0 +1,345 @@
+// The container's mount table, in the order the monitor applies it:
+//   - the defaults: /proc, /dev (tmpfs) with /dev/pts (a new devpts
+//     instance, ptmxmode=0666), /dev/mqueue and /dev/shm, /sys (sysfs,
+//     read-only unless privileged);
+//   - /sys/fs/cgroup: the monitor does not mount the "cgroup" filesystem
+//     type, so the caller (the cgroups isolator) passes the container's
+//     cgroup directories to bind: one bind at /sys/fs/cgroup (v2), or a tmpfs
+//     there with one bind per controller (v1); read-only unless privileged;
+//     none when the caller passes none;
+//   - the pod's files: /dev/shm (the pod's, or the host's with host IPC),
+//     /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the sandbox
+//     (read-only with a read-only rootfs);
+//   - the CRI mounts, validated;
+//   - the image's VOLUMEs, as empty host directories under volumesRoot.
+// A CRI mount replaces any default or pod mount at the same destination, and
+// a CRI mount of /dev replaces every default below /dev. The table is then
+// sorted by destination depth (stable), so a parent is mounted before its
+// children. Masked and read-only paths: the CRI lists when given, else the
+// defaults below; none for a privileged container.
+
+import { createHash } from 'crypto';
+import * as path from 'path';
+import { InternalError, InvalidArgumentError } from '../../errors';
+import { MountPropagation, type Mount } from '../../gen/runtime/v1/api';
+import type { MountSpec } from './types';
+import { checkString, IMAGE_FIELD, isWithin, pathDepth } from './values';
+
+export const DEFAULT_MASKED_PATHS: readonly string[] = [
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+];
+
+export const DEFAULT_READONLY_PATHS: readonly string[] = [
+  '/proc/asound',
+  '/proc/bus',
+  '/proc/fs',
+  '/proc/irq',
+  '/proc/sys',
+  '/proc/sysrq-trigger',
+];
+
+/** At most this many image VOLUMEs (an image is untrusted input). */
+export const MAX_IMAGE_VOLUMES = 256;
+
+/** Extra bind options a CRI mount may ask for (Mount.mount_options). */
+const ALLOWED_MOUNT_OPTIONS = new Set([
+  'ro',
+  'rw',
+  'nosuid',
+  'suid',
+  'nodev',
+  'dev',
+  'noexec',
+  'exec',
+  'noatime',
+  'atime',
+  'relatime',
+  'norelatime',
+  'strictatime',
+  'nostrictatime',
+  'nodiratime',
+  'diratime',
+]);
+
+export interface PodFiles {
+  /** The pod's /dev/shm on the host; unused with host IPC. */
+  shmPath?: string;
+  hostsPath?: string;
+  resolvPath?: string;
+  hostnamePath?: string;
+}
+
+export interface CgroupBind {
+  /** The container's cgroup directory (or one controller's) on the host. */
+  source: string;
+  /** /sys/fs/cgroup (v2) or /sys/fs/cgroup/<controller> (v1). */
+  destination: string;
+}
+
+export interface MountsInput {
+  mounts: readonly Mount[];
+  /** What to show at /sys/fs/cgroup; empty: nothing. */
+  cgroupBinds: readonly CgroupBind[];
+  /** The image config's Volumes ({"/path": {}}; untrusted). */
+  imageVolumes: unknown;
+  privileged: boolean;
+  readonlyRootfs: boolean;
+  hostIpc: boolean;
+  pod: PodFiles;
+  /** Host directory under which the image volumes' directories are made. */
+  volumesRoot: string;
+  /** security_context.masked_paths / readonly_paths (empty: the defaults). */
+  maskedPaths: readonly string[];
+  readonlyPaths: readonly string[];
+  /** Whether a CRI mount's host path exists (the only I/O here). */
+  pathExists: (hostPath: string) => Promise<boolean>;
+}
+
+export interface ImageVolume {
+  containerPath: string;
+  /** Directory the caller creates (empty) before the launch. */
+  hostPath: string;
+}
+
+export interface MountsResult {
+  mounts: MountSpec[];
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  rootfsPropagation: 'rslave' | 'rshared';
+  imageVolumes: ImageVolume[];
+  warnings: string[];
+}
+
+/** The mounts every container gets before the pod's and the CRI's. */
+export function defaultMounts(privileged: boolean): MountSpec[] {
+  const sysMode = privileged ? 'rw' : 'ro';
+  return [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    {
+      destination: '/dev',
+      type: 'tmpfs',
+      source: 'tmpfs',
+      options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+    },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+    },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', sysMode] },
+  ];
+}
+
+/**
+ * /sys/fs/cgroup as binds of the container's own cgroup directories. Returns
+ * the mounts and whether /sys/fs/cgroup itself (a tmpfs) must be made
+ * read-only after the binds are in place (v1 layout, unprivileged).
+ */
+export function cgroupMounts(
+  binds: readonly CgroupBind[],
+  privileged: boolean,
+): { mounts: MountSpec[]; readonlyTop: boolean } {
+  const mode = privileged ? 'rw' : 'ro';
+  const opts = ['rprivate', 'nosuid', 'noexec', 'nodev', mode];
+  const root = '/sys/fs/cgroup';
+  if (binds.length === 0) return { mounts: [], readonlyTop: false };
+  const dests = binds.map((b) => {
+    const d = path.posix.normalize(b.destination);
+    if (!isWithin(d, root) || !b.source.startsWith('/')) {
+      throw new InternalError(`cgroup bind ${b.source} -> ${b.destination}: not an absolute source under ${root}`);
+    }
+    return d;
+  });
+  if (binds.length === 1 && dests[0] === root) {
+    return { mounts: [bind(root, binds[0].source, opts)], readonlyTop: false };
+  }
+  if (dests.includes(root)) throw new InternalError(`cgroup binds: ${root} itself and controllers below it`);
+  const tmpfs: MountSpec = {
+    destination: root,
+    type: 'tmpfs',
+    source: 'tmpfs',
+    options: ['nosuid', 'noexec', 'nodev', 'mode=755', 'size=64k'],
+  };
+  return {
+    mounts: [tmpfs, ...binds.map((b, i) => bind(dests[i], b.source, opts))],
+    readonlyTop: !privileged,
+  };
+}
+
+function bind(destination: string, source: string, options: string[]): MountSpec {
+  return { destination, type: 'bind', source, options: ['rbind', ...options] };
+}
+
+/** The pod-level mounts: /dev/shm and the sandbox's /etc files. */
+export function podMounts(pod: PodFiles, hostIpc: boolean, readonlyRootfs: boolean): MountSpec[] {
+  const out: MountSpec[] = [];
+  const shm = hostIpc ? '/dev/shm' : pod.shmPath;
+  if (shm) out.push(bind('/dev/shm', shm, ['rprivate', 'nosuid', 'nodev', 'noexec', 'rw']));
+  const mode = readonlyRootfs ? 'ro' : 'rw';
+  if (pod.hostnamePath) out.push(bind('/etc/hostname', pod.hostnamePath, ['rprivate', mode]));
+  if (pod.hostsPath) out.push(bind('/etc/hosts', pod.hostsPath, ['rprivate', mode]));
+  if (pod.resolvPath) out.push(bind('/etc/resolv.conf', pod.resolvPath, ['rprivate', mode]));
+  return out;
+}
+
+const PROPAGATION: Record<number, string> = {
+  [MountPropagation.PROPAGATION_PRIVATE]: 'rprivate',
+  [MountPropagation.PROPAGATION_HOST_TO_CONTAINER]: 'rslave',
+  [MountPropagation.PROPAGATION_BIDIRECTIONAL]: 'rshared',
+};
+
+/** A clean absolute container path, or an error naming `field`. */
+export function containerPath(p: string, field: string): string {
+  checkString(p, field);
+  if (p === '') throw new InvalidArgumentError(field, 'must not be empty');
+  if (!p.startsWith('/')) throw new InvalidArgumentError(field, `"${p}" is not an absolute path`);
+  return path.posix.normalize(p).replace(/(.)\/$/, '$1');
+}
+
+/** Validates the CRI mounts and turns them into mount specs (in request order). */
+export async function criMounts(
+  mounts: readonly Mount[],
+  pathExists: (hostPath: string) => Promise<boolean>,
+): Promise<MountSpec[]> {
+  const out: MountSpec[] = [];
+  const seen = new Set<string>();
+  for (const [i, m] of mounts.entries()) {
+    const f = `config.mounts[${i}]`;
+    const dest = containerPath(m.containerPath, `${f}.container_path`);
+    if (dest === '/') throw new InvalidArgumentError(`${f}.container_path`, 'must not be "/"');
+    if (seen.has(dest)) throw new InvalidArgumentError(`${f}.container_path`, `"${dest}" is mounted twice`);
+    seen.add(dest);
+    if (m.image !== undefined && m.image.image !== '') {
+      throw new InvalidArgumentError(`${f}.image`, 'image volume mounts are not supported');
+    }
+    if (m.uidMappings.length > 0)
+      throw new InvalidArgumentError(`${f}.uid_mappings`, 'ID-mapped mounts are not supported');
+    if (m.gidMappings.length > 0)
+      throw new InvalidArgumentError(`${f}.gid_mappings`, 'ID-mapped mounts are not supported');
+    checkString(m.hostPath, `${f}.host_path`);
+    if (m.hostPath === '') throw new InvalidArgumentError(`${f}.host_path`, 'must not be empty');
+    if (!m.hostPath.startsWith('/')) {
+      throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" is not an absolute path`);
+    }
+    const propagation = PROPAGATION[m.propagation];
+    if (propagation === undefined) {
+      throw new InvalidArgumentError(`${f}.propagation`, `unknown propagation ${String(m.propagation)}`);
+    }
+    if (m.recursiveReadOnly) {
+      // The monitor has no recursive read-only bind (mount_setattr) yet, and
+      // capsa does not advertise the feature, so kubelet should not ask.
+      throw new InvalidArgumentError(`${f}.recursive_read_only`, 'recursive read-only mounts are not supported');
+    }
+    const extra = m.mountOptions.map((o, j) => {
+      if (!ALLOWED_MOUNT_OPTIONS.has(o)) {
+        throw new InvalidArgumentError(`${f}.mount_options[${j}]`, `unsupported mount option "${o}"`);
+      }
+      return o;
+    });
+    if (!(await pathExists(m.hostPath))) {
+      throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" does not exist`);
+    }
+    const options = ['rbind', propagation, m.readonly ? 'ro' : 'rw'];
+    out.push({ destination: dest, type: 'bind', source: m.hostPath, options: [...options, ...extra] });
+  }
+  return out;
+}
+
+/** The image's VOLUMEs not covered by another mount, each bound from its own empty host directory. */
+export function imageVolumeMounts(
+  volumes: unknown,
+  covered: readonly string[],
+  volumesRoot: string,
+  warnings: string[],
+): ImageVolume[] {
+  if (volumes === undefined || volumes === null) return [];
+  if (typeof volumes !== 'object' || Array.isArray(volumes)) {
+    throw new InvalidArgumentError(IMAGE_FIELD, "the image's Volumes is not an object");
+  }
+  const keys = Object.keys(volumes);
+  if (keys.length > MAX_IMAGE_VOLUMES) {
+    throw new InvalidArgumentError(IMAGE_FIELD, `the image declares more than ${MAX_IMAGE_VOLUMES} volumes`);
+  }
+  const out: ImageVolume[] = [];
+  const seen = new Set<string>();
+  for (const key of keys) {
+    checkString(key, IMAGE_FIELD, `the image's volume "${key}"`);
+    // Docker reads a relative VOLUME against "/".
+    const dest = containerPath(key.startsWith('/') ? key : `/${key}`, IMAGE_FIELD);
+    if (dest === '/') {
+      warnings.push('image volume "/" ignored');
+      continue;
+    }
+    if (seen.has(dest) || covered.some((c) => isWithin(dest, c))) continue;
+    seen.add(dest);
+    const name = createHash('sha256').update(dest).digest('hex').slice(0, 16);
+    out.push({ containerPath: dest, hostPath: path.join(volumesRoot, name) });
+  }
+  return out;
+}
+
+function pathList(given: readonly string[], defaults: readonly string[], field: string): string[] {
+  if (given.length === 0) return [...defaults];
+  return given.map((p, i) => containerPath(p, `${field}[${i}]`));
+}
+
+/** Sorts mounts by destination depth, keeping the given order among equals. */
+export function sortMounts(mounts: readonly MountSpec[]): MountSpec[] {
+  return mounts
+    .map((m, i) => ({ m, i, d: pathDepth(m.destination) }))
+    .sort((a, b) => a.d - b.d || a.i - b.i)
+    .map((x) => x.m);
+}
+
+export async function buildMounts(input: MountsInput): Promise<MountsResult> {
+  const warnings: string[] = [];
+  const cri = await criMounts(input.mounts, input.pathExists);
+  const criDests = new Set(cri.map((m) => m.destination));
+  const devReplaced = criDests.has('/dev');
+  const cgroup = cgroupMounts(input.cgroupBinds, input.privileged);
+  const cgroupReplaced = [...criDests].some((d) => isWithin('/sys/fs/cgroup', d));
+  const defaults = [...defaultMounts(input.privileged), ...(cgroupReplaced ? [] : cgroup.mounts)].filter(
+    (m) => !criDests.has(m.destination) && !(devReplaced && m.destination.startsWith('/dev/')),
+  );
+  const pod = podMounts(input.pod, input.hostIpc, input.readonlyRootfs).filter((m) => !criDests.has(m.destination));
+  // A pod /dev/shm bind replaces the default tmpfs.
+  const podDests = new Set(pod.map((m) => m.destination));
+  const base = defaults.filter((m) => !podDests.has(m.destination));
+  // No image volume inside another mount, nor in the kernel filesystems.
+  const covered = [...criDests, ...podDests, '/proc', '/sys', '/dev'];
+  const volumes = imageVolumeMounts(input.imageVolumes, covered, input.volumesRoot, warnings);
+  const volumeMounts = volumes.map((v) => bind(v.containerPath, v.hostPath, ['rprivate', 'rw']));
+  const mounts = sortMounts([...base, ...pod, ...cri, ...volumeMounts]);
+  const shared = cri.some((m) => m.options.includes('rshared'));
+  const SC = 'config.linux.security_context';
+  return {
+    mounts,
+    maskedPaths: input.privileged ? [] : pathList(input.maskedPaths, DEFAULT_MASKED_PATHS, `${SC}.masked_paths`),
+    readonlyPaths: input.privileged
+      ? []
+      : [
+          ...pathList(input.readonlyPaths, DEFAULT_READONLY_PATHS, `${SC}.readonly_paths`),
+          ...(cgroup.readonlyTop && !cgroupReplaced ? ['/sys/fs/cgroup'] : []),
+        ],
+    rootfsPropagation: shared ? 'rshared' : 'rslave',
+    imageVolumes: volumes,
+    warnings,
+  };
+}
