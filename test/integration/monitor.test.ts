@@ -4,6 +4,7 @@
 import { execFileSync, spawn } from 'child_process';
 import { randomBytes } from 'crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'fs';
+import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { buildBusyboxRootfs } from '../helpers/rootfs';
@@ -98,6 +99,9 @@ interface SpecOptions {
   memoryCgroup?: string;
   pidNamespace?: boolean;
   env?: string[];
+  stdin?: boolean;
+  stdinOnce?: boolean;
+  terminal?: boolean;
 }
 
 function writeSpec(dir: string, o: SpecOptions): string {
@@ -106,6 +110,7 @@ function writeSpec(dir: string, o: SpecOptions): string {
       args: o.args,
       env: o.env ?? ['PATH=/bin', 'HOME=/root'],
       cwd: '/',
+      terminal: o.terminal ?? false,
       user: { uid: 0, gid: 0 },
       capabilities: {
         bounding: ['CAP_CHOWN', 'CAP_KILL', 'CAP_SETUID', 'CAP_SETGID'],
@@ -150,6 +155,8 @@ function writeSpec(dir: string, o: SpecOptions): string {
       logPath: path.join(dir, 'container.log'),
       cgroupProcs: o.cgroupProcs ?? [],
       memoryCgroup: o.memoryCgroup,
+      stdin: o.stdin ?? false,
+      stdinOnce: o.stdinOnce ?? false,
     },
   };
   writeFileSync(path.join(dir, 'spec.json'), JSON.stringify(spec, null, 2));
@@ -372,6 +379,29 @@ describe('capsa-monitor run', () => {
     expect((await run(['run', dir])).code).toBe(0);
     expect((await exited(dir)).exitCode).toBe(0);
     expect(procsOf(pids)).toEqual([]);
+  });
+
+  test('serves stdin on attach.sock; stdinOnce closes it after the first client', async () => {
+    const dir = writeSpec(newRunDir(), { args: ['cat'], stdin: true, stdinOnce: true });
+    expect((await run(['run', dir])).code).toBe(0);
+    await new Promise<void>((resolve, reject) => {
+      const c = net.connect(path.join(dir, 'attach.sock'), () => c.end('hello\nworld\n'));
+      c.on('error', reject);
+      c.on('close', () => resolve());
+    });
+    expect((await exited(dir)).exitCode).toBe(0);
+    expect(logRecords(path.join(dir, 'container.log')).map((r) => r.text)).toEqual(['hello', 'world']);
+  });
+
+  test('a tty: the init has a pty of its own devpts as controlling terminal', async () => {
+    const dir = writeSpec(newRunDir(), { args: ['sh', '-c', 'tty; echo hi >&2'], terminal: true });
+    expect((await run(['run', dir])).code).toBe(0);
+    expect((await exited(dir)).exitCode).toBe(0);
+    const recs = logRecords(path.join(dir, 'container.log'));
+    expect(recs.map((r) => [r.stream, r.text])).toEqual([
+      ['stdout', '/dev/pts/0\r'],
+      ['stdout', 'hi\r'],
+    ]);
   });
 
   test('RSS of a monitor of a sleeping container', async () => {
