@@ -18,7 +18,10 @@ describe('CNI readiness', () => {
     try {
       expect(await findNetworkConfig(path.join(dir, 'absent'))).toBeUndefined();
       await fs.writeFile(path.join(dir, '20-b.conflist'), JSON.stringify({ plugins: [{ type: 'b' }] }));
-      await fs.writeFile(path.join(dir, '10-a.conf'), JSON.stringify({ type: 'a' }));
+      await fs.writeFile(
+        path.join(dir, '10-a.conf'),
+        JSON.stringify({ cniVersion: '1.0.0', name: 'net-a', type: 'a' }),
+      );
       await fs.writeFile(path.join(dir, '05-ignored.txt'), 'x');
       expect(await findNetworkConfig(dir)).toBe(path.join(dir, '10-a.conf'));
       const r = await networkReadiness(dir, [path.join(dir, 'bin')]);
@@ -31,6 +34,13 @@ describe('CNI readiness', () => {
       const broken = await networkReadiness(dir, [path.join(dir, 'bin')]);
       expect(broken.ready).toBe(false);
       expect(broken.message).toMatch(/invalid network config .*01-broken/);
+      await fs.writeFile(
+        path.join(dir, '01-broken.conflist'),
+        JSON.stringify({ cniVersion: '1.0.0', plugins: [{ type: 'a' }] }),
+      );
+      expect((await networkReadiness(dir, [path.join(dir, 'bin')])).message).toMatch(
+        /01-broken.conflist: "name" is missing/,
+      );
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
