@@ -18,6 +18,7 @@ import { RegistryAuthError } from '../../src/provisioner/store/auth';
 import { ContentStore, DigestMismatchError } from '../../src/provisioner/store/content-store';
 import { sha256Of } from '../../src/provisioner/store/digest';
 import { ImageStore } from '../../src/provisioner/store/image-store';
+import { openStore } from '../../src/provisioner/store';
 import { importImages } from '../../src/provisioner/store/import';
 import { MediaType } from '../../src/provisioner/store/manifest';
 import { Puller } from '../../src/provisioner/store/puller';
@@ -968,6 +969,41 @@ describe('import', () => {
       expect(await fs.readdir(s.content.ingestDir)).toEqual([]);
     } finally {
       s.close();
+    }
+  });
+});
+
+describe('openStore', () => {
+  test('pull, lookup, remove with GC, reopen', async () => {
+    const root = path.join(tmpRoot, 'opened');
+    const unpacked = new Set<string>();
+    const calls: string[] = [];
+    const layers = {
+      unpack: fakeUnpacker(unpacked, calls),
+      has: async (c: string) => unpacked.has(c),
+      deleteLayer: async (c: string) => void unpacked.delete(c),
+      listLayers: async () => [...unpacked],
+    };
+    const store = await openStore({
+      root,
+      fsync: true,
+      registry: { registries: { 'registry.k8s.io': { mirrors: [reg.url], insecure: false } }, credentialsFile: '' },
+      stallTimeoutMs: 10_000,
+      layers,
+    });
+    try {
+      const rec = await store.pull('registry.k8s.io/pause:3.9');
+      expect(store.images.resolve('registry.k8s.io/pause:3.9')?.id).toBe(rec.id);
+      const again = await openStore({ root, layers });
+      expect(again.images.list().map((r) => r.id)).toEqual([rec.id]);
+      again.close();
+      const r = await store.removeImage('registry.k8s.io/pause:3.9');
+      expect(r.removed).toBe(true);
+      expect(r.gc?.layers).toEqual(rec.layers.map((l) => l.chainId));
+      expect(await store.content.list()).toEqual([]);
+      expect(await store.removeImage('registry.k8s.io/pause:3.9')).toEqual({ removed: false });
+    } finally {
+      store.close();
     }
   });
 });

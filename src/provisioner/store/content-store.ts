@@ -31,6 +31,7 @@ export interface IngestWriter {
   readonly offset: number;
   /** Aborts when every caller waiting on this ingest has given up. */
   readonly signal: AbortSignal;
+  /** Appends bytes. The store keeps a reference to `chunk`: do not modify it afterwards. */
   write(chunk: Uint8Array): Promise<void>;
   /** Throws away everything written so far (e.g. a server that ignored a Range request). */
   reset(): Promise<void>;
@@ -261,7 +262,7 @@ export class ContentStore {
         const b = chunk as Buffer;
         hash.update(b);
         size += b.length;
-        pending.push(Buffer.from(b));
+        pending.push(b);
         pendingBytes += b.length;
         if (pendingBytes >= this.writeBufferBytes) await flush();
       }
@@ -353,8 +354,8 @@ export class ContentStore {
           );
         hash.update(chunk);
         offset += chunk.length;
-        // Copy: callers may reuse their buffers once write resolves.
-        pending.push(Buffer.from(chunk));
+        // No copy: a chunk handed to write() must not be modified afterwards (stream chunks never are).
+        pending.push(chunk);
         pendingBytes += chunk.length;
         if (pendingBytes >= this.writeBufferBytes) await flush();
       },
