@@ -237,3 +237,4 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     spec.hostname = checkString(sandboxConfig.hostname, 'sandbox_config.hostname');
   return { spec, imageVolumes: mounts.imageVolumes, user, warnings };
 }
+export * from './host-io';
