@@ -3,7 +3,18 @@
 // ends with no capsa-test cgroup, no mount and no process left behind.
 import { execFileSync, spawn } from 'child_process';
 import { randomBytes } from 'crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
@@ -102,6 +113,9 @@ interface SpecOptions {
   stdin?: boolean;
   stdinOnce?: boolean;
   terminal?: boolean;
+  userns?: boolean;
+  join?: Record<string, string>; // namespace type -> path
+  extraMounts?: { destination: string; type?: string; source: string; options: string[] }[];
 }
 
 function writeSpec(dir: string, o: SpecOptions): string {
@@ -139,15 +153,23 @@ function writeSpec(dir: string, o: SpecOptions): string {
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'size=1m'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'size=1m'] },
+      ...(o.extraMounts ?? []),
     ],
     linux: {
       namespaces: [
-        ...(o.pidNamespace === false ? [] : [{ type: 'pid' }]),
+        ...(o.pidNamespace === false ? [] : [{ type: 'pid', path: o.join?.pid }]),
         { type: 'mount' },
-        { type: 'uts' },
-        { type: 'ipc' },
-        { type: 'network' },
+        { type: 'uts', path: o.join?.uts },
+        { type: 'ipc', path: o.join?.ipc },
+        { type: 'network', path: o.join?.network },
+        ...(o.userns ? [{ type: 'user' }] : []),
       ],
+      ...(o.userns
+        ? {
+            uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+            gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }],
+          }
+        : {}),
       maskedPaths: ['/proc/kcore', '/proc/keys'],
       readonlyPaths: ['/proc/sys', '/proc/sysrq-trigger'],
     },
@@ -192,6 +214,7 @@ function procsOf(cgroup: string): number[] {
 beforeAll(() => {
   execFileSync('make', ['-s', '-C', path.join(repo, 'native/monitor')], { stdio: 'inherit' });
   root = mkdtempSync(path.join(os.tmpdir(), 'capsa-monitor-test-'));
+  chmodSync(root, 0o755); // reachable by root of a user namespace (host uid 100000)
   rootfs = buildBusyboxRootfs(path.join(root, 'rootfs'));
 });
 
@@ -402,6 +425,86 @@ describe('capsa-monitor run', () => {
       ['stdout', '/dev/pts/0\r'],
       ['stdout', 'hi\r'],
     ]);
+  });
+
+  test('records an OOM kill from the memory cgroup', async () => {
+    const mem = newCgroup('memory');
+    writeFileSync(path.join(mem, 'memory.limit_in_bytes'), String(16 << 20));
+    const dir = writeSpec(newRunDir(), {
+      args: ['sh', '-c', 'head -c 200m /dev/zero | tail -c 100m > /dev/null'],
+      cgroupProcs: [path.join(mem, 'cgroup.procs')],
+      memoryCgroup: mem,
+    });
+    expect((await run(['run', dir])).code).toBe(0);
+    expect(await exited(dir)).toMatchObject({ exitCode: 137, oomKilled: true });
+  });
+
+  test('a new user namespace: root inside is 100000 outside', async () => {
+    const dir = writeSpec(newRunDir(), {
+      args: ['sh', '-c', 'id -u; cat /proc/self/uid_map; ls /dev/null; sleep 100'],
+      userns: true,
+    });
+    const r = await run(['run', dir]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const log = path.join(dir, 'container.log');
+    await waitFor('output', () => existsSync(log) && readFileSync(log, 'utf8').includes('/dev/null'));
+    const text = logRecords(log).map((x) => x.text.trim().replace(/\s+/g, ' '));
+    expect(text).toEqual(['0', '0 100000 65536', '/dev/null']);
+    const init = pidOf(dir, 'init.json')!;
+    expect(readFileSync(`/proc/${init}/status`, 'utf8')).toMatch(/^Uid:\s+100000\s/m);
+    process.kill(init, 'SIGKILL');
+    expect((await exited(dir)).exitCode).toBe(137);
+  });
+
+  test('joins the namespaces of another container by path (pod / target pid)', async () => {
+    const a = writeSpec(newRunDir(), { args: ['sleep', '100'] });
+    expect((await run(['run', a])).code).toBe(0);
+    const initA = pidOf(a, 'init.json')!;
+    const ns = (pid: number, t: string) => readlinkSync(`/proc/${pid}/ns/${t}`);
+    const b = writeSpec(newRunDir(), {
+      args: ['sh', '-c', 'ps -o pid,args; sleep 100'],
+      join: {
+        pid: `/proc/${initA}/ns/pid`,
+        network: `/proc/${initA}/ns/net`,
+        uts: `/proc/${initA}/ns/uts`,
+        ipc: `/proc/${initA}/ns/ipc`,
+      },
+    });
+    expect((await run(['run', b])).code).toBe(0);
+    const initB = pidOf(b, 'init.json')!;
+    for (const t of ['pid', 'net', 'uts', 'ipc']) expect(ns(initB, t)).toBe(ns(initA, t));
+    expect(ns(initB, 'mnt')).not.toBe(ns(initA, 'mnt'));
+    const log = path.join(b, 'container.log');
+    await waitFor('ps output', () => existsSync(log) && readFileSync(log, 'utf8').includes('sleep 100'));
+    expect(readFileSync(log, 'utf8')).toMatch(/ 1 sleep 100/);
+    process.kill(initB, 'SIGKILL');
+    expect((await exited(b)).exitCode).toBe(137);
+    process.kill(initA, 'SIGKILL');
+    await exited(a);
+  });
+
+  test('bind mounts: read-only, and a missing source is named', async () => {
+    const src = mkdtempSync(path.join(root, 'vol-'));
+    writeFileSync(path.join(src, 'f'), 'data\n');
+    const dir = writeSpec(newRunDir(), {
+      args: ['sh', '-c', 'cat /vol/f; touch /vol/g || echo ro'],
+      extraMounts: [{ destination: '/vol', type: 'bind', source: src, options: ['rbind', 'ro', 'rprivate'] }],
+    });
+    expect((await run(['run', dir])).code).toBe(0);
+    await exited(dir);
+    const text = logRecords(path.join(dir, 'container.log')).map((r) => r.text);
+    expect(text[0]).toBe('data');
+    expect(text).toContain('ro');
+    expect(existsSync(path.join(src, 'g'))).toBe(false);
+
+    const bad = writeSpec(newRunDir(), {
+      args: ['true'],
+      extraMounts: [{ destination: '/vol', source: '/nonexistent/capsa', options: ['rbind'] }],
+    });
+    const r = await run(['run', bad]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('mount /vol: source: no such file or directory: /nonexistent/capsa');
   });
 
   test('RSS of a monitor of a sleeping container', async () => {
