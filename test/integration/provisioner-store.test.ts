@@ -19,6 +19,7 @@ import { ContentStore, DigestMismatchError } from '../../src/provisioner/store/c
 import { sha256Of } from '../../src/provisioner/store/digest';
 import { ImageStore } from '../../src/provisioner/store/image-store';
 import { openStore } from '../../src/provisioner/store';
+import { LayerStore } from '../../src/provisioner/layers';
 import { importImages } from '../../src/provisioner/store/import';
 import { MediaType } from '../../src/provisioner/store/manifest';
 import { Puller } from '../../src/provisioner/store/puller';
@@ -1004,6 +1005,50 @@ describe('openStore', () => {
       expect(await store.removeImage('registry.k8s.io/pause:3.9')).toEqual({ removed: false });
     } finally {
       store.close();
+    }
+  });
+});
+
+describe('with the real layer store', () => {
+  test('pull unpacks every layer once; GC deletes the unpacked layers', async () => {
+    const root = path.join(tmpRoot, 'real-layers');
+    const ls = new LayerStore({ root, sync: false });
+    await ls.init();
+    const store = await openStore({
+      root,
+      fsync: false,
+      registry: { registries: { 'registry.k8s.io': { mirrors: [reg.url] } } },
+      layers: {
+        unpack: async (layer, blobPath, parentChainId, signal, diffIdExpected) => {
+          const r = await ls.unpackLayer({
+            blobPath,
+            mediaType: layer.mediaType,
+            parentChainId,
+            signal,
+            diffIdExpected,
+          });
+          return { diffId: r.diffId, chainId: r.chainId };
+        },
+        has: (c) => ls.has(c),
+        deleteLayer: async (c) => void (await ls.deleteLayer(c)),
+        listLayers: () => ls.list(),
+      },
+    });
+    try {
+      await reg.push(images.layers.layout, 'capsa-test/layers:real');
+      const rec = await store.pull(`${reg.host}/capsa-test/layers:real`);
+      expect((await ls.list()).sort()).toEqual(rec.layers.map((l) => l.chainId).sort());
+      const top = ls.layerPath(rec.layers[rec.layers.length - 1].chainId);
+      expect(await fs.readdir(top)).toContain('layers');
+      const bb = await store.pull(`${reg.host}/capsa-test/busybox:latest`);
+      expect(bb.layers[0].chainId).toBe(rec.layers[0].chainId);
+      await store.removeImage(rec.id);
+      expect(await ls.list()).toEqual([bb.layers[0].chainId]);
+      await store.removeImage(bb.id);
+      expect(await ls.list()).toEqual([]);
+    } finally {
+      store.close();
+      await ls.close();
     }
   });
 });

@@ -19,12 +19,15 @@ export interface UnpackResult {
  * Unpacks one layer blob on top of `parentChainId` (undefined for the base
  * layer) into the layer store, and reports the diff ID it computed from the
  * uncompressed tar and the resulting chain ID. Provided by the unpacker.
+ * `expectedDiffId` is the image config's diff ID for the layer (the
+ * assembler checks the result against it too).
  */
 export type UnpackHook = (
   layer: Descriptor,
   blobPath: string,
   parentChainId: string | undefined,
   signal: AbortSignal,
+  expectedDiffId: string,
 ) => Promise<UnpackResult>;
 
 export interface AssemblerOptions {
@@ -149,7 +152,9 @@ export class ImageAssembler {
             const blobPath = await downloads.get(i)!;
             req.onEvent?.({ kind: 'unpack-start', index: i, digest: layer.digest, chainId });
             const parent = i === 0 ? undefined : chainIds[i - 1];
-            const result = await this.unpackOnce(chainId, () => this.opts.unpack(layer, blobPath, parent, signal));
+            const result = await this.unpackOnce(chainId, () =>
+              this.opts.unpack(layer, blobPath, parent, signal, diffIds[i]),
+            );
             if (result !== 'present' && (result.diffId !== diffIds[i] || result.chainId !== chainId))
               throw new DigestMismatchError(
                 `layer ${i} (${layer.digest}): unpacked diff ID ${result.diffId} does not match the config's ${diffIds[i]}`,
