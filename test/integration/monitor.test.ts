@@ -493,9 +493,11 @@ describe('capsa-monitor run', () => {
     });
     expect((await run(['run', dir])).code).toBe(0);
     await exited(dir);
-    const text = logRecords(path.join(dir, 'container.log')).map((r) => r.text);
-    expect(text[0]).toBe('data');
-    expect(text).toContain('ro');
+    const recs = logRecords(path.join(dir, 'container.log'));
+    expect(recs.filter((r) => r.stream === 'stdout').map((r) => r.text)).toEqual(['data', 'ro']);
+    expect(recs.filter((r) => r.stream === 'stderr').map((r) => r.text)).toEqual([
+      'touch: /vol/g: Read-only file system',
+    ]);
     expect(existsSync(path.join(src, 'g'))).toBe(false);
 
     const bad = writeSpec(newRunDir(), {
