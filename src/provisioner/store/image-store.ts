@@ -119,6 +119,8 @@ export class ImageStore {
   private readonly images = new Map<string, ImageRecord>();
   private readonly pins = new Map<string, Pin>();
   private readonly mutex = new Mutex();
+  /** Serializes lease file writes and removals. */
+  private readonly leaseMutex = new Mutex();
   private seq = 0;
   private gcRunning?: Promise<GcResult>;
   /** Chain IDs that lost their last image since start (collected even without listLayers). */
@@ -366,11 +368,16 @@ export class ImageStore {
     for (const c of chainIds) p.chainIds.add(c);
     for (const b of opts.blobs ?? []) p.blobs.add(b);
     if (p.persisted) {
-      await writeFileAtomic(
-        this.leaseFile(owner),
-        JSON.stringify({ owner, chainIds: [...p.chainIds], blobs: [...p.blobs] }),
-        0o600,
-      );
+      const pin = p;
+      await this.leaseMutex.run(async () => {
+        // Unpinned meanwhile: do not bring the file back.
+        if (this.pins.get(owner) !== pin) return;
+        await writeFileAtomic(
+          this.leaseFile(owner),
+          JSON.stringify({ owner, chainIds: [...pin.chainIds], blobs: [...pin.blobs] }),
+          0o600,
+        );
+      });
     }
   }
 
@@ -379,7 +386,8 @@ export class ImageStore {
     const p = this.pins.get(owner);
     this.pins.delete(owner);
     if (p) for (const c of p.chainIds) this.layerCandidates.add(c);
-    await fs.rm(this.leaseFile(owner), { force: true });
+    if (p && !p.persisted) return;
+    await this.leaseMutex.run(() => fs.rm(this.leaseFile(owner), { force: true }));
   }
 
   /** Owners that currently hold pins. */
