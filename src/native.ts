@@ -29,7 +29,24 @@ export interface NativeAddon {
   mountat(dir: string, source: string, target: string, fstype: string, flags: number, data: string): void;
   /** true when the lock was taken, false when another holder has it (non-blocking mode) */
   flock(fd: number, exclusive: boolean, nonblocking: boolean): boolean;
+  /**
+   * Creates the requested namespaces on a short-lived thread (unshare there
+   * moves only that thread), sets the hostname in the new UTS namespace,
+   * brings "lo" up and writes the sysctls (paths under /proc/sys) inside the
+   * new namespaces, then bind-mounts each onto its target file (created, must
+   * not exist). On failure nothing stays pinned.
+   */
+  pinNamespaces(opts: PinNamespacesOptions): void;
   constants: NativeConstants;
+}
+
+export interface PinNamespacesOptions {
+  net?: string;
+  uts?: string;
+  ipc?: string;
+  hostname?: string;
+  loopback?: boolean;
+  sysctls?: [string, string][];
 }
 
 let cached: NativeAddon | undefined;

@@ -64,6 +64,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMount(env, exports);
   InitMountAt(env, exports);
   InitLock(env, exports);
+  InitNs(env, exports);
   return exports;
 }
 

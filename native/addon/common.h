@@ -20,5 +20,6 @@ void InitFs(Napi::Env env, Napi::Object exports);
 void InitMount(Napi::Env env, Napi::Object exports);
 void InitMountAt(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
+void InitNs(Napi::Env env, Napi::Object exports);
 
 }  // namespace capsa

@@ -5,12 +5,14 @@ import * as grpc from '@grpc/grpc-js';
 import { promises as fs } from 'fs';
 import * as net from 'net';
 import { Config } from '../config/schema';
+import { Sandboxes } from '../containerizer/sandboxes';
 import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
 import { rewriteAuthority } from './h2-authority';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
+import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
 import { prepareSocketPath, secureSocket } from './socket';
 
@@ -32,7 +34,17 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   try {
     await prepareSocketPath(config.socket);
     const state = await loadRuntimeState(config.root);
-    const runtime: Handlers = { ...runtimeHandlers({ config, state }) };
+    // The containerizer re-adopts every checkpointed sandbox before we serve.
+    const sandboxes = await Sandboxes.start({
+      root: config.root,
+      state: config.state,
+      cgroupDriver: config.cgroup_driver,
+      log: log.child({ component: 'containerizer' }),
+    });
+    const runtime: Handlers = {
+      ...runtimeHandlers({ config, state }),
+      ...podHandlers({ sandboxes, cgroupDriver: config.cgroup_driver }),
+    };
     const image: Handlers = {};
 
     const server = new grpc.Server({

@@ -1,0 +1,131 @@
+// The pod cgroup isolator: creates <cgroup_parent>/capsa-<sandbox id> in
+// every hierarchy with the pod's resources, destroys it (every process in
+// the subtree killed, then rmdir leaf-first), re-adopts it on recovery and
+// sweeps capsa- cgroups nobody checkpointed. Provides `cgroup`.
+import type { IsolatorCheckpoint } from '../../checkpoint';
+import type { CheckpointFn, Isolator, RecoverResult, Usage } from '../../isolator';
+import type { SandboxContext } from '../../sandbox-spec';
+import type { Logger } from '../../../log';
+import { CgroupManager } from './manager';
+import { CgroupDriverName, OWNED_CGROUP, defaultCgroupParent, podCgroup } from './paths';
+import { CgroupResources } from './values';
+
+export interface PodCgroupState {
+  driver: CgroupDriverName;
+  path: string;
+  parent: string;
+  owned: boolean;
+}
+
+export const CGROUPS_ISOLATOR_VERSION = 1;
+
+export interface CgroupsIsolatorOptions {
+  manager: CgroupManager;
+  driver: CgroupDriverName;
+  root: string;
+  log: Logger;
+  /** Deadline for killing and removing a pod's cgroups. */
+  destroyTimeoutMs?: number;
+}
+
+export class CgroupsIsolator implements Isolator<SandboxContext, PodCgroupState, CgroupResources> {
+  readonly name = 'cgroups';
+  readonly version = CGROUPS_ISOLATOR_VERSION;
+  readonly needs = [];
+  readonly provides = ['cgroup'];
+  /** Parents seen in checkpoints: swept for orphans along with the default one. */
+  private readonly parents = new Set<string>();
+  private warnedSystemd = false;
+
+  constructor(private readonly opts: CgroupsIsolatorOptions) {
+    this.parents.add(podCgroup(opts.driver, '', '0'.repeat(64), opts.root).parent);
+  }
+
+  private stateFor(ctx: SandboxContext): PodCgroupState {
+    const pc = podCgroup(this.opts.driver, ctx.spec.cgroupParent, ctx.id, this.opts.root);
+    return { driver: pc.driver, path: pc.path, parent: pc.parent, owned: pc.owned };
+  }
+
+  async prepare(ctx: SandboxContext, checkpoint: CheckpointFn<PodCgroupState>): Promise<PodCgroupState> {
+    const state = this.stateFor(ctx);
+    if (this.opts.driver === 'systemd' && !this.warnedSystemd) {
+      this.warnedSystemd = true;
+      this.opts.log.warn(
+        'systemd cgroup driver: transient units over D-Bus are not implemented yet; capsa creates the scope directories itself',
+      );
+    }
+    // Disk before host: the checkpoint names the cgroup before it exists.
+    await checkpoint(state);
+    this.parents.add(state.parent);
+    if (state.owned) {
+      ctx.cgroup = await this.opts.manager.create(state.path, ctx.spec.resources, { delegate: true });
+    } else {
+      // kubelet's slice: made by kubelet; create it only if it is missing, never set its limits.
+      if (!(await this.opts.manager.exists(state.path)))
+        await this.opts.manager.create(state.path, undefined, { delegate: true });
+      ctx.cgroup = this.opts.manager.handle(state.path);
+    }
+    return state;
+  }
+
+  async update(_ctx: SandboxContext, state: PodCgroupState, resources: CgroupResources): Promise<void> {
+    if (state.owned) await this.opts.manager.apply(state.path, resources);
+  }
+
+  async usage(_ctx: SandboxContext, state: PodCgroupState): Promise<Usage> {
+    const u = await this.opts.manager.usage(state.path);
+    return {
+      cpu: u.cpuNs === undefined ? undefined : { usageCoreNanoSeconds: u.cpuNs },
+      memory:
+        u.memoryBytes === undefined
+          ? undefined
+          : { usageBytes: u.memoryBytes, workingSetBytes: u.workingSetBytes ?? 0n },
+      process: { count: u.processes },
+    };
+  }
+
+  async cleanup(ctx: SandboxContext, state: PodCgroupState | undefined, signal: AbortSignal): Promise<void> {
+    const s = state ?? this.stateFor(ctx);
+    if (!s.owned) return; // kubelet's slice; our scopes are their owners' to remove
+    await this.opts.manager.destroy(s.path, this.opts.destroyTimeoutMs ?? 20000, signal);
+    await this.removeEmptyDefaultParent(s.parent);
+  }
+
+  /** The daemon's default parent is ours: drop it (and /capsa) once empty. Kubelet's parents are not. */
+  private async removeEmptyDefaultParent(parent: string): Promise<void> {
+    if (this.opts.driver !== 'cgroupfs') return;
+    if (parent !== defaultCgroupParent('cgroupfs', this.opts.root)) return;
+    let p = parent;
+    while (p !== '/' && p !== '') {
+      if (!(await this.opts.manager.removeIfEmpty(p))) return;
+      p = p.slice(0, p.lastIndexOf('/')) || '/';
+    }
+  }
+
+  async recover(ctx: SandboxContext, saved: IsolatorCheckpoint | undefined): Promise<RecoverResult<PodCgroupState>> {
+    const state = saved?.version === 1 ? (saved.state as PodCgroupState) : this.stateFor(ctx);
+    this.parents.add(state.parent);
+    if (!(await this.opts.manager.exists(state.path))) {
+      return { status: 'lost', reason: `cgroup ${state.path} is gone`, state };
+    }
+    ctx.cgroup = this.opts.manager.handle(state.path);
+    return { status: 'alive', state };
+  }
+
+  /** capsa-<id> cgroups under our parents whose sandbox has no checkpoint. */
+  async sweep(known: ReadonlySet<string>, signal: AbortSignal): Promise<string[]> {
+    if (this.opts.driver !== 'cgroupfs') return [];
+    const removed: string[] = [];
+    for (const parent of this.parents) {
+      for (const name of await this.opts.manager.children(parent)) {
+        const m = OWNED_CGROUP.exec(name);
+        if (!m || m[2] || m[3] || known.has(m[1])) continue;
+        const p = parent === '/' ? `/${name}` : `${parent}/${name}`;
+        this.opts.log.info({ cgroup: p }, 'destroying orphaned pod cgroup');
+        await this.opts.manager.destroy(p, this.opts.destroyTimeoutMs ?? 20000, signal);
+        removed.push(p);
+      }
+    }
+    return removed;
+  }
+}

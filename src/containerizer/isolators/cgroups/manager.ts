@@ -1,0 +1,437 @@
+// Cgroup I/O for any capsa cgroup (pod, pid holder, container): create with
+// resources, update, read usage, and destroy — kill every process in the
+// subtree (freeze first where a freezer exists, then SIGKILL until
+// cgroup.procs is empty, under a deadline) and rmdir leaf-first.
+// Paths are relative to each hierarchy's mount point (see paths.ts).
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import {
+  CapsaError,
+  DeadlineExceededError,
+  ErrorContext,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+} from '../../../errors';
+import type { Logger } from '../../../log';
+import { sleep } from '../../../util/timeout';
+import { CgroupLayout, Hierarchy } from './hierarchy';
+import { cgroupAncestry, cgroupDir } from './paths';
+import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
+
+/** What a cgroup looks like to its users (the monitor, stats, a container spec). */
+export interface CgroupHandle {
+  version: 1 | 2;
+  /** Relative cgroup path, e.g. /capsa/capsa-<id>. */
+  path: string;
+  /** controller → directory (v1: every controller of the layout; v2: each controller → the one dir). */
+  dirs: Record<string, string>;
+  /** cgroup.procs file of every hierarchy: write a pid to each to place a process. */
+  procs: string[];
+  /** The memory controller's directory (OOM events), when there is one. */
+  memory?: string;
+}
+
+/** Controllers a v2 pod cgroup delegates to its children when the host has them. */
+const V2_DELEGATE = ['cpu', 'cpuset', 'memory', 'pids', 'io', 'hugetlb'];
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function isGone(err: unknown): boolean {
+  return errno(err) === 'ENOENT' || errno(err) === 'ENODEV';
+}
+
+export class CgroupManager {
+  constructor(
+    readonly layout: CgroupLayout,
+    private readonly log: Logger,
+  ) {}
+
+  /** One directory per hierarchy for `cgPath`. */
+  hierarchyDirs(cgPath: string): { h: Hierarchy; dir: string }[] {
+    return this.layout.hierarchies.map((h) => ({ h, dir: cgroupDir(h.mount, cgPath) }));
+  }
+
+  handle(cgPath: string): CgroupHandle {
+    const dirs: Record<string, string> = {};
+    for (const { h, dir } of this.hierarchyDirs(cgPath)) for (const c of h.controllers) dirs[c] = dir;
+    const procs = [...new Set(this.hierarchyDirs(cgPath).map(({ dir }) => path.join(dir, 'cgroup.procs')))];
+    return { version: this.layout.version, path: cgPath, dirs, procs, memory: dirs.memory };
+  }
+
+  private dirOf(cgPath: string, controller: string): string | undefined {
+    const h = this.layout.hierarchies.find((x) => x.controllers.includes(controller));
+    return h ? cgroupDir(h.mount, cgPath) : undefined;
+  }
+
+  /** True when the cgroup exists in any hierarchy. */
+  async exists(cgPath: string): Promise<boolean> {
+    for (const { dir } of this.hierarchyDirs(cgPath)) {
+      try {
+        if ((await fs.stat(dir)).isDirectory()) return true;
+      } catch (err) {
+        if (!isGone(err)) throw err;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Creates the cgroup (and any missing parent) in every hierarchy, then
+   * applies `resources`. `delegate`: the cgroup will have child cgroups
+   * (a pod), so on v2 its controllers are enabled for them.
+   */
+  async create(
+    cgPath: string,
+    resources: CgroupResources | undefined,
+    opts: { delegate: boolean },
+  ): Promise<CgroupHandle> {
+    const ctx: ErrorContext = { stage: 'cgroup create', path: cgPath };
+    if (this.layout.hierarchies.length === 0) throw new FailedPreconditionError('no cgroup hierarchy is mounted', ctx);
+    const writes = this.writesFor(resources ?? {});
+    if (this.layout.version === 2) {
+      const { dir, h } = this.hierarchyDirs(cgPath)[0];
+      const wanted = [...new Set([...V2_DELEGATE, ...v2ControllersFor(writes)])].filter((c) =>
+        h.controllers.includes(c),
+      );
+      // Each ancestor (the root included) must delegate the controllers to its children.
+      let parentDir = h.mount;
+      for (const level of cgroupAncestry(cgPath)) {
+        await this.enableControllers(parentDir, wanted);
+        const levelDir = cgroupDir(h.mount, level);
+        await mkdirOne(levelDir);
+        parentDir = levelDir;
+      }
+      if (opts.delegate) await this.enableControllers(dir, wanted);
+    } else {
+      for (const { h } of this.hierarchyDirs(cgPath)) {
+        for (const level of cgroupAncestry(cgPath)) {
+          const levelDir = cgroupDir(h.mount, level);
+          await mkdirOne(levelDir);
+          if (h.controllers.includes('cpuset')) await inheritCpuset(levelDir);
+        }
+      }
+    }
+    await this.apply(cgPath, resources ?? {});
+    return this.handle(cgPath);
+  }
+
+  private writesFor(r: CgroupResources): CgroupWrite[] {
+    return this.layout.version === 2 ? v2Writes(r) : v1Writes(r);
+  }
+
+  private async enableControllers(dir: string, wanted: string[]): Promise<void> {
+    let enabled: string[];
+    try {
+      enabled = (await fs.readFile(path.join(dir, 'cgroup.subtree_control'), 'utf8')).trim().split(/\s+/);
+    } catch (err) {
+      throw new InternalError(`read ${dir}/cgroup.subtree_control: ${(err as Error).message}`, { path: dir });
+    }
+    for (const c of wanted.filter((x) => !enabled.includes(x))) {
+      try {
+        await fs.writeFile(path.join(dir, 'cgroup.subtree_control'), `+${c}`);
+      } catch (err) {
+        // e.g. cpuset on a root with real-time tasks: limits on it will fail later, naming the file.
+        this.log.warn({ dir, controller: c, err: (err as Error).message }, 'cannot enable cgroup controller');
+      }
+    }
+  }
+
+  /** Writes the resources into an existing cgroup (create and UpdateContainerResources). */
+  async apply(cgPath: string, r: CgroupResources): Promise<void> {
+    const writes = this.writesFor(r);
+    const memsw = writes.find((w) => w.file === 'memory.memsw.limit_in_bytes');
+    const mem = writes.find((w) => w.file === 'memory.limit_in_bytes');
+    if (memsw && mem) {
+      // v1 needs memory <= memsw at every moment: raise memsw first when growing.
+      const dir = this.dirOf(cgPath, 'memory');
+      const current = dir ? await readNumber(path.join(dir, 'memory.memsw.limit_in_bytes')) : undefined;
+      const target = memsw.value === '-1' ? Infinity : Number(memsw.value);
+      if (current !== undefined && target > current) {
+        writes.splice(writes.indexOf(memsw), 1);
+        writes.splice(writes.indexOf(mem), 0, memsw);
+      }
+    }
+    for (const w of writes) await this.write(cgPath, w);
+  }
+
+  private async write(cgPath: string, w: CgroupWrite): Promise<void> {
+    const dir = this.dirOf(cgPath, w.controller);
+    if (!dir) {
+      if (w.controller === 'hugetlb') {
+        this.log.debug({ file: w.file }, 'no hugetlb controller on this host; hugepage limit skipped');
+        return;
+      }
+      throw new FailedPreconditionError(`cgroup controller ${w.controller} is not available for ${w.file}`, {
+        path: cgPath,
+      });
+    }
+    const file = path.join(dir, w.file);
+    try {
+      await fs.writeFile(file, w.value);
+    } catch (err) {
+      if (w.optional && isGone(err)) return;
+      const code = errno(err);
+      const msg = `write "${w.value}" to ${file}: ${(err as Error).message}`;
+      // The kernel refusing a value (a cpu that does not exist, a limit below usage) is the caller's input.
+      if (code === 'EINVAL' || code === 'ERANGE' || code === 'EBUSY')
+        throw new InvalidArgumentError(w.file, msg, { path: file });
+      throw new InternalError(msg, { path: file });
+    }
+  }
+
+  /** Puts a process into the cgroup in every hierarchy. */
+  async place(cgPath: string, pid: number): Promise<void> {
+    for (const file of this.handle(cgPath).procs) {
+      try {
+        await fs.writeFile(file, String(pid));
+      } catch (err) {
+        throw new InternalError(`write pid ${pid} to ${file}: ${(err as Error).message}`, { path: file });
+      }
+    }
+  }
+
+  /** Pids in the cgroup and all its descendants, across hierarchies. */
+  async pids(cgPath: string): Promise<number[]> {
+    const out = new Set<number>();
+    for (const { dir } of this.hierarchyDirs(cgPath)) {
+      for (const d of await subtree(dir)) {
+        let text: string;
+        try {
+          text = await fs.readFile(path.join(d, 'cgroup.procs'), 'utf8');
+        } catch (err) {
+          if (isGone(err)) continue;
+          throw err;
+        }
+        for (const l of text.split('\n')) if (l.trim() !== '') out.add(Number(l));
+      }
+    }
+    return [...out];
+  }
+
+  /** Child cgroup names directly under `cgPath`, in any hierarchy. */
+  async children(cgPath: string): Promise<string[]> {
+    const names = new Set<string>();
+    for (const { dir } of this.hierarchyDirs(cgPath)) {
+      try {
+        for (const e of await fs.readdir(dir, { withFileTypes: true })) if (e.isDirectory()) names.add(e.name);
+      } catch (err) {
+        if (!isGone(err)) throw err;
+      }
+    }
+    return [...names];
+  }
+
+  /**
+   * Kills every process in the cgroup's subtree and removes it leaf-first in
+   * every hierarchy. Idempotent. Throws DeadlineExceeded naming the pids or
+   * directories that would not go.
+   */
+  async destroy(cgPath: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.killAll(cgPath, deadline, signal);
+    await this.removeTree(cgPath, deadline, signal);
+  }
+
+  private async killAll(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
+    const freezer = this.layout.version === 1 ? this.dirOf(cgPath, 'freezer') : undefined;
+    const v2dir = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
+    let pids = await this.pids(cgPath);
+    if (pids.length === 0) return;
+    if (v2dir && (await writeIfExists(path.join(v2dir, 'cgroup.kill'), '1'))) pids = await this.pids(cgPath);
+    for (let round = 0; pids.length > 0; round++) {
+      signal?.throwIfAborted();
+      if (Date.now() > deadline) {
+        throw new DeadlineExceededError(`processes ${pids.join(', ')} in cgroup ${cgPath} would not die`, {
+          stage: 'cgroup destroy',
+          path: cgPath,
+        });
+      }
+      // Frozen tasks cannot fork while we collect them; the SIGKILL lands on thaw.
+      const frozen = freezer ? await setFreezer(freezer, 'FROZEN', deadline) : false;
+      if (frozen) pids = await this.pids(cgPath);
+      for (const pid of pids) killPid(pid);
+      if (frozen) await setFreezer(freezer!, 'THAWED', deadline);
+      await sleep(Math.min(10 * (round + 1), 100));
+      pids = await this.pids(cgPath);
+    }
+  }
+
+  private async removeTree(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
+    for (const { dir } of this.hierarchyDirs(cgPath)) {
+      const dirs = (await subtree(dir)).sort((a, b) => b.length - a.length);
+      for (const d of dirs) {
+        for (;;) {
+          try {
+            await fs.rmdir(d);
+            break;
+          } catch (err) {
+            if (isGone(err)) break;
+            if (errno(err) !== 'EBUSY' && errno(err) !== 'ENOTEMPTY') throw asInternal(err, d);
+            signal?.throwIfAborted();
+            if (Date.now() > deadline) {
+              throw new DeadlineExceededError(`cgroup ${d} stayed busy`, { stage: 'cgroup destroy', path: d });
+            }
+            await sleep(20);
+          }
+        }
+      }
+    }
+  }
+
+  /** rmdir of an (empty) cgroup only; false when it still has children or tasks. */
+  async removeIfEmpty(cgPath: string): Promise<boolean> {
+    let all = true;
+    for (const { dir } of this.hierarchyDirs(cgPath)) {
+      try {
+        await fs.rmdir(dir);
+      } catch (err) {
+        if (isGone(err)) continue;
+        if (errno(err) === 'EBUSY' || errno(err) === 'ENOTEMPTY') all = false;
+        else throw asInternal(err, dir);
+      }
+    }
+    return all;
+  }
+
+  /** Cumulative usage of the cgroup (subtree included, as the kernel counts it). */
+  async usage(
+    cgPath: string,
+  ): Promise<{ cpuNs?: bigint; memoryBytes?: bigint; workingSetBytes?: bigint; processes: number }> {
+    const processes = (await this.pids(cgPath)).length;
+    if (this.layout.version === 2) {
+      const dir = this.hierarchyDirs(cgPath)[0].dir;
+      const cpu = statField(await readText(path.join(dir, 'cpu.stat')), 'usage_usec');
+      const mem = await readBig(path.join(dir, 'memory.current'));
+      const inactive = statField(await readText(path.join(dir, 'memory.stat')), 'inactive_file') ?? 0n;
+      return {
+        processes,
+        cpuNs: cpu === undefined ? undefined : cpu * 1000n,
+        memoryBytes: mem,
+        workingSetBytes: mem === undefined ? undefined : mem > inactive ? mem - inactive : 0n,
+      };
+    }
+    const acct = this.dirOf(cgPath, 'cpuacct');
+    const memDir = this.dirOf(cgPath, 'memory');
+    const cpuNs = acct ? await readBig(path.join(acct, 'cpuacct.usage')) : undefined;
+    const mem = memDir ? await readBig(path.join(memDir, 'memory.usage_in_bytes')) : undefined;
+    const inactive = memDir
+      ? (statField(await readText(path.join(memDir, 'memory.stat')), 'total_inactive_file') ?? 0n)
+      : 0n;
+    return {
+      processes,
+      cpuNs,
+      memoryBytes: mem,
+      workingSetBytes: mem === undefined ? undefined : mem > inactive ? mem - inactive : 0n,
+    };
+  }
+}
+
+function asInternal(err: unknown, p: string): CapsaError {
+  return new InternalError(`${(err as Error).message}`, { path: p });
+}
+
+async function mkdirOne(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { mode: 0o755 });
+  } catch (err) {
+    if (errno(err) === 'EEXIST') return;
+    if (errno(err) === 'ENOENT') {
+      // A concurrent remover took the parent: recreate the chain.
+      await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+      return;
+    }
+    throw new InternalError(`mkdir ${dir}: ${(err as Error).message}`, { path: dir, stage: 'cgroup create' });
+  }
+}
+
+/** v1 cpuset children start with empty cpus/mems (unless clone_children): copy the parent's. */
+async function inheritCpuset(dir: string): Promise<void> {
+  for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+    const mine = (await readText(path.join(dir, f)))?.trim();
+    if (mine) continue;
+    const parent = (await readText(path.join(path.dirname(dir), f)))?.trim();
+    if (!parent) continue;
+    try {
+      await fs.writeFile(path.join(dir, f), parent);
+    } catch (err) {
+      throw new InternalError(`write ${parent} to ${path.join(dir, f)}: ${(err as Error).message}`, { path: dir });
+    }
+  }
+}
+
+/** Every directory of the subtree rooted at `dir` (itself first); [] when absent. */
+async function subtree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await fs.readdir(d, { withFileTypes: true });
+    } catch (err) {
+      if (isGone(err)) return;
+      throw err;
+    }
+    out.push(d);
+    for (const e of entries) if (e.isDirectory()) await walk(path.join(d, e.name));
+  };
+  await walk(dir);
+  return out;
+}
+
+function killPid(pid: number): void {
+  // Never ourselves or init, whatever a cgroup claims.
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if (errno(err) !== 'ESRCH') throw err;
+  }
+}
+
+async function setFreezer(dir: string, state: 'FROZEN' | 'THAWED', deadline: number): Promise<boolean> {
+  if (!(await writeIfExists(path.join(dir, 'freezer.state'), state))) return false;
+  if (state === 'THAWED') return true;
+  // FREEZING until every task stopped; give up quietly after a while (kill anyway).
+  const until = Math.min(deadline, Date.now() + 1000);
+  while (Date.now() < until) {
+    if ((await readText(path.join(dir, 'freezer.state')))?.trim() === 'FROZEN') return true;
+    await sleep(5);
+  }
+  return true;
+}
+
+async function writeIfExists(file: string, value: string): Promise<boolean> {
+  try {
+    await fs.writeFile(file, value);
+    return true;
+  } catch (err) {
+    if (isGone(err)) return false;
+    throw err;
+  }
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (isGone(err)) return undefined;
+    throw err;
+  }
+}
+
+async function readBig(file: string): Promise<bigint | undefined> {
+  const t = (await readText(file))?.trim();
+  return t && /^\d+$/.test(t) ? BigInt(t) : undefined;
+}
+
+async function readNumber(file: string): Promise<number | undefined> {
+  const b = await readBig(file);
+  return b === undefined ? undefined : Number(b);
+}
+
+function statField(text: string | undefined, key: string): bigint | undefined {
+  const m = text ? new RegExp(`^${key} (\\d+)$`, 'm').exec(text) : null;
+  return m ? BigInt(m[1]) : undefined;
+}

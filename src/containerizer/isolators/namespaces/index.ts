@@ -1,0 +1,124 @@
+// The pod namespaces isolator: creates the sandbox's network, UTS and IPC
+// namespaces (each skipped in its host mode; UTS follows network) and pins
+// them as <state>/ns/capsa-<id>-{net,uts,ipc}. The hostname, loopback and
+// namespaced sysctls are set inside them at creation (native pinNamespaces).
+// No process holds them: the bind mounts do. Provides `namespaces` and
+// `netns` (what the CNI isolator will need).
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { InternalError, asCapsaError } from '../../../errors';
+import type { Logger } from '../../../log';
+import { native } from '../../../native';
+import type { IsolatorCheckpoint } from '../../checkpoint';
+import type { CheckpointFn, Isolator, RecoverResult } from '../../isolator';
+import type { PinnedNamespaces, SandboxContext } from '../../sandbox-spec';
+import { PINNED_NS, isPinned, nsFileName, unpin } from './nsfs';
+import { sysctlPath } from './sysctl';
+
+export interface NamespacesState {
+  net?: string;
+  uts?: string;
+  ipc?: string;
+}
+
+export const NAMESPACES_ISOLATOR_VERSION = 1;
+
+export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesState> {
+  readonly name = 'namespaces';
+  readonly version = NAMESPACES_ISOLATOR_VERSION;
+  readonly needs = [];
+  readonly provides = ['namespaces', 'netns'];
+
+  constructor(
+    private readonly nsDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The pins this sandbox should have, from its spec alone. */
+  private planned(ctx: SandboxContext): NamespacesState {
+    const file = (t: 'net' | 'uts' | 'ipc'): string => path.join(this.nsDir, nsFileName(ctx.id, t));
+    const s: NamespacesState = {};
+    if (ctx.spec.namespaces.network === 'pod') {
+      s.net = file('net');
+      s.uts = file('uts');
+    }
+    if (ctx.spec.namespaces.ipc === 'pod') s.ipc = file('ipc');
+    return s;
+  }
+
+  async prepare(ctx: SandboxContext, checkpoint: CheckpointFn<NamespacesState>): Promise<NamespacesState> {
+    const state = this.planned(ctx);
+    await checkpoint(state);
+    if (!state.net && !state.uts && !state.ipc) return state;
+    await fs.mkdir(this.nsDir, { recursive: true, mode: 0o711 });
+    // Leftovers of an earlier crashed attempt with this id would make the create fail.
+    for (const f of [state.net, state.uts, state.ipc]) if (f) await unpin(f);
+    try {
+      native().pinNamespaces({
+        net: state.net,
+        uts: state.uts,
+        ipc: state.ipc,
+        hostname: state.uts ? ctx.spec.hostname : undefined,
+        loopback: state.net !== undefined,
+        sysctls: Object.entries(ctx.spec.sysctls).map(([k, v]) => [sysctlPath(k), v] as [string, string]),
+      });
+    } catch (err) {
+      throw new InternalError(`pin namespaces: ${(err as Error).message}`, {
+        sandboxId: ctx.id,
+        path: (err as { path?: string }).path,
+      });
+    }
+    setContext(ctx, state);
+    return state;
+  }
+
+  async cleanup(ctx: SandboxContext, state: NamespacesState | undefined): Promise<void> {
+    // Every name this sandbox could have used, whatever the checkpoint says.
+    const all = [state?.net, state?.uts, state?.ipc, ...Object.values(this.planned(ctx))];
+    for (const f of new Set(all.filter((x): x is string => x !== undefined))) await unpin(f);
+    ctx.namespaces.net = ctx.namespaces.uts = ctx.namespaces.ipc = undefined;
+  }
+
+  async recover(ctx: SandboxContext, saved: IsolatorCheckpoint | undefined): Promise<RecoverResult<NamespacesState>> {
+    const state = saved?.version === 1 ? (saved.state as NamespacesState) : this.planned(ctx);
+    for (const [type, file] of Object.entries(state) as [string, string | undefined][]) {
+      if (file && !(await isPinned(file))) {
+        return { status: 'lost', reason: `pinned ${type} namespace ${file} is gone`, state };
+      }
+    }
+    setContext(ctx, state);
+    return { status: 'alive', state };
+  }
+
+  /** Pins in our ns dir whose sandbox has no checkpoint (the pid ones included). */
+  async sweep(known: ReadonlySet<string>): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.nsDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const removed: string[] = [];
+    for (const n of names) {
+      const m = PINNED_NS.exec(n);
+      if (!m || known.has(m[1])) continue;
+      const file = path.join(this.nsDir, n);
+      try {
+        await unpin(file);
+        removed.push(file);
+        this.log.info({ file }, 'removed orphaned namespace pin');
+      } catch (err) {
+        this.log.warn({ file, err: asCapsaError(err).message }, 'cannot remove orphaned namespace pin');
+      }
+    }
+    return removed;
+  }
+}
+
+function setContext(ctx: SandboxContext, s: NamespacesState): void {
+  const ns: PinnedNamespaces = ctx.namespaces;
+  ns.net = s.net;
+  ns.uts = s.uts;
+  ns.ipc = s.ipc;
+}

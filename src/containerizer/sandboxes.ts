@@ -1,0 +1,588 @@
+// Pod sandboxes: Mesos top-level containers. A sandbox owns its pinned
+// net/UTS/IPC namespaces, its pod cgroup, its pod files and, when the pod
+// shares one PID namespace, the init holding it — each made by an isolator.
+//
+// Lifecycle (state.ts): run = PREPARING (checkpoint, dirs) → ISOLATING
+// (isolators in dependency order) → RUNNING; stop = DESTROYING → STOPPED
+// (isolators cleaned, record kept: NOTREADY); remove = DESTROYING → REMOVED.
+// Every operation on one sandbox is serialized; List and Status read memory.
+// Creation runs independently of the calling RPC: kubelet retrying an
+// identical RunPodSandbox after its own timeout gets the same sandbox.
+import { randomBytes } from 'crypto';
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import type { CgroupDriver } from '../config/schema';
+import {
+  AlreadyExistsError,
+  CapsaError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+  asCapsaError,
+} from '../errors';
+import type { Logger } from '../log';
+import { withTimeout } from '../util/timeout';
+import { CheckpointStore, decodeBigint } from './checkpoint';
+import { AnyIsolator, IsolatorChain, IsolatorStore, Usage } from './isolator';
+import { CgroupsIsolator } from './isolators/cgroups';
+import { CgroupLayout, detectLayout } from './isolators/cgroups/hierarchy';
+import { CgroupManager } from './isolators/cgroups/manager';
+import { containerCgroupPath, podCgroup } from './isolators/cgroups/paths';
+import { CgroupResources } from './isolators/cgroups/values';
+import { NamespacesIsolator } from './isolators/namespaces';
+import { PidHolderIsolator } from './isolators/namespaces/pid-holder';
+import { PodFilesIsolator } from './isolators/podfiles';
+import { RecoveryHost, recoverSandboxes } from './recovery';
+import type { SandboxContext, SandboxHandle, SandboxSpec } from './sandbox-spec';
+import {
+  Lifecycle,
+  LifecycleState,
+  SandboxCriState,
+  SandboxFacts,
+  errorContext,
+  isCreating,
+  nowNs,
+  runStage,
+  sandboxCriState,
+  stageError,
+  transition,
+} from './state';
+
+export const SANDBOX_CHECKPOINT_VERSION = 1;
+
+/** The sandbox checkpoint (checkpoint.json data, version 1). */
+export interface SandboxRecord {
+  id: string;
+  spec: SandboxSpec;
+  createdAt: bigint;
+  readyAt?: bigint;
+  stoppedAt?: bigint;
+  stopReason?: string;
+  /** Identity of the creating request, for retried creates. */
+  fingerprint: string;
+}
+
+export interface SandboxTimeouts {
+  preparing: number;
+  isolating: number;
+  destroying: number;
+  /** How long an identical retried RunPodSandbox waits for the first one. */
+  retryWait: number;
+  /** Per sandbox, during recovery. */
+  recover: number;
+}
+
+export const DEFAULT_TIMEOUTS: SandboxTimeouts = {
+  preparing: 10_000,
+  isolating: 60_000,
+  destroying: 60_000,
+  retryWait: 60_000,
+  recover: 30_000,
+};
+
+/** What StopPodSandbox / RemovePodSandbox need from the container side. */
+export interface SandboxContainerHooks {
+  /** Stops every container of the sandbox. */
+  stopAll(sandboxId: string, signal: AbortSignal): Promise<void>;
+  /** Removes every container of the sandbox. */
+  removeAll(sandboxId: string, signal: AbortSignal): Promise<void>;
+}
+
+export class Sandbox implements Lifecycle {
+  readonly kind = 'sandbox' as const;
+  state: LifecycleState = 'NEW';
+  readonly facts: SandboxFacts & { stopReason?: string };
+  readonly isolatorStates = new Map<string, unknown>();
+  /** The in-flight creation, while being made. */
+  creation?: Promise<void>;
+  /** The creating call went away before it got the id: an identical retry may have it. */
+  creatorGone = false;
+  /** A stop that failed half-way: the next stop or remove cleans up again. */
+  cleanupPending = false;
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly id: string,
+    readonly ctx: SandboxContext,
+    readonly fingerprint: string,
+    facts: SandboxFacts & { stopReason?: string },
+  ) {
+    this.facts = facts;
+  }
+
+  get spec(): SandboxSpec {
+    return this.ctx.spec;
+  }
+
+  criState(): SandboxCriState {
+    return sandboxCriState(this.facts);
+  }
+
+  /** Runs `fn` after every earlier operation on this sandbox finished. */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((r) => (release = r));
+    try {
+      await prev;
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  record(): SandboxRecord {
+    return {
+      id: this.id,
+      spec: this.spec,
+      createdAt: this.facts.createdAt,
+      readyAt: this.facts.readyAt,
+      stoppedAt: this.facts.stoppedAt,
+      stopReason: this.facts.stopReason,
+      fingerprint: this.fingerprint,
+    };
+  }
+}
+
+export interface SandboxesOptions {
+  root: string;
+  state: string;
+  cgroupDriver: CgroupDriver;
+  log: Logger;
+  /** The CNI seam: an isolator that needs `netns` and provides `network` (fills ctx.network.ips). */
+  network?: AnyIsolator<SandboxContext>;
+  timeouts?: Partial<SandboxTimeouts>;
+  /** Overrides host detection (tests). */
+  cgroupLayout?: CgroupLayout;
+}
+
+/** Rejects with the signal's reason when it aborts first. */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e as Error);
+      },
+    );
+  });
+}
+
+export class Sandboxes implements RecoveryHost {
+  readonly store: CheckpointStore;
+  readonly chain: IsolatorChain<SandboxContext>;
+  readonly cgroups: CgroupManager;
+  readonly timeouts: SandboxTimeouts;
+  readonly log: Logger;
+  readonly nsDir: string;
+  readonly shmDir: string;
+  private readonly byId = new Map<string, Sandbox>();
+  private readonly byKey = new Map<string, Sandbox>();
+  private hooks?: SandboxContainerHooks;
+
+  /** Builds the containerizer's sandbox side and recovers every checkpointed sandbox. */
+  static async start(opts: SandboxesOptions): Promise<Sandboxes> {
+    const layout = opts.cgroupLayout ?? (await detectLayout());
+    const s = new Sandboxes(opts, layout);
+    await recoverSandboxes(s);
+    return s;
+  }
+
+  private constructor(
+    private readonly opts: SandboxesOptions,
+    layout: CgroupLayout,
+  ) {
+    this.log = opts.log;
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    this.store = new CheckpointStore(opts.root);
+    this.nsDir = path.join(opts.state, 'ns');
+    this.shmDir = path.join(opts.state, 'shm');
+    this.cgroups = new CgroupManager(layout, opts.log.child({ component: 'cgroups' }));
+    const common = { manager: this.cgroups, driver: opts.cgroupDriver, root: opts.root, log: opts.log };
+    const isolators: AnyIsolator<SandboxContext>[] = [
+      new NamespacesIsolator(this.nsDir, opts.log),
+      new CgroupsIsolator({ ...common, destroyTimeoutMs: Math.floor(this.timeouts.destroying / 2) }),
+      new PidHolderIsolator({ ...common, nsDir: this.nsDir }),
+      new PodFilesIsolator(this.shmDir, opts.log),
+    ];
+    if (opts.network) isolators.push(opts.network);
+    this.chain = new IsolatorChain(isolators);
+    opts.log.info(
+      { cgroups: `v${layout.version}`, driver: opts.cgroupDriver, isolators: this.chain.ordered.map((i) => i.name) },
+      'containerizer: sandbox isolators',
+    );
+  }
+
+  setContainerHooks(hooks: SandboxContainerHooks): void {
+    this.hooks = hooks;
+  }
+
+  // -- RecoveryHost ----------------------------------------------------------
+
+  makeContext(id: string, spec: SandboxSpec): SandboxContext {
+    return {
+      id,
+      spec,
+      dir: this.store.dir('sandbox', id),
+      nsDir: this.nsDir,
+      shmDir: this.shmDir,
+      root: this.opts.root,
+      cgroupDriver: this.opts.cgroupDriver,
+      log: this.log.child({ sandboxId: id }),
+      namespaces: {},
+      network: { ips: [] },
+    };
+  }
+
+  isolatorStore(id: string): IsolatorStore {
+    return {
+      write: (name, version, state) => this.store.writeIsolator('sandbox', id, name, version, state),
+      readAll: () => this.store.readIsolators('sandbox', id),
+      remove: (name) => this.store.removeIsolator('sandbox', id, name),
+    };
+  }
+
+  fromRecord(r: SandboxRecord): Sandbox {
+    return new Sandbox(r.id, this.makeContext(r.id, r.spec), r.fingerprint ?? '', {
+      createdAt: decodeBigint(r.createdAt) ?? 0n,
+      readyAt: decodeBigint(r.readyAt),
+      stoppedAt: decodeBigint(r.stoppedAt),
+      stopReason: r.stopReason,
+    });
+  }
+
+  adopt(sb: Sandbox): void {
+    this.byId.set(sb.id, sb);
+    const other = this.byKey.get(sb.spec.key);
+    // Two checkpoints with one name (should not happen): the newer keeps the name.
+    if (!other || other.facts.createdAt < sb.facts.createdAt) this.byKey.set(sb.spec.key, sb);
+  }
+
+  async persist(sb: Sandbox): Promise<void> {
+    await this.store.write('sandbox', sb.id, SANDBOX_CHECKPOINT_VERSION, sb.record());
+  }
+
+  // -- queries (memory only) -------------------------------------------------
+
+  /** Sandboxes kubelet may see: fully made ones, READY or NOTREADY. */
+  list(): Sandbox[] {
+    return [...this.byId.values()].filter((s) => !isCreating(s.state) && s.state !== 'REMOVED');
+  }
+
+  /** Resolves a full id or a unique prefix; undefined when nothing matches. */
+  find(idOrPrefix: string): Sandbox | undefined {
+    if (idOrPrefix === '') throw new InvalidArgumentError('pod_sandbox_id', 'must not be empty');
+    const exact = this.byId.get(idOrPrefix);
+    if (exact) return isCreating(exact.state) ? undefined : exact;
+    if (!/^[0-9a-f]{1,63}$/.test(idOrPrefix)) return undefined;
+    const matches = this.list().filter((s) => s.id.startsWith(idOrPrefix));
+    if (matches.length > 1) {
+      throw new InvalidArgumentError('pod_sandbox_id', `prefix "${idOrPrefix}" matches ${matches.length} sandboxes`);
+    }
+    return matches[0];
+  }
+
+  get(idOrPrefix: string): Sandbox {
+    const sb = this.find(idOrPrefix);
+    if (!sb) throw new NotFoundError(`sandbox ${idOrPrefix} not found`, { sandboxId: idOrPrefix });
+    return sb;
+  }
+
+  /** What a container needs from its sandbox. */
+  handle(idOrPrefix: string): SandboxHandle {
+    const sb = this.get(idOrPrefix);
+    const ctx = sb.ctx;
+    const driver = this.opts.cgroupDriver;
+    const podPath = ctx.cgroup?.path ?? podCgroup(driver, sb.spec.cgroupParent, sb.id, this.opts.root).path;
+    return {
+      id: sb.id,
+      ready: sb.criState() === 'SANDBOX_READY',
+      spec: sb.spec,
+      hostname: sb.spec.hostname,
+      namespaces: sb.spec.namespaces,
+      nsPaths: { ...ctx.namespaces },
+      pidHolder: ctx.pidHolder ? { pid: ctx.pidHolder.pid, startTime: ctx.pidHolder.startTime } : undefined,
+      cgroup: {
+        driver,
+        podPath,
+        containerPath: (cid: string) => containerCgroupPath(driver, podPath, cid),
+        manager: this.cgroups,
+      },
+      files: ctx.files ?? {
+        hosts: path.join(ctx.dir, 'hosts'),
+        resolvConf: path.join(ctx.dir, 'resolv.conf'),
+        hostname: path.join(ctx.dir, 'hostname'),
+        shm: sb.spec.namespaces.ipc === 'pod' ? path.join(this.shmDir, `capsa-${sb.id}-shm`) : '/dev/shm',
+      },
+      logDirectory: sb.spec.logDirectory,
+    };
+  }
+
+  // -- RunPodSandbox -----------------------------------------------------------
+
+  /**
+   * Makes a sandbox and resolves to its id. `fingerprint` identifies the
+   * request: an identical one for a name in use waits for (or gets) the
+   * sandbox the first made; a different one is AlreadyExists.
+   */
+  async run(spec: SandboxSpec, fingerprint: string, signal: AbortSignal): Promise<string> {
+    const existing = this.byKey.get(spec.key);
+    if (existing) return this.retried(existing, spec, fingerprint, signal);
+
+    const id = randomBytes(32).toString('hex');
+    const sb = new Sandbox(id, this.makeContext(id, spec), fingerprint, { createdAt: nowNs() });
+    this.byId.set(id, sb);
+    this.byKey.set(spec.key, sb);
+    const creation = sb.exclusive(() => this.create(sb));
+    sb.creation = creation;
+    // Nobody may be left waiting for it (the caller can go away): never unhandled.
+    creation.catch(() => undefined);
+    try {
+      await raceAbort(creation, signal);
+    } catch (err) {
+      if (signal.aborted && this.byId.get(id) === sb) {
+        sb.creatorGone = true;
+        this.log.info(
+          { sandboxId: id, key: spec.key },
+          'RunPodSandbox caller went away; creation continues for a retry',
+        );
+      }
+      throw err;
+    }
+    return id;
+  }
+
+  private async retried(
+    existing: Sandbox,
+    spec: SandboxSpec,
+    fingerprint: string,
+    signal: AbortSignal,
+  ): Promise<string> {
+    const ctx = { sandboxId: existing.id };
+    if (existing.fingerprint !== fingerprint) {
+      throw new AlreadyExistsError(`sandbox name "${spec.key}" is already in use by ${existing.id}`, ctx);
+    }
+    if (isCreating(existing.state) && existing.creation) {
+      try {
+        await raceAbort(
+          withTimeout('waiting for the first RunPodSandbox', this.timeouts.retryWait, () => existing.creation!, ctx),
+          signal,
+        );
+      } catch (err) {
+        if (isCreating(existing.state)) {
+          throw new UnavailableError(
+            `sandbox "${spec.key}" is still being created by an earlier identical request (id ${existing.id}); retry`,
+            ctx,
+          );
+        }
+        // The first attempt failed and released the name: make it afresh.
+        if (!this.byKey.has(spec.key)) return this.run(spec, fingerprint, signal);
+        throw err;
+      }
+      existing.creatorGone = false;
+      return existing.id;
+    }
+    if (existing.state === 'RUNNING' && existing.creatorGone) {
+      existing.creatorGone = false;
+      this.log.info({ sandboxId: existing.id }, 'identical RunPodSandbox retry gets the sandbox its first call made');
+      return existing.id;
+    }
+    throw new AlreadyExistsError(`sandbox name "${spec.key}" is already in use by ${existing.id}`, ctx);
+  }
+
+  private async create(sb: Sandbox): Promise<void> {
+    const t = this.timeouts;
+    const cleanup = (signal: AbortSignal): Promise<void> => this.discard(sb, signal);
+    await runStage(sb, 'PREPARING', this.log, {
+      timeoutMs: t.preparing,
+      cleanupTimeoutMs: t.destroying,
+      cleanup,
+      run: async () => {
+        // Disk before host objects: recovery finds whatever this sandbox makes from here on.
+        await this.store.create('sandbox', sb.id);
+        await this.persist(sb);
+        await fs.mkdir(this.nsDir, { recursive: true, mode: 0o711 });
+        await fs.mkdir(this.shmDir, { recursive: true, mode: 0o711 });
+      },
+    });
+    await runStage(sb, 'ISOLATING', this.log, {
+      timeoutMs: t.isolating,
+      cleanupTimeoutMs: t.destroying,
+      cleanup,
+      run: async (signal) => {
+        await this.chain.prepare(sb.ctx, this.isolatorStore(sb.id), sb.isolatorStates, signal, sb.ctx.log);
+        sb.facts.readyAt = nowNs();
+        await this.persist(sb);
+      },
+    });
+    // Nothing to fetch for a sandbox: ISOLATING → RUNNING.
+    transition(sb, 'RUNNING', this.log, 'ready');
+    sb.ctx.log.info(
+      {
+        key: sb.spec.key,
+        ns: sb.ctx.namespaces,
+        cgroup: sb.ctx.cgroup?.path,
+        ms: Number((nowNs() - sb.facts.createdAt) / 1_000_000n),
+      },
+      'sandbox ready',
+    );
+  }
+
+  /** Undoes a failed creation: every isolator, then the checkpoint, then the name. */
+  private async discard(sb: Sandbox, signal: AbortSignal): Promise<void> {
+    try {
+      await this.chain.cleanup(
+        sb.ctx,
+        this.isolatorStore(sb.id),
+        sb.isolatorStates,
+        signal,
+        sb.ctx.log,
+        errorContext(sb),
+      );
+      await this.store.remove('sandbox', sb.id);
+    } finally {
+      // Whatever is left on the host is the checkpoint's to recover; the name is free again.
+      this.forget(sb);
+    }
+  }
+
+  private forget(sb: Sandbox): void {
+    if (this.byId.get(sb.id) === sb) this.byId.delete(sb.id);
+    if (this.byKey.get(sb.spec.key) === sb) this.byKey.delete(sb.spec.key);
+  }
+
+  // -- StopPodSandbox / RemovePodSandbox -------------------------------------
+
+  /** Stops the sandbox: its containers, then every isolator. Unknown ids succeed. */
+  async stop(idOrPrefix: string, signal: AbortSignal): Promise<void> {
+    const sb = this.find(idOrPrefix);
+    if (!sb) return;
+    await raceAbort(
+      sb.exclusive(() => this.stopLocked(sb, 'stopped by request')),
+      signal,
+    );
+  }
+
+  private async stopLocked(sb: Sandbox, reason: string): Promise<void> {
+    if (sb.state === 'REMOVED') return;
+    if (sb.state === 'STOPPED' && !sb.cleanupPending) return;
+    const errCtx = errorContext(sb, 'destroying');
+    // Teardown runs on its own deadline, not the caller's: a cancelled call still cleans up.
+    await withTimeout(
+      'sandbox stop',
+      this.timeouts.destroying,
+      async (signal) => {
+        if (this.hooks) await this.hooks.stopAll(sb.id, signal);
+        if (sb.facts.stoppedAt === undefined) {
+          // Disk before memory: from here on the sandbox is NOTREADY, even after a crash.
+          sb.facts.stoppedAt = nowNs();
+          sb.facts.stopReason = reason;
+          await this.persist(sb);
+        }
+        transition(sb, 'DESTROYING', this.log, reason);
+        try {
+          await this.chain.cleanup(sb.ctx, this.isolatorStore(sb.id), sb.isolatorStates, signal, sb.ctx.log, errCtx);
+          sb.cleanupPending = false;
+        } catch (err) {
+          sb.cleanupPending = true;
+          throw err;
+        } finally {
+          if (sb.state === 'DESTROYING') {
+            transition(sb, 'STOPPED', this.log, sb.cleanupPending ? 'cleanup incomplete' : reason);
+          }
+        }
+      },
+      errCtx,
+    ).catch((err: unknown) => {
+      if (sb.state === 'DESTROYING') {
+        sb.cleanupPending = true;
+        transition(sb, 'STOPPED', this.log, 'stop timed out');
+      }
+      throw stageError('DESTROYING', asCapsaError(err, errCtx), errCtx);
+    });
+    sb.ctx.log.info('sandbox stopped');
+  }
+
+  /** Removes the sandbox (stopping it first if needed). Unknown ids succeed. */
+  async remove(idOrPrefix: string, signal: AbortSignal): Promise<void> {
+    const sb = this.find(idOrPrefix);
+    if (!sb) return;
+    await raceAbort(
+      sb.exclusive(async () => {
+        if (sb.state === 'REMOVED') return;
+        if (sb.state !== 'STOPPED' || sb.cleanupPending) await this.stopLocked(sb, 'removed');
+        const errCtx = errorContext(sb, 'destroying');
+        await withTimeout(
+          'sandbox remove',
+          this.timeouts.destroying,
+          async (s) => {
+            if (this.hooks) await this.hooks.removeAll(sb.id, s);
+            transition(sb, 'DESTROYING', this.log, 'remove');
+            try {
+              await this.store.remove('sandbox', sb.id);
+            } catch (err) {
+              transition(sb, 'STOPPED', this.log, 'remove failed');
+              throw err;
+            }
+          },
+          errCtx,
+        );
+        this.forget(sb);
+        transition(sb, 'REMOVED', this.log, 'removed');
+        sb.ctx.log.info('sandbox removed');
+      }),
+      signal,
+    );
+  }
+
+  // -- UpdatePodSandboxResources / stats --------------------------------------
+
+  async update(idOrPrefix: string, resources: CgroupResources, signal: AbortSignal): Promise<void> {
+    const sb = this.get(idOrPrefix);
+    await raceAbort(
+      sb.exclusive(async () => {
+        if (sb.state !== 'RUNNING') {
+          throw new CapsaError('FailedPrecondition', `sandbox ${sb.id} is not ready`, { sandboxId: sb.id });
+        }
+        await withTimeout(
+          'sandbox update',
+          this.timeouts.isolating,
+          (s) => this.chain.update(sb.ctx, sb.isolatorStates, resources, s),
+          errorContext(sb, 'update'),
+        );
+        sb.spec.resources = resources;
+        await this.persist(sb);
+      }),
+      signal,
+    );
+  }
+
+  async usage(idOrPrefix: string, signal: AbortSignal): Promise<Usage> {
+    const sb = this.get(idOrPrefix);
+    if (sb.state !== 'RUNNING') return {};
+    return withTimeout(
+      'sandbox usage',
+      10_000,
+      (s) => this.chain.usage(sb.ctx, sb.isolatorStates, s),
+      errorContext(sb),
+      signal,
+    );
+  }
+
+  /** Adds a sandbox recovered by recovery.ts (exposed for it). */
+  recovered(sb: Sandbox): void {
+    this.adopt(sb);
+  }
+
+  /** Every sandbox id with a checkpoint directory: the objects sweeps must leave alone. */
+  async knownIds(): Promise<Set<string>> {
+    return new Set([...(await this.store.list('sandbox')), ...this.byId.keys()]);
+  }
+}

@@ -1,0 +1,117 @@
+// RuntimeService handlers for pod sandboxes: RunPodSandbox, StopPodSandbox,
+// RemovePodSandbox, PodSandboxStatus, ListPodSandbox (and its streaming
+// twin), UpdatePodSandboxResources. Status and List are answered from
+// memory. Validation and CRI shapes live in src/cri/sandbox-mapping.ts.
+import type { Sandboxes } from '../containerizer/sandboxes';
+import {
+  criResources,
+  matchesFilter,
+  requestFingerprint,
+  sandboxSpecFromRequest,
+  toPodSandbox,
+  toPodSandboxStatus,
+  verboseInfo,
+} from '../cri/sandbox-mapping';
+import { InvalidArgumentError } from '../errors';
+import {
+  ListPodSandboxRequest,
+  ListPodSandboxResponse,
+  PodSandboxStatusRequest,
+  PodSandboxStatusResponse,
+  RemovePodSandboxRequest,
+  RemovePodSandboxResponse,
+  RunPodSandboxRequest,
+  RunPodSandboxResponse,
+  StopPodSandboxRequest,
+  StopPodSandboxResponse,
+  StreamPodSandboxesRequest,
+  StreamPodSandboxesResponse,
+  UpdatePodSandboxResourcesRequest,
+  UpdatePodSandboxResourcesResponse,
+} from '../gen/runtime/v1/api';
+import { nowNs } from '../containerizer/state';
+import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
+
+export interface PodServiceDeps {
+  sandboxes: Sandboxes;
+  cgroupDriver: 'cgroupfs' | 'systemd';
+}
+
+/** Sandboxes per StreamPodSandboxes message. */
+const STREAM_CHUNK = 100;
+
+function requireId(id: string): string {
+  if (id === '') throw new InvalidArgumentError('pod_sandbox_id', 'is required');
+  return id;
+}
+
+export function podHandlers(deps: PodServiceDeps): Record<string, UnaryHandler | StreamHandler> {
+  const { sandboxes } = deps;
+  const mapping = { cgroupDriver: deps.cgroupDriver, cgroupVersion: sandboxes.cgroups.layout.version };
+
+  const runPodSandbox = async (req: RunPodSandboxRequest, ctx: CallContext): Promise<RunPodSandboxResponse> => {
+    const spec = sandboxSpecFromRequest(req, mapping);
+    const id = await sandboxes.run(spec, requestFingerprint(req), ctx.signal);
+    return { podSandboxId: id };
+  };
+
+  const stopPodSandbox = async (req: StopPodSandboxRequest, ctx: CallContext): Promise<StopPodSandboxResponse> => {
+    await sandboxes.stop(requireId(req.podSandboxId), ctx.signal);
+    return {};
+  };
+
+  const removePodSandbox = async (
+    req: RemovePodSandboxRequest,
+    ctx: CallContext,
+  ): Promise<RemovePodSandboxResponse> => {
+    await sandboxes.remove(requireId(req.podSandboxId), ctx.signal);
+    return {};
+  };
+
+  const podSandboxStatus = async (req: PodSandboxStatusRequest): Promise<PodSandboxStatusResponse> => {
+    const sb = sandboxes.get(requireId(req.podSandboxId));
+    return {
+      status: toPodSandboxStatus(sb),
+      info: req.verbose ? verboseInfo(sb) : {},
+      containersStatuses: [],
+      timestamp: nowNs(),
+    };
+  };
+
+  const listPodSandbox = async (req: ListPodSandboxRequest): Promise<ListPodSandboxResponse> => ({
+    items: sandboxes
+      .list()
+      .filter((sb) => matchesFilter(sb, req.filter))
+      .map(toPodSandbox),
+  });
+
+  const streamPodSandboxes = async (
+    req: StreamPodSandboxesRequest,
+    send: (m: StreamPodSandboxesResponse) => void,
+  ): Promise<void> => {
+    const all = sandboxes
+      .list()
+      .filter((sb) => matchesFilter(sb, req.filter))
+      .map(toPodSandbox);
+    for (let i = 0; i < all.length; i += STREAM_CHUNK) send({ podSandboxes: all.slice(i, i + STREAM_CHUNK) });
+  };
+
+  const updatePodSandboxResources = async (
+    req: UpdatePodSandboxResourcesRequest,
+    ctx: CallContext,
+  ): Promise<UpdatePodSandboxResourcesResponse> => {
+    const resources = criResources(req.resources, 'resources', mapping.cgroupVersion) ?? {};
+    await sandboxes.update(requireId(req.podSandboxId), resources, ctx.signal);
+    return {};
+  };
+
+  return {
+    runPodSandbox: runPodSandbox as UnaryHandler,
+    stopPodSandbox: stopPodSandbox as UnaryHandler,
+    removePodSandbox: removePodSandbox as UnaryHandler,
+    podSandboxStatus: podSandboxStatus as UnaryHandler,
+    listPodSandbox: listPodSandbox as UnaryHandler,
+    streamPodSandboxes: streamPodSandboxes as StreamHandler,
+    updatePodSandboxResources: updatePodSandboxResources as UnaryHandler,
+  };
+}
