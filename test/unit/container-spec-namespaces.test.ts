@@ -1,0 +1,124 @@
+import { FailedPreconditionError, InvalidArgumentError } from '../../src/errors';
+import { NamespaceMode, UserNamespace } from '../../src/gen/runtime/v1/api';
+import { buildNamespaces, type NamespaceInput } from '../../src/cri/container-spec/namespaces';
+
+const nsPaths = { net: '/run/capsa/ns/p1/net', ipc: '/run/capsa/ns/p1/ipc', uts: '/run/capsa/ns/p1/uts' };
+const base: NamespaceInput = {
+  pidMode: NamespaceMode.CONTAINER,
+  targetId: '',
+  userns: undefined,
+  sandbox: { nsPaths, pidNsPath: '/run/capsa/ns/p1/pid', hostNetwork: false, hostIpc: false },
+  targetPidNsPath: (id) => (id === 'c-running' ? '/proc/4242/ns/pid' : undefined),
+  cgroupNamespace: false,
+};
+const NS = 'config.linux.security_context.namespace_options';
+
+function fieldOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    return (err as InvalidArgumentError).context.field;
+  }
+  throw new Error('expected an InvalidArgumentError');
+}
+
+describe('buildNamespaces', () => {
+  const pod = [
+    { type: 'network', path: nsPaths.net },
+    { type: 'ipc', path: nsPaths.ipc },
+    { type: 'uts', path: nsPaths.uts },
+    { type: 'mount' },
+  ];
+  const cases: [string, Partial<NamespaceInput>, object[]][] = [
+    ['CONTAINER pid: new', {}, [{ type: 'pid' }, ...pod]],
+    [
+      'POD pid: the sandbox one',
+      { pidMode: NamespaceMode.POD },
+      [{ type: 'pid', path: '/run/capsa/ns/p1/pid' }, ...pod],
+    ],
+    ['NODE pid: the host one (not listed)', { pidMode: NamespaceMode.NODE }, pod],
+    [
+      'TARGET pid: the target container one',
+      { pidMode: NamespaceMode.TARGET, targetId: 'c-running' },
+      [{ type: 'pid', path: '/proc/4242/ns/pid' }, ...pod],
+    ],
+    [
+      'host network: no net, no uts',
+      { sandbox: { ...base.sandbox, hostNetwork: true } },
+      [{ type: 'pid' }, { type: 'ipc', path: nsPaths.ipc }, { type: 'mount' }],
+    ],
+    [
+      'host IPC: no ipc',
+      { sandbox: { ...base.sandbox, hostIpc: true } },
+      [{ type: 'pid' }, { type: 'network', path: nsPaths.net }, { type: 'uts', path: nsPaths.uts }, { type: 'mount' }],
+    ],
+    [
+      'all host',
+      { pidMode: NamespaceMode.NODE, sandbox: { ...base.sandbox, hostIpc: true, hostNetwork: true } },
+      [{ type: 'mount' }],
+    ],
+    ['cgroup namespace (v2)', { cgroupNamespace: true }, [{ type: 'pid' }, ...pod, { type: 'cgroup' }]],
+    [
+      'userns NODE: none',
+      { userns: UserNamespace.fromPartial({ mode: NamespaceMode.NODE }) },
+      [{ type: 'pid' }, ...pod],
+    ],
+  ];
+  test.each(cases)('%s', (_name, over, want) => {
+    expect(buildNamespaces({ ...base, ...over }).namespaces).toEqual(want);
+  });
+
+  test('userns POD: join the sandbox user namespace with mappings', () => {
+    const r = buildNamespaces({
+      ...base,
+      sandbox: { ...base.sandbox, nsPaths: { ...nsPaths, user: '/run/capsa/ns/p1/user' } },
+      userns: UserNamespace.fromPartial({
+        mode: NamespaceMode.POD,
+        uids: [{ hostId: 100000, containerId: 0, length: 65536 }],
+        gids: [{ hostId: 100000, containerId: 0, length: 65536 }],
+      }),
+    });
+    expect(r.namespaces[0]).toEqual({ type: 'user', path: '/run/capsa/ns/p1/user' });
+    expect(r.uidMappings).toEqual([{ containerID: 0, hostID: 100000, size: 65536 }]);
+    expect(r.gidMappings).toEqual([{ containerID: 0, hostID: 100000, size: 65536 }]);
+  });
+
+  const errors: [string, Partial<NamespaceInput>, string][] = [
+    [
+      'POD pid without a shared pid ns',
+      { pidMode: NamespaceMode.POD, sandbox: { ...base.sandbox, pidNsPath: undefined } },
+      `${NS}.pid`,
+    ],
+    ['TARGET without target_id', { pidMode: NamespaceMode.TARGET }, `${NS}.target_id`],
+    ['TARGET of a container not running', { pidMode: NamespaceMode.TARGET, targetId: 'c-gone' }, `${NS}.target_id`],
+    ['unknown pid mode', { pidMode: 9 as NamespaceMode }, `${NS}.pid`],
+    [
+      'userns POD without a sandbox userns',
+      { userns: UserNamespace.fromPartial({ mode: NamespaceMode.POD }) },
+      `${NS}.userns_options`,
+    ],
+    [
+      'userns CONTAINER',
+      { userns: UserNamespace.fromPartial({ mode: NamespaceMode.CONTAINER }) },
+      `${NS}.userns_options.mode`,
+    ],
+    [
+      'userns POD without mappings',
+      {
+        sandbox: { ...base.sandbox, nsPaths: { ...nsPaths, user: '/u' } },
+        userns: UserNamespace.fromPartial({ mode: NamespaceMode.POD, uids: [] }),
+      },
+      `${NS}.userns_options.uids`,
+    ],
+  ];
+  test.each(errors)('error: %s', (_name, over, field) => {
+    expect(fieldOf(() => buildNamespaces({ ...base, ...over }))).toBe(field);
+  });
+
+  test('a sandbox without its pinned netns is a failed precondition', () => {
+    expect(() => buildNamespaces({ ...base, sandbox: { ...base.sandbox, nsPaths: { ipc: '/i', uts: '/u' } } })).toThrow(
+      FailedPreconditionError,
+    );
+  });
+});
