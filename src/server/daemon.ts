@@ -4,14 +4,17 @@
 import * as grpc from '@grpc/grpc-js';
 import { promises as fs } from 'fs';
 import * as net from 'net';
+import * as path from 'path';
 import { Config } from '../config/schema';
 import { Sandboxes } from '../containerizer/sandboxes';
 import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
+import { Provisioner } from '../provisioner/provisioner';
 import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
 import { rewriteAuthority } from './h2-authority';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
+import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
 import { prepareSocketPath, secureSocket } from './socket';
@@ -31,9 +34,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   await fs.mkdir(config.root, { recursive: true, mode: 0o711 });
   await fs.mkdir(config.state, { recursive: true, mode: 0o711 });
   const lock = await acquireInstanceLock(config.root);
+  // Undone in reverse on a failed start, and on shutdown.
+  const closers: (() => Promise<void>)[] = [];
   try {
     await prepareSocketPath(config.socket);
     const state = await loadRuntimeState(config.root);
+    const provisioner = await Provisioner.open({ config, log });
+    closers.push(() => provisioner.close());
     // The containerizer re-adopts every checkpointed sandbox before we serve.
     const sandboxes = await Sandboxes.start({
       root: config.root,
@@ -45,7 +52,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ...runtimeHandlers({ config, state }),
       ...podHandlers({ sandboxes, cgroupDriver: config.cgroup_driver }),
     };
-    const image: Handlers = {};
+    const image: Handlers = {
+      ...imageHandlers({ provisioner, containerFsDir: path.join(config.root, 'rootfs') }),
+    };
 
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
@@ -76,8 +85,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     await secureSocket(config.socket);
     log.info({ socket: config.socket, root: config.root, state: config.state }, 'capsa is serving');
-    return { socket: config.socket, stop: () => shutdown(server, listener, config, lock, log) };
+    return { socket: config.socket, stop: () => shutdown(server, listener, config, lock, closers, log) };
   } catch (err) {
+    await closeAll(closers, log);
     await lock.release();
     throw err;
   }
@@ -88,6 +98,7 @@ async function shutdown(
   listener: net.Server,
   config: Config,
   lock: InstanceLock,
+  closers: (() => Promise<void>)[],
   log: Logger,
 ): Promise<void> {
   log.info('shutting down: no new calls, waiting for in-flight ones');
@@ -102,6 +113,17 @@ async function shutdown(
     server.forceShutdown();
   }
   await fs.rm(config.socket, { force: true });
+  await closeAll(closers, log);
   await lock.release();
   log.info('stopped');
+}
+
+async function closeAll(closers: (() => Promise<void>)[], log: Logger): Promise<void> {
+  for (const close of closers.reverse()) {
+    try {
+      await close();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cleanup at shutdown failed');
+    }
+  }
 }

@@ -1,0 +1,113 @@
+// ImageService handlers: PullImage, ImageStatus, ListImages, RemoveImage,
+// ImageFsInfo. Validation here, the work in the provisioner.
+import { imageVerboseInfo, toCriImage } from '../cri/image-mapping';
+import { InvalidArgumentError } from '../errors';
+import {
+  ImageFsInfoRequest,
+  ImageFsInfoResponse,
+  ImageStatusRequest,
+  ImageStatusResponse,
+  ListImagesRequest,
+  ListImagesResponse,
+  PullImageRequest,
+  PullImageResponse,
+  RemoveImageRequest,
+  RemoveImageResponse,
+} from '../gen/runtime/v1/api';
+import { Provisioner } from '../provisioner/provisioner';
+import { AuthConfig } from '../provisioner/store/auth';
+import type { CallContext, UnaryHandler } from './instrument';
+
+export interface ImageServiceDeps {
+  provisioner: Provisioner;
+  /** Writable container layers live here (ImageFsInfo container_filesystems). */
+  containerFsDir: string;
+  /** Usage of the writable layers; absent until containers exist. */
+  containerFsUsage?: () => Promise<{ bytes: number; inodes: number }>;
+}
+
+function requireImage(spec: { image: string } | undefined, field: string): string {
+  const ref = spec?.image?.trim() ?? '';
+  if (ref === '') throw new InvalidArgumentError(field, 'an image reference is required');
+  return ref;
+}
+
+function authOf(req: PullImageRequest): AuthConfig | undefined {
+  const a = req.auth;
+  if (!a) return undefined;
+  if (!a.username && !a.password && !a.auth && !a.identityToken && !a.registryToken) return undefined;
+  return {
+    username: a.username,
+    password: a.password,
+    auth: a.auth,
+    serverAddress: a.serverAddress,
+    identityToken: a.identityToken,
+    registryToken: a.registryToken,
+  };
+}
+
+export function imageHandlers(deps: ImageServiceDeps): Record<string, UnaryHandler> {
+  const p = deps.provisioner;
+
+  const pullImage = async (req: PullImageRequest, ctx: CallContext): Promise<PullImageResponse> => {
+    const ref = requireImage(req.image, 'image.image');
+    const rec = await p.pull(ref, authOf(req), ctx.signal);
+    return { imageRef: rec.id };
+  };
+
+  const imageStatus = async (req: ImageStatusRequest): Promise<ImageStatusResponse> => {
+    const ref = requireImage(req.image, 'image.image');
+    const rec = p.find(ref);
+    // CRI: an unknown image is not an error; the image field stays empty.
+    if (!rec) return { image: undefined, info: {} };
+    return { image: toCriImage(rec), info: req.verbose ? imageVerboseInfo(rec) : {} };
+  };
+
+  const listImages = async (req: ListImagesRequest): Promise<ListImagesResponse> => {
+    const want = req.filter?.image?.image?.trim();
+    if (want) {
+      const rec = p.find(want);
+      return { images: rec ? [toCriImage(rec)] : [] };
+    }
+    return { images: p.list().map(toCriImage) };
+  };
+
+  const removeImage = async (req: RemoveImageRequest): Promise<RemoveImageResponse> => {
+    const ref = requireImage(req.image, 'image.image');
+    // Idempotent: removing an image that is already gone succeeds.
+    await p.remove(ref);
+    return {};
+  };
+
+  const imageFsInfo = async (_req: ImageFsInfoRequest): Promise<ImageFsInfoResponse> => {
+    const now = BigInt(Date.now()) * 1_000_000n;
+    const images = await p.imageFsUsage();
+    const containers = deps.containerFsUsage ? await deps.containerFsUsage() : { bytes: 0, inodes: 0 };
+    return {
+      imageFilesystems: [
+        {
+          timestamp: now,
+          fsId: { mountpoint: p.imageFsDir },
+          usedBytes: { value: BigInt(images.bytes) },
+          inodesUsed: { value: BigInt(images.inodes) },
+        },
+      ],
+      containerFilesystems: [
+        {
+          timestamp: now,
+          fsId: { mountpoint: deps.containerFsDir },
+          usedBytes: { value: BigInt(containers.bytes) },
+          inodesUsed: { value: BigInt(containers.inodes) },
+        },
+      ],
+    };
+  };
+
+  return {
+    pullImage: pullImage as UnaryHandler,
+    imageStatus: imageStatus as UnaryHandler,
+    listImages: listImages as UnaryHandler,
+    removeImage: removeImage as UnaryHandler,
+    imageFsInfo: imageFsInfo as UnaryHandler,
+  };
+}
