@@ -2,7 +2,6 @@ import { InvalidArgumentError } from '../../src/errors';
 import { LinuxContainerSecurityContext, SecurityProfile_ProfileType } from '../../src/gen/runtime/v1/api';
 import {
   buildRlimits,
-  buildSysctls,
   checkPrivileged,
   oomScoreAdj,
   securityProfiles,
@@ -64,46 +63,6 @@ describe('rlimits and privilege', () => {
     expect(checkPrivileged(true, true)).toBe(true);
     expect(checkPrivileged(false, false)).toBe(false);
     expect(fieldOf(() => checkPrivileged(true, false))).toBe('config.linux.security_context.privileged');
-  });
-});
-
-describe('buildSysctls', () => {
-  const pod = { hostNetwork: false, hostIpc: false };
-  test('namespaced sysctls pass, slash form converted', () => {
-    expect(
-      buildSysctls(
-        {
-          'net.ipv4.ip_unprivileged_port_start': '0',
-          'net/core/somaxconn': '1024',
-          'kernel.shm_rmid_forced': '1',
-          'fs.mqueue.msg_max': '100',
-          'net.ipv4.ip_local_port_range': '1024 65535',
-          'net.ipv4.conf.eth-0.forwarding': '1',
-        },
-        pod,
-      ),
-    ).toEqual({
-      'net.ipv4.ip_unprivileged_port_start': '0',
-      'net.core.somaxconn': '1024',
-      'kernel.shm_rmid_forced': '1',
-      'fs.mqueue.msg_max': '100',
-      'net.ipv4.ip_local_port_range': '1024 65535',
-      'net.ipv4.conf.eth-0.forwarding': '1',
-    });
-  });
-  test.each([
-    ['not namespaced', { 'vm.swappiness': '1' }, pod],
-    ['kernel non-ipc', { 'kernel.panic': '1' }, pod],
-    ['net with host network', { 'net.core.somaxconn': '1' }, { hostNetwork: true, hostIpc: false }],
-    ['uts with host network', { 'kernel.hostname': 'x' }, { hostNetwork: true, hostIpc: false }],
-    ['ipc with host IPC', { 'kernel.shmmax': '1' }, { hostNetwork: false, hostIpc: true }],
-    ['traversal', { 'net/../../etc/x': '1' }, pod],
-    ['dotted component in slash form', { 'net/ipv4/conf/eth0.100/forwarding': '1' }, pod],
-    ['newline in value', { 'net.core.somaxconn': '1\n2' }, pod],
-    ['empty name', { '': '1' }, pod],
-  ])('error: %s', (_n, sysctls, ns) => {
-    const name = Object.keys(sysctls)[0];
-    expect(fieldOf(() => buildSysctls(sysctls, ns))).toBe(`sandbox_config.linux.sysctls[${name}]`);
   });
 });
 

@@ -16,15 +16,7 @@ import { buildCapabilities, DEFAULT_CAP_LAST_CAP } from './capabilities';
 import { resolveCommand } from './command';
 import { buildDevices } from './devices';
 import { buildEnv } from './env';
-import {
-  buildRlimits,
-  buildSysctls,
-  checkPrivileged,
-  oomScoreAdj,
-  securityProfiles,
-  workingDir,
-  type Rlimit,
-} from './linux';
+import { buildRlimits, checkPrivileged, oomScoreAdj, securityProfiles, workingDir, type Rlimit } from './linux';
 import { buildMounts, type CgroupBind, type ImageVolume, type PodFiles } from './mounts';
 import { buildNamespaces, type SandboxNamespaces } from './namespaces';
 import { buildResources } from './resources';
@@ -192,7 +184,6 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     input.daemonOomScoreAdj,
     input.restrictOomScoreAdj ?? false,
   );
-  const sysctl = buildSysctls(sandboxConfig.linux?.sysctls ?? {}, sandbox);
   const profiles = securityProfiles(sc, privileged);
   const logPath = input.logPath ?? containerLogPath(config, sandboxConfig);
   const cgroupsPath = input.cgroupsPath ?? path.posix.join(sandbox.cgroupParent || '/', `capsa-${input.containerId}`);
@@ -218,7 +209,6 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
       devices: devices.devices,
       resources: { devices: devices.rules, ...resources },
       cgroupsPath,
-      sysctl,
       maskedPaths: mounts.maskedPaths,
       readonlyPaths: mounts.readonlyPaths,
       rootfsPropagation: mounts.rootfsPropagation,
@@ -232,9 +222,6 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
       apparmor: profiles.apparmor,
     },
   };
-  // The host's UTS namespace keeps the host's name.
-  if (!sandbox.hostNetwork && sandboxConfig.hostname !== '')
-    spec.hostname = checkString(sandboxConfig.hostname, 'sandbox_config.hostname');
   return { spec, imageVolumes: mounts.imageVolumes, user, warnings };
 }
 export * from './host-io';

@@ -1,6 +1,7 @@
-// Process and kernel settings that need no I/O: oom_score_adj, rlimits,
-// working directory, sysctls, the privileged check and the (recorded, not yet
-// enforced) seccomp and AppArmor profiles.
+// Process settings that need no I/O: oom_score_adj, rlimits, working
+// directory, the privileged check and the (recorded, not yet enforced)
+// seccomp and AppArmor profiles. (The pod's sysctls are not repeated per
+// container: the sandbox writes them once into the namespaces it pins.)
 
 import * as path from 'path';
 import { InvalidArgumentError } from '../../errors';
@@ -59,60 +60,6 @@ export function checkPrivileged(container: boolean, sandbox: boolean): boolean {
     throw new InvalidArgumentError(`${SC}.privileged`, 'the pod sandbox is not privileged');
   }
   return container;
-}
-
-const IPC_SYSCTLS = new Set([
-  'kernel.msgmax',
-  'kernel.msgmnb',
-  'kernel.msgmni',
-  'kernel.sem',
-  'kernel.shmall',
-  'kernel.shmmax',
-  'kernel.shmmni',
-  'kernel.shm_rmid_forced',
-]);
-const UTS_SYSCTLS = new Set(['kernel.hostname', 'kernel.domainname']);
-
-/** Sysctl name in dotted form; the slash form ("net/ipv4/ip_forward") is converted. */
-function sysctlName(name: string, field: string): string {
-  let dotted = name;
-  if (name.includes('/')) {
-    if (name.split('/').some((c) => c.includes('.'))) {
-      throw new InvalidArgumentError(field, 'slash-form names with dotted components are not supported');
-    }
-    dotted = name.split('/').join('.');
-  }
-  if (!/^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$/.test(dotted)) {
-    throw new InvalidArgumentError(field, `"${name}" is not a sysctl name`);
-  }
-  return dotted;
-}
-
-/**
- * The pod's sysctls (sandbox_config.linux.sysctls), applied again in each
- * container as containerd does. Only namespaced ones are allowed, and none of
- * a namespace the pod shares with the host.
- */
-export function buildSysctls(
-  sysctls: Readonly<Record<string, string>>,
-  ns: { hostNetwork: boolean; hostIpc: boolean },
-): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(sysctls)) {
-    const field = `sandbox_config.linux.sysctls[${name}]`;
-    const key = sysctlName(name, field);
-    if (value.length > 4096 || /[\0\n]/.test(value)) {
-      throw new InvalidArgumentError(field, 'value must be one line of at most 4096 bytes');
-    }
-    const ipc = IPC_SYSCTLS.has(key) || key.startsWith('fs.mqueue.');
-    const net = key.startsWith('net.');
-    const uts = UTS_SYSCTLS.has(key);
-    if (!ipc && !net && !uts) throw new InvalidArgumentError(field, 'not a namespaced sysctl');
-    if (ipc && ns.hostIpc) throw new InvalidArgumentError(field, 'not allowed with host IPC');
-    if ((net || uts) && ns.hostNetwork) throw new InvalidArgumentError(field, 'not allowed with host network');
-    out[key] = value;
-  }
-  return out;
 }
 
 function fromProfile(p: SecurityProfile, field: string, kind: 'seccomp' | 'apparmor'): ProfileSpec {

@@ -6,7 +6,10 @@ export interface LaunchSpec {
   ociVersion: string;
   process: ProcessSpec;
   root: { path: string; readonly: boolean };
-  /** Absent when the container shares the host's UTS namespace. */
+  /**
+   * sethostname in a new UTS namespace. Never set by the builder: containers
+   * join their pod's UTS namespace (or the host's), which keeps its name.
+   */
   hostname?: string;
   mounts: MountSpec[];
   linux: LinuxSpec;
@@ -92,7 +95,8 @@ export interface LinuxSpec {
   devices: DeviceSpec[];
   resources: ResourcesSpec;
   cgroupsPath: string;
-  sysctl: Record<string, string>;
+  /** Not set by the builder: the sandbox applies the pod's sysctls to the namespaces it pins. */
+  sysctl?: Record<string, string>;
   maskedPaths: string[];
   readonlyPaths: string[];
   rootfsPropagation: 'rprivate' | 'rslave' | 'rshared';
