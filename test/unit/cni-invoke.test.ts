@@ -255,9 +255,14 @@ describe('CNI invoke and the network isolator (fake plugins)', () => {
     // And the plugin fails DEL once.
     rec.list.plugins[0].failOn = 'DEL';
     await store.write({ ...rec, netnsPath: path.join(dir, 'gone-netns') });
+    // (No current config to fall back on.)
+    await fs.rm(path.join(confDir, '10-fake.conflist'));
     await expect(net.tearDown(id)).rejects.toThrow(/fake main says no/);
     expect((await store.read(id))?.phase).toBe('deleting');
-    expect(calls()[1].env).toMatchObject({ CNI_COMMAND: 'DEL', CNI_NETNS: '' });
+    // No netns: DEL gets a stand-in holding the pod's address (as root), or none at all.
+    expect(calls()[1].env.CNI_COMMAND).toBe('DEL');
+    expect(['', `/run/netns/capsa-${id}-cnidel`]).toContain(calls()[1].env.CNI_NETNS);
+    await expect(fs.stat(`/run/netns/capsa-${id}-cnidel`)).rejects.toThrow(/ENOENT/);
 
     // After a "restart", recover() finishes it (the plugin works again).
     delete rec.list.plugins[0].failOn;
@@ -265,6 +270,17 @@ describe('CNI invoke and the network isolator (fake plugins)', () => {
     const summary = await network().recover([id]);
     expect(summary.tornDown).toEqual([id]);
     expect(await store.list()).toEqual([]);
+  });
+
+  test('a recorded config that fails DEL falls back to the current config of the same network', async () => {
+    await writeConf([{ type: 'main', ips: ['10.99.0.13/24'], failOn: 'DEL' }]);
+    const net = network();
+    await net.setUp(pod);
+    await writeConf([{ type: 'main', ips: ['10.99.0.13/24'] }]);
+    await net.tearDown(id);
+    const dels = calls().filter((c) => c.env.CNI_COMMAND === 'DEL');
+    expect(dels.map((c) => c.conf.failOn ?? 'ok')).toEqual(['DEL', 'ok']);
+    expect(await new FileNetworkStateStore(path.join(dir, 'state')).list()).toEqual([]);
   });
 
   test('recover: adopts complete attachments of live sandboxes, tears down the rest', async () => {

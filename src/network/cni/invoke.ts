@@ -266,11 +266,14 @@ export async function addNetworkList(
   a: Attachment,
   opts: InvokeOptions,
   progress: AddProgress = { done: 0 },
+  /** Called after each plugin's ADD with the result so far (e.g. to checkpoint it). */
+  onPluginDone?: (result: unknown) => Promise<void>,
 ): Promise<unknown> {
   for (let i = 0; i < list.plugins.length; i++) {
     const stdin = pluginConfig(list, list.plugins[i], progress.prevResult, a.capabilityArgs);
     progress.prevResult = await execPlugin(pluginPaths[i], 'ADD', a, stdin, opts);
     progress.done = i + 1;
+    if (onPluginDone && i < list.plugins.length - 1) await onPluginDone(progress.prevResult);
   }
   return progress.prevResult;
 }

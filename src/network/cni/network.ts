@@ -14,10 +14,11 @@
 import { promises as fs } from 'fs';
 import { CapsaError, ErrorContext, FailedPreconditionError, InternalError, asCapsaError } from '../../errors';
 import type { Logger } from '../../log';
-import { CniConfigSource, NetworkConfigState } from './config';
+import { CniConfigSource, NetworkConfigList, NetworkConfigState } from './config';
 import { AddProgress, Attachment, InvokeOptions, PluginTiming, addNetworkList, delNetworkList } from './invoke';
-import { CniResult, parseResult, selectPodIps } from './result';
+import { CniResult, parseResult, sandboxAddresses, selectPodIps } from './result';
 import { PodPortMapping, capabilityArgs, cniArgs } from './runtime-config';
+import { withStandInNetns } from './standin-netns';
 import { CONTAINER_ID_PATTERN, FileNetworkStateStore, NetworkRecord, NetworkStateStore, RECORD_VERSION } from './state';
 
 /** NSFS_MAGIC: what statfs reports for a bind-mounted namespace file or /proc/<pid>/ns/net. */
@@ -255,12 +256,18 @@ export class CniNetwork {
     const t0 = process.hrtime.bigint();
     let status: NetworkStatus;
     try {
+      // Each intermediate result is checkpointed: a crash mid-ADD still tells recovery which addresses to undo.
+      const checkpointPartial = async (partial: unknown): Promise<void> => {
+        record.result = partial;
+        await this.store.write(record);
+      };
       const raw = await addNetworkList(
         net.list,
         net.pluginPaths,
         attachment,
         this.invokeOptions(ctx, calls, signal),
         progress,
+        checkpointPartial,
       );
       const result = parseResult(raw, net.list.cniVersion);
       const { ip, additionalIps } = selectPodIps(result, this.ifName);
@@ -335,26 +342,67 @@ export class CniNetwork {
 
   private async runDel(record: NetworkRecord, signal: AbortSignal | undefined): Promise<void> {
     const ctx: ErrorContext = { stage: 'network', sandboxId: record.sandboxId };
-    // Spec: DEL must work without the netns; a gone or unmounted file is sent as empty.
-    const netnsAlive = await isNetns(record.netnsPath);
-    const attachment: Attachment = {
-      containerId: record.sandboxId,
-      netns: netnsAlive ? record.netnsPath : '',
-      ifName: record.ifName,
-      args: record.args,
-      capabilityArgs: record.capabilityArgs,
-      binDirs: this.opts.binDirs,
-    };
     const calls: PluginTiming[] = [];
     const t0 = process.hrtime.bigint();
+    const netnsAlive = await isNetns(record.netnsPath);
+    const del = (list: NetworkConfigList, netns: string): Promise<void> =>
+      delNetworkList(
+        list,
+        {
+          containerId: record.sandboxId,
+          netns,
+          ifName: record.ifName,
+          args: record.args,
+          capabilityArgs: record.capabilityArgs,
+          binDirs: this.opts.binDirs,
+        },
+        record.result,
+        this.invokeOptions(ctx, calls, signal),
+      );
+    // Spec: DEL must work without the netns. When it is gone, plugins get a
+    // stand-in holding the pod's addresses (see standin-netns.ts), or none.
+    const run = (list: NetworkConfigList): Promise<void> =>
+      netnsAlive
+        ? del(list, record.netnsPath)
+        : withStandInNetns(record.sandboxId, record.ifName, this.recordedAddresses(record), this.log, (ns) =>
+            del(list, ns),
+          );
     try {
-      await delNetworkList(record.list, attachment, record.result, this.invokeOptions(ctx, calls, signal));
+      try {
+        await run(record.list);
+      } catch (err) {
+        // A config that cannot even DEL (the one the ADD failed on, say) may have
+        // been fixed since: the current config of the same network gets a try.
+        const current = await this.config.load().catch(() => undefined);
+        if (
+          !current?.ready ||
+          current.network.list.name !== record.list.name ||
+          JSON.stringify(current.network.list) === JSON.stringify(record.list)
+        ) {
+          throw err;
+        }
+        this.log?.warn(
+          { ...ctx, err: asCapsaError(err).message, file: current.file },
+          'CNI DEL with the recorded config failed; trying the current config of the network',
+        );
+        await run(current.network.list);
+      }
     } catch (err) {
       this.account('DEL', record.sandboxId, t0, false, calls);
       throw this.withContext(err, ctx);
     }
     const ms = this.account('DEL', record.sandboxId, t0, true, calls);
     this.log?.debug({ ...ctx, netnsAlive, ms }, 'CNI DEL done');
+  }
+
+  /** The pod's addresses from the (possibly partial) ADD result on record. */
+  private recordedAddresses(record: NetworkRecord): string[] {
+    if (record.result === undefined) return [];
+    try {
+      return sandboxAddresses(parseResult(record.result, record.list.cniVersion), record.ifName);
+    } catch {
+      return [];
+    }
   }
 
   private account(op: 'ADD' | 'DEL', sandboxId: string, t0: bigint, ok: boolean, plugins: PluginTiming[]): number {

@@ -178,19 +178,27 @@ function parseLegacy(r: Record<string, unknown>, cniVersion: string): CniResult 
 }
 
 /**
- * The pod's addresses: the IPs on the sandbox interface `ifName` (IPs with
- * no interface index count when no IP names that interface, as in 0.2
- * results). The primary is the first IPv4 address, else the first address;
- * the others follow in result order (dual stack).
+ * The addresses (CIDR) on the sandbox interface `ifName`. IPs with no
+ * interface index count when no IP names that interface (0.2 results,
+ * minimal plugins).
  */
-export function selectPodIps(result: CniResult, ifName = 'eth0'): { ip: string; additionalIps: string[] } {
+export function sandboxAddresses(result: CniResult, ifName = 'eth0'): string[] {
   const onIface = result.ips.filter((ip) => {
     if (ip.interface === undefined) return false;
     const iface = result.interfaces[ip.interface];
     return iface.name === ifName && !!iface.sandbox;
   });
-  const candidates = onIface.length ? onIface : result.ips.filter((ip) => ip.interface === undefined);
-  const addrs = candidates.map((c) => addressOf(c.address));
+  const chosen = onIface.length ? onIface : result.ips.filter((ip) => ip.interface === undefined);
+  return chosen.map((c) => c.address);
+}
+
+/**
+ * The pod's addresses: those on the sandbox interface. The primary is the
+ * first IPv4 address, else the first address; the others follow in result
+ * order (dual stack).
+ */
+export function selectPodIps(result: CniResult, ifName = 'eth0'): { ip: string; additionalIps: string[] } {
+  const addrs = sandboxAddresses(result, ifName).map(addressOf);
   const unique = addrs.filter((a, i) => addrs.indexOf(a) === i);
   if (unique.length === 0) return { ip: '', additionalIps: [] };
   const v4 = unique.findIndex((a) => isIP(a) === 4);
