@@ -12,4 +12,5 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 bash hack/setup.sh
+node dist/src/network/cni/install-default.js "$@" # default CNI network when the conf dir has none
 exec node bin/capsa serve "$@"
