@@ -32,6 +32,21 @@ function requireImage(spec: { image: string } | undefined, field: string): strin
   return ref;
 }
 
+/**
+ * Runs a provisioner call for the reference the client sent in `field`.
+ * The store names a malformed reference's field "image"; the error should
+ * name the request's field (`image.image`, `filter.image.image`).
+ */
+async function forRequestImage<T>(field: string, fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof InvalidArgumentError && err.context.field === 'image' && err.message.startsWith('image: '))
+      throw new InvalidArgumentError(field, err.message.slice('image: '.length), err.context);
+    throw err;
+  }
+}
+
 function authOf(req: PullImageRequest): AuthConfig | undefined {
   const a = req.auth;
   if (!a) return undefined;
@@ -51,13 +66,13 @@ export function imageHandlers(deps: ImageServiceDeps): Record<string, UnaryHandl
 
   const pullImage = async (req: PullImageRequest, ctx: CallContext): Promise<PullImageResponse> => {
     const ref = requireImage(req.image, 'image.image');
-    const rec = await p.pull(ref, authOf(req), ctx.signal);
+    const rec = await forRequestImage('image.image', () => p.pull(ref, authOf(req), ctx.signal));
     return { imageRef: rec.id };
   };
 
   const imageStatus = async (req: ImageStatusRequest): Promise<ImageStatusResponse> => {
     const ref = requireImage(req.image, 'image.image');
-    const rec = p.find(ref);
+    const rec = await forRequestImage('image.image', () => p.find(ref));
     // CRI: an unknown image is not an error; the image field stays empty.
     if (!rec) return { image: undefined, info: {} };
     return { image: toCriImage(rec), info: req.verbose ? imageVerboseInfo(rec) : {} };
@@ -66,7 +81,7 @@ export function imageHandlers(deps: ImageServiceDeps): Record<string, UnaryHandl
   const listImages = async (req: ListImagesRequest): Promise<ListImagesResponse> => {
     const want = req.filter?.image?.image?.trim();
     if (want) {
-      const rec = p.find(want);
+      const rec = await forRequestImage('filter.image.image', () => p.find(want));
       return { images: rec ? [toCriImage(rec)] : [] };
     }
     return { images: p.list().map(toCriImage) };
@@ -75,7 +90,7 @@ export function imageHandlers(deps: ImageServiceDeps): Record<string, UnaryHandl
   const removeImage = async (req: RemoveImageRequest): Promise<RemoveImageResponse> => {
     const ref = requireImage(req.image, 'image.image');
     // Idempotent: removing an image that is already gone succeeds.
-    await p.remove(ref);
+    await forRequestImage('image.image', () => p.remove(ref));
     return {};
   };
 
