@@ -100,12 +100,22 @@ export async function runStage<T>(
 ): Promise<T> {
   transition(obj, stage, log);
   const ctx = errorContext(obj, stage.toLowerCase());
+  let work: Promise<T> | undefined;
   try {
-    return await withTimeout(`${obj.kind} ${stage.toLowerCase()}`, opts.timeoutMs, opts.run, ctx, opts.parent);
+    return await withTimeout(
+      `${obj.kind} ${stage.toLowerCase()}`,
+      opts.timeoutMs,
+      (signal) => (work = opts.run(signal)),
+      ctx,
+      opts.parent,
+    );
   } catch (err) {
     const cause = asCapsaError(err, ctx);
     log.warn({ ...ctx, err: cause.message }, `${stage} failed; cleaning up`);
     transition(obj, 'DESTROYING', log, `${stage} failed`);
+    // A timed-out stage was aborted but may still be finishing a step: let it
+    // stop before undoing, or it could create something after the cleanup.
+    if (work) await settled(work, opts.cleanupTimeoutMs ?? 30000);
     try {
       await withTimeout(
         `${obj.kind} cleanup after ${stage.toLowerCase()}`,
@@ -123,6 +133,19 @@ export async function runStage<T>(
     transition(obj, 'REMOVED', log, `${stage} failed`);
     throw stageError(stage, cause, ctx);
   }
+}
+
+/** Resolves when `p` settles or after `ms`, whichever is first; never rejects. */
+async function settled(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((r) => (timer = setTimeout(r, ms))),
+  ]);
+  clearTimeout(timer);
 }
 
 /** Re-labels an error with the stage it happened in, keeping its kind. */

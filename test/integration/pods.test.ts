@@ -569,6 +569,24 @@ describe('pod sandboxes across daemon restarts', () => {
     expect(existsSync(cgroupDir('memory', info.cgroup!.path))).toBe(false);
   });
 
+  test('a sandbox whose creation never finished (crash mid-RunPodSandbox) is undone on start', async () => {
+    const id = await runp(d, podConfig({}, { securityContext: { namespaceOptions: { pid: NamespaceMode.POD } } }));
+    const { info } = await status(d, id);
+    await kill9();
+    // Make the checkpoint look like the crash happened during ISOLATING: no readyAt yet.
+    const file = path.join(d.root, 'sandboxes', id, 'checkpoint.json');
+    const ckpt = JSON.parse(readFileSync(file, 'utf8')) as { data: { readyAt?: string } };
+    delete ckpt.data.readyAt;
+    await fs.writeFile(file, JSON.stringify(ckpt));
+    d = await startDaemon({ dir: d.dir });
+    expect(await list(d)).toEqual([]);
+    expect(existsSync(path.join(d.root, 'sandboxes', id))).toBe(false);
+    expect(existsSync(info.namespaces.net!)).toBe(false);
+    expect(await gone(info.pidHolder!.pid)).toBe(true);
+    expect(existsSync(cgroupDir('memory', info.cgroup!.path))).toBe(false);
+    // The name is free: the same pod can be made again.
+  });
+
   test('objects with the capsa- prefix and no checkpoint are destroyed on start', async () => {
     await kill9();
     const orphan = 'e'.repeat(64);

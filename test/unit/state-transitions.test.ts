@@ -55,7 +55,14 @@ describe('transitions', () => {
     expect(terminal).toEqual(['REMOVED']);
     const seen = new Set<LifecycleState>(['NEW']);
     const queue: LifecycleState[] = ['NEW'];
-    while (queue.length) for (const n of TRANSITIONS[queue.shift()!]) if (!seen.has(n)) (seen.add(n), queue.push(n));
+    while (queue.length) {
+      for (const n of TRANSITIONS[queue.shift()!]) {
+        if (!seen.has(n)) {
+          seen.add(n);
+          queue.push(n);
+        }
+      }
+    }
     expect(seen.size).toBe(Object.keys(TRANSITIONS).length);
     expect(canTransition('RECOVERING', 'RUNNING')).toBe(true);
     expect(isCreating('ISOLATING')).toBe(true);
