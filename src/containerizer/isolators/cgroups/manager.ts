@@ -91,6 +91,21 @@ export class CgroupManager {
     const ctx: ErrorContext = { stage: 'cgroup create', path: cgPath };
     if (this.layout.hierarchies.length === 0) throw new FailedPreconditionError('no cgroup hierarchy is mounted', ctx);
     const writes = this.writesFor(resources ?? {});
+    // A concurrent remover may take an empty shared parent (the default /capsa)
+    // between our mkdirs: then the walk starts over, so every level is set up.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.makeLevels(cgPath, writes, opts.delegate);
+        break;
+      } catch (err) {
+        if (!(err instanceof ParentVanished) || attempt >= 3) throw err instanceof ParentVanished ? err.cause : err;
+      }
+    }
+    await this.apply(cgPath, resources ?? {});
+    return this.handle(cgPath);
+  }
+
+  private async makeLevels(cgPath: string, writes: CgroupWrite[], delegate: boolean): Promise<void> {
     if (this.layout.version === 2) {
       const { dir, h } = this.hierarchyDirs(cgPath)[0];
       const wanted = [...new Set([...V2_DELEGATE, ...v2ControllersFor(writes)])].filter((c) =>
@@ -104,18 +119,16 @@ export class CgroupManager {
         await mkdirOne(levelDir);
         parentDir = levelDir;
       }
-      if (opts.delegate) await this.enableControllers(dir, wanted);
-    } else {
-      for (const { h } of this.hierarchyDirs(cgPath)) {
-        for (const level of cgroupAncestry(cgPath)) {
-          const levelDir = cgroupDir(h.mount, level);
-          await mkdirOne(levelDir);
-          if (h.controllers.includes('cpuset')) await inheritCpuset(levelDir);
-        }
+      if (delegate) await this.enableControllers(dir, wanted);
+      return;
+    }
+    for (const { h } of this.hierarchyDirs(cgPath)) {
+      for (const level of cgroupAncestry(cgPath)) {
+        const levelDir = cgroupDir(h.mount, level);
+        await mkdirOne(levelDir);
+        if (h.controllers.includes('cpuset')) await inheritCpuset(levelDir);
       }
     }
-    await this.apply(cgPath, resources ?? {});
-    return this.handle(cgPath);
   }
 
   private writesFor(r: CgroupResources): CgroupWrite[] {
@@ -333,17 +346,17 @@ function asInternal(err: unknown, p: string): CapsaError {
   return new InternalError(`${(err as Error).message}`, { path: p });
 }
 
+/** Thrown when a parent directory disappeared under a mkdir. */
+class ParentVanished extends Error {}
+
 async function mkdirOne(dir: string): Promise<void> {
   try {
     await fs.mkdir(dir, { mode: 0o755 });
   } catch (err) {
     if (errno(err) === 'EEXIST') return;
-    if (errno(err) === 'ENOENT') {
-      // A concurrent remover took the parent: recreate the chain.
-      await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-      return;
-    }
-    throw new InternalError(`mkdir ${dir}: ${(err as Error).message}`, { path: dir, stage: 'cgroup create' });
+    const e = new InternalError(`mkdir ${dir}: ${(err as Error).message}`, { path: dir, stage: 'cgroup create' });
+    if (errno(err) === 'ENOENT') throw new ParentVanished(e.message, { cause: e });
+    throw e;
   }
 }
 
