@@ -139,6 +139,7 @@ describe('validation names the field', () => {
     [{ unified: { '../../etc/passwd': 'x' } }, 'r.unified[../../etc/passwd]'],
     [{ unified: { 'memory.high': 'a\nb' } }, 'r.unified[memory.high]'],
     [{ cpu: { shares: 1.5 } }, 'r.cpu_shares'],
+    [{ unified: { 'pids.max': 'lots' } }, 'r.unified[pids.max]'],
   ])('%j → %s', (r, field) => {
     let err: unknown;
     try {

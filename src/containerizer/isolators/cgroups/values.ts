@@ -159,6 +159,9 @@ export function validateResources(r: CgroupResources, prefix: string): void {
       throw new InvalidArgumentError(field(`unified[${k}]`), 'not a controller interface file capsa may write');
     }
     if (/[\n\0]/.test(v) || v.length > 4096) throw new InvalidArgumentError(field(`unified[${k}]`), 'bad value');
+    if (k === 'pids.max' && !/^(max|[1-9][0-9]{0,15})$/.test(v)) {
+      throw new InvalidArgumentError(field(`unified[${k}]`), `"${v.slice(0, 40)}" is not max or a positive count`);
+    }
   }
   for (const [i, d] of (r.devices ?? []).entries()) {
     if (!/^[rwm]{1,3}$/.test(d.access)) {
