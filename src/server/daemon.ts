@@ -9,6 +9,7 @@ import { Config } from '../config/schema';
 import { Sandboxes } from '../containerizer/sandboxes';
 import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import { Provisioner } from '../provisioner/provisioner';
+import { createNetworkIsolator } from '../network/cni';
 import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
 import { rewriteAuthority } from './h2-authority';
@@ -47,6 +48,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       state: config.state,
       cgroupDriver: config.cgroup_driver,
       log: log.child({ component: 'containerizer' }),
+      network: createNetworkIsolator(config, log),
     });
     const runtime: Handlers = {
       ...runtimeHandlers({ config, state }),

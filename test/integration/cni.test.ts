@@ -16,6 +16,8 @@ import { CniPluginError } from '../../src/network/cni/invoke';
 import { CniNetwork, NetworkTiming } from '../../src/network/cni/network';
 import { ensureDefaultNetworkConfig } from '../../src/network/cni/default-config';
 import { FileNetworkStateStore } from '../../src/network/cni/state';
+import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
+import { TestDaemon, call, startDaemon, waitForExit } from '../helpers/daemon';
 
 const PLUGIN_DIR = '/usr/lib/cni';
 const isRoot = process.getuid?.() === 0;
@@ -468,3 +470,253 @@ function removeIptables(ids: Set<string>): void {
     }
   }
 }
+
+// The CNI isolator wired into the daemon: RunPodSandbox / PodSandboxStatus /
+// StopPodSandbox through the real socket, and kill -9 of the daemon in the
+// middle of ADD and of DEL.
+const SLOW_PLUGIN = `#!${process.execPath}
+// Test plugin: passes prevResult through; sleeps first when <flagDir>/slow-<COMMAND> exists.
+const fs = require('fs');
+const conf = JSON.parse(fs.readFileSync(0, 'utf8'));
+const cmd = process.env.CNI_COMMAND;
+const done = () => {
+  if (cmd === 'ADD') process.stdout.write(JSON.stringify(conf.prevResult));
+  if (cmd === 'VERSION') process.stdout.write(JSON.stringify({ cniVersion: '1.0.0', supportedVersions: ['1.0.0'] }));
+};
+if (fs.existsSync(conf.flagDir + '/slow-' + cmd)) setTimeout(done, 4000);
+else done();
+`;
+
+suite('pods through the daemon, with CNI', () => {
+  const subnet = freeSubnet();
+  const prefix = subnet.slice(0, subnet.lastIndexOf('.') + 1);
+  const br = `capsa-v${tag}`;
+  let d: TestDaemon;
+  let dir: string;
+  let dataDir: string;
+  const sandboxIds = new Set<string>();
+
+  const start = async (): Promise<void> => {
+    d = await startDaemon({ dir, args: ['--cni-bin-dirs', `${path.join(dir, 'bin')},${PLUGIN_DIR}`] });
+  };
+  const kill9 = async (): Promise<void> => {
+    d.proc.kill('SIGKILL');
+    await waitForExit(d.proc);
+  };
+  const allocated = async (): Promise<string[]> => {
+    try {
+      return (await fs.readdir(path.join(dataDir, 'capsa-pods'))).filter(
+        (f) => f !== 'lock' && !f.startsWith('last_reserved_ip'),
+      );
+    } catch {
+      return [];
+    }
+  };
+  const records = async (): Promise<string[]> => {
+    try {
+      return (await fs.readdir(path.join(d.root, 'network'))).filter((f) => f.endsWith('.json'));
+    } catch {
+      return [];
+    }
+  };
+  const ours = (): string[] =>
+    sh('iptables-save', [])
+      .split('\n')
+      .filter((l) => [...sandboxIds].some((id) => l.includes(id)));
+  const veths = (): string[] =>
+    (trySh('ip', ['-o', 'link', 'show', 'master', br]) ?? '').split('\n').filter((l) => l.trim() !== '');
+  let seq = 0;
+  const podConfig = (extra: Record<string, unknown> = {}): Record<string, unknown> => {
+    seq++;
+    return {
+      metadata: { name: `netpod${seq}`, uid: `uid-${tag}-${seq}`, namespace: 'capsa-cni', attempt: 0 },
+      hostname: `netpod${seq}`,
+      ...extra,
+    };
+  };
+  const runp = async (config: Record<string, unknown>): Promise<string> => {
+    const r = await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config }, 60_000);
+    sandboxIds.add(r.podSandboxId);
+    return r.podSandboxId;
+  };
+  const waitFor = async (what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (!(await cond())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'capsa-cni-pods-'));
+    dataDir = path.join(dir, 'ipam');
+    await fs.mkdir(path.join(dir, 'cni'));
+    await fs.mkdir(path.join(dir, 'bin'));
+    await fs.writeFile(path.join(dir, 'bin', 'capsa-test-slow'), SLOW_PLUGIN, { mode: 0o755 });
+    await fs.writeFile(
+      path.join(dir, 'cni', '10-pods.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'capsa-pods',
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: br,
+            isGateway: true,
+            ipMasq: true,
+            hairpinMode: true,
+            ipam: { type: 'host-local', ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir },
+          },
+          { type: 'portmap', capabilities: { portMappings: true } },
+          { type: 'loopback' },
+          { type: 'capsa-test-slow', flagDir: dir },
+        ],
+      }),
+    );
+    await start();
+  });
+
+  afterAll(async () => {
+    if (d && d.proc.exitCode === null && d.proc.signalCode === null) {
+      for (const id of sandboxIds) {
+        await call(d.runtime, 'stopPodSandbox', { podSandboxId: id }, 60_000).catch(() => undefined);
+        await call(d.runtime, 'removePodSandbox', { podSandboxId: id }, 60_000).catch(() => undefined);
+      }
+      await d.stop();
+    }
+    removeIptables(sandboxIds);
+    trySh('ip', ['link', 'del', br]);
+    for (const id of sandboxIds) trySh('ip', ['netns', 'del', `capsa-${id}-cnidel`]);
+    await d?.cleanup();
+    // The pods' cgroups live under the daemon's default parent for its root.
+    const parent = defaultCgroupParent('cgroupfs', path.join(dir, 'root'));
+    for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'devices', 'freezer', 'blkio']) {
+      await fs.rmdir(path.join('/sys/fs/cgroup', c, parent)).catch(() => undefined);
+    }
+  });
+
+  test('RunPodSandbox attaches the pod; status shows its IP; a host port answers; stop frees it all', async () => {
+    const hostPort = 20000 + (randomBytes(2).readUInt16BE() % 20000);
+    const id = await runp(podConfig({ portMappings: [{ protocol: 0, containerPort: 8080, hostPort, hostIp: '' }] }));
+    const st = await call<{ status: { network: { ip: string; additionalIps: unknown[] } }; info: { info: string } }>(
+      d.runtime,
+      'podSandboxStatus',
+      { podSandboxId: id, verbose: true },
+    );
+    const ip = st.status.network.ip;
+    expect(ip.startsWith(prefix)).toBe(true);
+    expect(st.status.network.additionalIps).toEqual([]);
+    const info = JSON.parse(st.info.info) as { namespaces: { net: string }; files: { hosts: string } };
+    expect(sh('nsenter', [`--net=${info.namespaces.net}`, 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).toContain(
+      `${ip}/24`,
+    );
+    // The pod files name the pod's IP.
+    expect(await fs.readFile(info.files.hosts, 'utf8')).toContain(ip);
+    expect(await allocated()).toEqual([ip]);
+
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=${info.namespaces.net}`,
+        process.execPath,
+        '-e',
+        `require('net').createServer((s) => s.end('pod says hi')).listen(8080, () => console.log('listening'))`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.on('data', (b: Buffer) => b.toString().includes('listening') && resolve());
+        child.on('exit', (c) => reject(new Error(`listener exited ${c}`)));
+      });
+      const got = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: hostPort });
+        let data = '';
+        s.on('data', (b) => (data += b.toString()));
+        s.on('end', () => resolve(data));
+        s.on('error', reject);
+        s.setTimeout(5000, () => reject(new Error('timeout')));
+      });
+      expect(got).toBe('pod says hi');
+    } finally {
+      child.kill('SIGKILL');
+    }
+
+    await call(d.runtime, 'stopPodSandbox', { podSandboxId: id }, 60_000);
+    expect(await allocated()).toEqual([]);
+    expect(veths()).toEqual([]);
+    expect(ours()).toEqual([]);
+    expect(await records()).toEqual([]);
+    const after = await call<{ status: { network: { ip: string } } }>(d.runtime, 'podSandboxStatus', {
+      podSandboxId: id,
+    });
+    expect(after.status.network.ip).toBe('');
+    await call(d.runtime, 'stopPodSandbox', { podSandboxId: id }, 60_000); // idempotent
+    await call(d.runtime, 'removePodSandbox', { podSandboxId: id }, 60_000);
+  });
+
+  test('a restarted daemon still reports the IP of a running pod', async () => {
+    const id = await runp(podConfig());
+    const before = await call<{ status: { network: { ip: string } } }>(d.runtime, 'podSandboxStatus', {
+      podSandboxId: id,
+    });
+    await kill9();
+    await start();
+    const after = await call<{ status: { network: { ip: string }; state: number } }>(d.runtime, 'podSandboxStatus', {
+      podSandboxId: id,
+    });
+    expect(after.status.network.ip).toBe(before.status.network.ip);
+    expect(after.status.state).toBe(0); // SANDBOX_READY
+    await call(d.runtime, 'stopPodSandbox', { podSandboxId: id }, 60_000);
+    await call(d.runtime, 'removePodSandbox', { podSandboxId: id }, 60_000);
+    expect(await allocated()).toEqual([]);
+  });
+
+  test('kill -9 during RunPodSandbox (mid-ADD), restart: nothing leaked', async () => {
+    await fs.writeFile(path.join(dir, 'slow-ADD'), '');
+    const pending = runp(podConfig()).catch((e: unknown) => e);
+    // The bridge ADD is done (an IP is taken) and the slow plugin is running.
+    await waitFor('an IP to be allocated', async () => (await allocated()).length === 1);
+    await kill9();
+    await pending;
+    await fs.rm(path.join(dir, 'slow-ADD'));
+    expect(await records()).toHaveLength(1);
+    const id = (await records())[0].replace(/\.json$/, '');
+    sandboxIds.add(id);
+    await start();
+    expect(await allocated()).toEqual([]);
+    expect(await records()).toEqual([]);
+    expect(veths()).toEqual([]);
+    expect(ours()).toEqual([]);
+    const pods = await call<{ items: unknown[] }>(d.runtime, 'listPodSandbox', {});
+    expect(pods.items).toEqual([]);
+  });
+
+  test('kill -9 during StopPodSandbox (mid-DEL), restart: nothing leaked', async () => {
+    const id = await runp(
+      podConfig({ portMappings: [{ protocol: 0, containerPort: 80, hostPort: 24081, hostIp: '' }] }),
+    );
+    expect(await allocated()).toHaveLength(1);
+    await fs.writeFile(path.join(dir, 'slow-DEL'), '');
+    const pending = call(d.runtime, 'stopPodSandbox', { podSandboxId: id }, 60_000).catch((e: unknown) => e);
+    await waitFor('the DEL to start', async () => {
+      const rec = await fs.readFile(path.join(d.root, 'network', `${id}.json`), 'utf8').catch(() => '');
+      return rec.includes('"phase": "deleting"');
+    });
+    await kill9();
+    await pending;
+    await fs.rm(path.join(dir, 'slow-DEL'));
+    expect(await allocated()).toHaveLength(1); // the crash came before bridge's DEL
+    await start();
+    expect(await allocated()).toEqual([]);
+    expect(await records()).toEqual([]);
+    expect(veths()).toEqual([]);
+    expect(ours()).toEqual([]);
+    const st = await call<{ status: { state: number; network: { ip: string } } }>(d.runtime, 'podSandboxStatus', {
+      podSandboxId: id,
+    });
+    expect(st.status.state).toBe(1); // SANDBOX_NOTREADY
+    expect(st.status.network.ip).toBe('');
+    await call(d.runtime, 'removePodSandbox', { podSandboxId: id }, 60_000);
+  });
+});

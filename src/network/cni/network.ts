@@ -185,6 +185,40 @@ export class CniNetwork {
     return summary;
   }
 
+  /**
+   * Re-adopts one sandbox's attachment after a restart: its status when the
+   * record says the ADD completed, undefined when there is no record, and
+   * 'incomplete' for a crash mid-ADD or mid-DEL (tearDown finishes it).
+   */
+  async adopt(sandboxId: string): Promise<NetworkStatus | 'incomplete' | undefined> {
+    const rec = await this.store.read(sandboxId);
+    if (!rec) return undefined;
+    if (rec.phase !== 'ready') return 'incomplete';
+    const st = this.statusFrom(rec);
+    this.statuses.set(sandboxId, st);
+    return st;
+  }
+
+  /** Tears down every recorded attachment whose sandbox is not in `known`; returns their ids. */
+  async sweep(known: ReadonlySet<string>, signal?: AbortSignal): Promise<string[]> {
+    const removed: string[] = [];
+    for (const id of await this.store.list()) {
+      if (known.has(id)) continue;
+      this.log?.info({ stage: 'network', sandboxId: id }, 'CNI: tearing down the attachment of an unknown sandbox');
+      try {
+        await this.tearDown(id, signal);
+        removed.push(id);
+      } catch (err) {
+        // The record stays; the next start tries again.
+        this.log?.warn(
+          { stage: 'network', sandboxId: id, err: asCapsaError(err).message },
+          'CNI sweep: teardown failed',
+        );
+      }
+    }
+    return removed;
+  }
+
   private async serialized<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(id) ?? Promise.resolve();
     const next = prev.then(fn, fn);
