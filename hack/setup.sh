@@ -51,8 +51,8 @@ fi
 npm run --silent gen
 echo "setup: building native addon and monitor"
 npx --no-install node-gyp rebuild --directory native --loglevel=error >/dev/null
-if [[ -f native/monitor/Makefile ]]; then
-  make -s -C native/monitor
-fi
+# node-gyp rebuild wipes native/build, so the C helpers are built after it.
+make -s -C native/monitor
+make -s -C native/pinns
 echo "setup: compiling TypeScript"
 npx --no-install tsc -p tsconfig.json
