@@ -1,8 +1,9 @@
-// The `capsa` command: `serve`, `config default`, `version`.
+// The `capsa` command: `serve`, `image import`, `config default`, `version`.
 import { Config, KEYS, kebab } from './config/schema';
 import { ConfigError, loadConfig } from './config/load';
 import { renderConfig } from './config/render';
 import { defaultConfig } from './config/schema';
+import { imageCommand } from './cli/image-import';
 import { CapsaError } from './errors';
 import { createLogger } from './log';
 import { startDaemon } from './server/daemon';
@@ -12,6 +13,7 @@ const USAGE = `usage: capsa <command> [flags]
 
 commands:
   serve             run the CRI daemon
+  image import FILE load an OCI layout or docker-archive into the store (daemon stopped; capsa image help)
   config default    print the full default configuration (TOML)
   version           print the version
 
@@ -91,6 +93,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'serve':
         return await serve(rest);
+      case 'image':
+        return await imageCommand(rest);
       case 'config':
         if (rest[0] === 'default' && rest.length === 1) {
           process.stdout.write(renderConfig(defaultConfig()));
