@@ -15,6 +15,7 @@ import { withTimeout } from '../util/timeout';
 import { rewriteAuthority } from './h2-authority';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
+import { containerHandlers, startContainers } from './container-service';
 import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
@@ -50,9 +51,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'containerizer' }),
       network: createNetworkIsolator(config, log),
     });
+    // Then every checkpointed container (running ones keep running); it hooks into pod stop/remove.
+    const { containers, deps: containerDeps } = await startContainers(config, sandboxes, provisioner, log);
+    closers.push(() => containers.close());
     const runtime: Handlers = {
       ...runtimeHandlers({ config, state }),
       ...podHandlers({ sandboxes, cgroupDriver: config.cgroup_driver }),
+      ...containerHandlers(containerDeps),
     };
     const image: Handlers = {
       ...imageHandlers({ provisioner, containerFsDir: path.join(config.root, 'rootfs') }),

@@ -1,0 +1,193 @@
+// Container recovery on start, after the sandboxes' (recovery.ts), before
+// the daemon serves. The invariants it relies on:
+//
+// 1. A container's checkpoint is written before any of its host objects
+//    exist (PREPARING) and removed only after all of them are gone.
+// 2. createdAt is written only once the monitor holds a ready init;
+//    startedAt once the monitor reported the execve (started.json);
+//    finishedAt once exit.json (or a start error) was read, before the
+//    cgroup is removed.
+// 3. Every host object is named from the container id: the run dir
+//    <state>/containers/<id> (monitor files, rootfs mount point), the backend
+//    dir <root>/rootfs/<id>, the cgroup <pod cgroup>/capsa-<id>, the image
+//    pin "container:<id>", and the monitor's argv names its run dir.
+//
+// Per checkpoint (Containers.recoverOne):
+//   no createdAt, or no sandbox   undo everything, drop the checkpoint
+//   finishedAt                    EXITED; kill and remove its cgroup again
+//   monitor alive                 CREATED or RUNNING, same id, watched again
+//   exit.json / start-error       EXITED with the real exit code / StartError
+//   nothing (state dir wiped)     EXITED, 255, reason Unknown (containerd's choice)
+// Then every prefixed object whose id has no checkpoint is destroyed.
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { asCapsaError } from '../errors';
+import { withTimeout } from '../util/timeout';
+import type { Containers } from './containers';
+import { killChecked } from './launcher/monitor-launcher';
+
+export interface ContainerRecoverySummary {
+  running: string[];
+  exited: string[];
+  discarded: string[];
+  unreadable: string[];
+  swept: string[];
+}
+
+const ID = /^[0-9a-f]{64}$/;
+/** A container cgroup (not a sandbox's pid-holder leaf "-init"). */
+const CONTAINER_CGROUP = /^capsa-([0-9a-f]{64})(\.scope)?$/;
+
+export async function recoverContainers(cs: Containers, backendStateDir: string): Promise<ContainerRecoverySummary> {
+  const log = cs.log.child({ component: 'container-recovery' });
+  const summary: ContainerRecoverySummary = { running: [], exited: [], discarded: [], unreadable: [], swept: [] };
+  const ids = await cs.store.list('container');
+  const known = new Set(ids);
+  for (const id of ids) {
+    try {
+      const r = await withTimeout(
+        `recover container ${id}`,
+        cs.timeouts.recover,
+        (signal) => cs.recoverOne(id, signal),
+        { containerId: id, stage: 'recover' },
+      );
+      summary[r === 'running' ? 'running' : r === 'exited' ? 'exited' : 'discarded'].push(id);
+    } catch (err) {
+      summary.unreadable.push(id);
+      log.error(
+        { containerId: id, err: asCapsaError(err).message },
+        'cannot recover container; leaving its objects alone',
+      );
+    }
+  }
+  for (const id of summary.discarded) known.delete(id);
+  summary.swept = await sweep(cs, known, backendStateDir, log);
+  log.info(
+    {
+      running: summary.running.length,
+      exited: summary.exited.length,
+      discarded: summary.discarded.length,
+      unreadable: summary.unreadable.length,
+      swept: summary.swept.length,
+    },
+    'container recovery done',
+  );
+  return summary;
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** Destroys every container object whose id has no checkpoint. Each step is best-effort and logged. */
+async function sweep(
+  cs: Containers,
+  known: ReadonlySet<string>,
+  backendStateDir: string,
+  log: Containers['log'],
+): Promise<string[]> {
+  const swept: string[] = [];
+  const signal = AbortSignal.timeout(cs.timeouts.recover);
+  const step = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+      swept.push(what);
+      log.info({ what }, 'destroyed an orphaned container object');
+    } catch (err) {
+      log.warn({ what, err: asCapsaError(err).message }, 'cannot destroy an orphaned container object');
+    }
+  };
+  const backend = await cs.backend();
+
+  // Monitors first: their containers' processes go with their cgroups below.
+  const monitors = await orphanMonitors(cs.runRoot, known);
+  for (const m of monitors) {
+    await step(`monitor pid ${m.pid} (${m.id})`, async () => {
+      await killChecked(m, 'SIGKILL');
+    });
+  }
+
+  // Run dirs: the cgroup named in spec.json, the rootfs mount, the dir.
+  for (const id of (await listDir(cs.runRoot)).filter((n) => ID.test(n) && !known.has(n))) {
+    const dir = path.join(cs.runRoot, id);
+    await step(`run dir ${dir}`, async () => {
+      const cgPath = await cgroupOfRunDir(dir);
+      if (cgPath) await cs.cgroups.destroy(cgPath, cs.timeouts.destroying, signal);
+      await backend.destroy(id, path.join(dir, 'rootfs'));
+      await cs.launcher.destroy(dir, signal);
+    });
+  }
+
+  // Writable layers of containers nobody knows.
+  for (const id of (await listDir(backendStateDir)).filter((n) => ID.test(n) && !known.has(n))) {
+    await step(`rootfs ${id}`, () => backend.destroy(id, path.join(cs.runRoot, id, 'rootfs')));
+  }
+
+  // Container cgroups in the pods we know.
+  const sandboxes = cs.opts.sandboxes;
+  for (const sb of sandboxes.list()) {
+    const podPath = sandboxes.handle(sb.id).cgroup.podPath;
+    for (const name of await cs.cgroups.children(podPath)) {
+      const m = CONTAINER_CGROUP.exec(name);
+      if (!m || m[1] === sb.id || known.has(m[1])) continue;
+      const p = podPath === '/' ? `/${name}` : `${podPath}/${name}`;
+      await step(`cgroup ${p}`, () => cs.cgroups.destroy(p, cs.timeouts.destroying, signal));
+    }
+  }
+
+  // Image pins of containers that are gone.
+  const images = cs.opts.provisioner.store.images;
+  for (const owner of images.pinOwners()) {
+    const m = /^container:([0-9a-f]{64})$/.exec(owner);
+    if (!m || known.has(m[1])) continue;
+    await step(`image pin ${owner}`, () => images.unpin(owner));
+  }
+  return swept;
+}
+
+/** capsa-monitor processes whose run dir is under `runRoot` and belongs to no known container. */
+async function orphanMonitors(
+  runRoot: string,
+  known: ReadonlySet<string>,
+): Promise<{ pid: number; startTime: number; id: string }[]> {
+  const out: { pid: number; startTime: number; id: string }[] = [];
+  for (const entry of await listDir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = (await fs.readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
+    } catch {
+      continue;
+    }
+    if (path.basename(argv[0] ?? '') !== 'capsa-monitor') continue;
+    const dir = argv.find((a) => path.dirname(a) === runRoot && ID.test(path.basename(a)));
+    if (!dir) continue;
+    const id = path.basename(dir);
+    if (known.has(id)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const startTime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    if (Number.isFinite(startTime)) out.push({ pid: Number(entry), startTime, id });
+  }
+  return out;
+}
+
+/** The cgroup path an orphaned run dir's spec names (linux.cgroupsPath), if it looks like ours. */
+async function cgroupOfRunDir(dir: string): Promise<string | undefined> {
+  try {
+    const spec = JSON.parse(await fs.readFile(path.join(dir, 'spec.json'), 'utf8')) as {
+      linux?: { cgroupsPath?: unknown };
+    };
+    const p = spec.linux?.cgroupsPath;
+    if (typeof p === 'string' && p.startsWith('/') && CONTAINER_CGROUP.test(path.basename(p)) && !p.includes('..')) {
+      return p;
+    }
+  } catch {
+    // no spec: nothing was launched from this dir
+  }
+  return undefined;
+}

@@ -1,0 +1,447 @@
+// The Launcher over capsa-monitor (native/monitor/README.md): one small C
+// process per container that double-forks away from the daemon. Node only
+// spawns the short-lived `capsa-monitor run|start|exec` front processes and
+// awaits them; it never forks itself.
+//
+// Run dir protocol (written by the monitor unless noted):
+//   spec.json (daemon)  monitor.json  init.json  started.json  start-error
+//   exit.json  ctl (fifo)  start (fifo)  monitor.log
+// Pid reuse: every pid we act on is checked against the start time the
+// monitor recorded next to it.
+import { ChildProcess, spawn } from 'child_process';
+import { randomBytes } from 'crypto';
+import { existsSync, promises as fs, constants as fsc, watch as fsWatch } from 'fs';
+import * as path from 'path';
+import {
+  CapsaError,
+  DeadlineExceededError,
+  ErrorContext,
+  FailedPreconditionError,
+  InternalError,
+  InvalidArgumentError,
+} from '../../errors';
+import type { LaunchSpec } from '../../cri/container-spec/types';
+import type { Logger } from '../../log';
+import { encodeJson } from '../checkpoint';
+import { processStartTime } from '../isolators/namespaces/pid-holder';
+import { sleep } from '../../util/timeout';
+import { writeFileAtomic } from '../../util/atomic-file';
+import type {
+  Created,
+  ExecRequest,
+  ExecResult,
+  ExitRecord,
+  LaunchStatus,
+  Launcher,
+  ProcessIdentity,
+  Started,
+} from './launcher';
+
+/** Where capsa-monitor is: $CAPSA_MONITOR, next to the sources (native/build), or installed. */
+export function findMonitorBinary(): string {
+  const fromEnv = process.env.CAPSA_MONITOR;
+  if (fromEnv) return fromEnv;
+  let dir = __dirname;
+  for (let i = 0; i < 8; i++) {
+    const candidate = path.join(dir, 'native', 'build', 'capsa-monitor');
+    if (existsSync(candidate)) return candidate;
+    dir = path.dirname(dir);
+  }
+  for (const p of ['/usr/local/libexec/capsa/capsa-monitor', '/usr/libexec/capsa/capsa-monitor']) {
+    if (existsSync(p)) return p;
+  }
+  throw new FailedPreconditionError('capsa-monitor not found: run make -C native/monitor (hack/setup.sh does)');
+}
+
+/** "2024-05-01T10:00:00.123456789Z" → Unix ns. */
+export function parseRfc3339Ns(s: string): bigint {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$/.exec(s);
+  if (!m) throw new InternalError(`"${s}" is not an RFC 3339 UTC time`);
+  const ms = Date.parse(`${m[1]}Z`);
+  if (Number.isNaN(ms)) throw new InternalError(`"${s}" is not an RFC 3339 UTC time`);
+  return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'));
+}
+
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+const OUTPUT_CAP = 64 * 1024;
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** The monitor's reason without its "capsa-monitor: " prefix, one line. */
+function reasonOf(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.replace(/^capsa-monitor: /, '').trim())
+    .filter((l) => l !== '');
+  return lines.join('; ') || 'no reason given';
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    // Written atomically, so a torn file is damage, not a race.
+    throw new InternalError(`${file} is not valid JSON`, { path: file });
+  }
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+function identity(v: unknown): ProcessIdentity | undefined {
+  const o = v as { pid?: unknown; startTime?: unknown } | undefined;
+  if (!o || typeof o.pid !== 'number' || typeof o.startTime !== 'number') return undefined;
+  return { pid: o.pid, startTime: o.startTime };
+}
+
+/** True when the process with this identity still runs (not a zombie, not a reused pid). */
+export async function isAlive(p: ProcessIdentity | undefined): Promise<boolean> {
+  if (!p || !Number.isInteger(p.pid) || p.pid <= 1) return false;
+  return (await processStartTime(p.pid)) === p.startTime;
+}
+
+/** kill(2) after checking the start time; false when the process is gone. */
+export async function killChecked(p: ProcessIdentity | undefined, sig: NodeJS.Signals | number): Promise<boolean> {
+  if (!(await isAlive(p))) return false;
+  try {
+    process.kill(p!.pid, sig);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ESRCH') return false;
+    throw err;
+  }
+}
+
+export function exitRecordOf(raw: unknown, file: string): ExitRecord {
+  const o = raw as Record<string, unknown>;
+  if (typeof o?.exitCode !== 'number' || typeof o.finishedAt !== 'string') {
+    throw new InternalError(`${file} is not an exit record`, { path: file });
+  }
+  return {
+    pid: typeof o.pid === 'number' ? o.pid : 0,
+    exitCode: o.exitCode,
+    signal: typeof o.signal === 'number' ? o.signal : 0,
+    oomKilled: o.oomKilled === true,
+    startedAt: typeof o.startedAt === 'string' ? parseRfc3339Ns(o.startedAt) : undefined,
+    finishedAt: parseRfc3339Ns(o.finishedAt),
+  };
+}
+
+export interface MonitorLauncherOptions {
+  log: Logger;
+  /** Path of capsa-monitor (default: findMonitorBinary()). */
+  binary?: string;
+  /** How long `run` may take to get the init ready. */
+  createTimeoutMs?: number;
+  /** How long destroy() waits for a monitor to leave by itself before killing it. */
+  monitorExitMs?: number;
+}
+
+export class MonitorLauncher implements Launcher {
+  private resolved?: string;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: MonitorLauncherOptions) {
+    this.log = opts.log;
+  }
+
+  /** Found on first use, so a daemon without containers runs without the binary. */
+  private get binary(): string {
+    this.resolved ??= this.opts.binary ?? findMonitorBinary();
+    return this.resolved;
+  }
+
+  /** Spawns a monitor front process and awaits it; the abort kills it (only it: the monitor is in its own session). */
+  private run(args: string[], signal: AbortSignal, ctx: ErrorContext): Promise<RunResult> {
+    const bin = this.binary;
+    return new Promise<RunResult>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason as Error);
+      let child: ChildProcess;
+      try {
+        child = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      } catch (err) {
+        return reject(new InternalError(`spawn ${bin}: ${(err as Error).message}`, ctx));
+      }
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        if (stdout.length < OUTPUT_CAP) stdout += d.toString();
+      });
+      child.stderr!.on('data', (d: Buffer) => {
+        if (stderr.length < OUTPUT_CAP) stderr += d.toString();
+      });
+      const onAbort = (): void => {
+        child.kill('SIGKILL');
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.once('error', (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(new InternalError(`spawn ${bin}: ${err.message}`, ctx));
+      });
+      child.once('close', (code, sig) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) return reject(signal.reason as Error);
+        resolve({ code, signal: sig, stdout, stderr });
+      });
+    });
+  }
+
+  async create(runDir: string, spec: LaunchSpec, signal: AbortSignal): Promise<Created> {
+    const ctx: ErrorContext = { stage: 'launch', containerId: spec.capsa.containerId, path: runDir };
+    // A retried create of the same id must not read an earlier attempt's verdicts.
+    for (const f of ['exit.json', 'start-error', 'started.json', 'init.json', 'monitor.json']) {
+      await fs.rm(path.join(runDir, f), { force: true });
+    }
+    await writeFileAtomic(path.join(runDir, 'spec.json'), encodeJson(spec), 0o600);
+    const r = await this.run(['run', '--wait-start', runDir], signal, ctx);
+    if (r.code !== 0) {
+      const fromFile = await readText(path.join(runDir, 'start-error'));
+      throw new InternalError(`capsa-monitor: ${reasonOf(fromFile ?? r.stderr)}`, ctx);
+    }
+    const monitor = identity(await readJson(path.join(runDir, 'monitor.json')));
+    let init = identity(await readJson(path.join(runDir, 'init.json')));
+    if (!init) {
+      const pid = Number.parseInt(r.stdout.trim(), 10);
+      const startTime = Number.isInteger(pid) ? await processStartTime(pid) : undefined;
+      if (startTime !== undefined) init = { pid, startTime };
+    }
+    if (!monitor || !init)
+      throw new InternalError('capsa-monitor reported ready but left no monitor.json/init.json', ctx);
+    return { monitor, init };
+  }
+
+  async start(runDir: string, timeoutMs: number, signal: AbortSignal): Promise<Started> {
+    const ctx: ErrorContext = { stage: 'start', path: runDir };
+    const r = await this.run(['start', runDir, '--timeout-ms', String(timeoutMs)], signal, ctx);
+    if (r.code === 0) {
+      const o = JSON.parse(r.stdout) as { pid?: unknown; startTime?: unknown; startedAt?: unknown };
+      const init = identity(o);
+      if (!init || typeof o.startedAt !== 'string') {
+        throw new InternalError(`capsa-monitor start printed no start record: ${r.stdout.slice(0, 200)}`, ctx);
+      }
+      return { init, startedAt: parseRfc3339Ns(o.startedAt) };
+    }
+    const fromFile = await readText(path.join(runDir, 'start-error'));
+    const reason = reasonOf(fromFile ?? r.stderr);
+    if (/no start verdict \(timeout\)/.test(r.stderr) && fromFile === undefined) {
+      throw new DeadlineExceededError(`the container did not report its start within ${timeoutMs} ms`, ctx);
+    }
+    throw new FailedPreconditionError(reason, ctx);
+  }
+
+  /** Writes one command line to the monitor's ctl fifo; false when no monitor reads it. */
+  private async ctl(runDir: string, line: string): Promise<boolean> {
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(path.join(runDir, 'ctl'), fsc.O_WRONLY | fsc.O_NONBLOCK);
+    } catch (err) {
+      if (errno(err) === 'ENXIO' || errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return false;
+      throw err;
+    }
+    try {
+      await fh.write(line);
+      return true;
+    } catch (err) {
+      if (errno(err) === 'EPIPE' || errno(err) === 'EAGAIN') return false;
+      throw err;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async signal(runDir: string, sig: number): Promise<boolean> {
+    // The monitor has not reaped its init, so its kill cannot hit a reused pid.
+    if (await this.ctl(runDir, `signal ${sig}\n`)) return true;
+    // No monitor (killed): the init itself, if it still is who init.json says.
+    const init = identity(await readJson(path.join(runDir, 'init.json')));
+    return killChecked(init, sig);
+  }
+
+  async reopenLog(runDir: string, logPath: string, signal: AbortSignal): Promise<void> {
+    if (!(await this.ctl(runDir, 'reopen-log\n'))) {
+      throw new FailedPreconditionError('the container has no monitor to reopen its log', { path: runDir });
+    }
+    // The monitor creates the file anew; it is final once it exists again.
+    while (!existsSync(logPath)) {
+      await sleep(10, signal);
+    }
+  }
+
+  async exec(runDir: string, req: ExecRequest, signal: AbortSignal): Promise<ExecResult> {
+    const dir = path.join(runDir, `exec-${randomBytes(6).toString('hex')}`);
+    const ctx: ErrorContext = { stage: 'exec', path: dir };
+    await fs.mkdir(dir, { mode: 0o700 });
+    try {
+      const specFile = path.join(dir, 'spec.json');
+      const spec = {
+        process: {
+          terminal: false,
+          args: req.args,
+          env: req.env,
+          cwd: req.cwd,
+          user: req.user,
+          ...(req.capabilities ? { capabilities: req.capabilities } : {}),
+          noNewPrivileges: req.noNewPrivileges,
+        },
+        capsa: {
+          pid: req.init.pid,
+          pidStartTime: req.init.startTime,
+          cgroupProcs: req.cgroupProcs,
+          timeoutMs: req.timeoutMs,
+          drainMs: 1000,
+          outputLimit: req.outputLimit,
+          stdout: path.join(dir, 'stdout'),
+          stderr: path.join(dir, 'stderr'),
+          exitFile: path.join(dir, 'exit.json'),
+        },
+      };
+      await fs.writeFile(specFile, JSON.stringify(spec), { mode: 0o600 });
+      const r = await this.run(['exec', specFile], signal, ctx);
+      let result: Record<string, unknown> | undefined;
+      try {
+        result = JSON.parse(r.stdout) as Record<string, unknown>;
+      } catch {
+        result = undefined;
+      }
+      if (!result) {
+        throw new InternalError(`capsa-monitor exec failed (exit ${r.code ?? r.signal}): ${reasonOf(r.stderr)}`, ctx);
+      }
+      if (typeof result.error === 'string' && result.error !== '') {
+        // The command could not start (no such binary, bad cwd …).
+        throw new InvalidArgumentError('cmd', result.error, ctx);
+      }
+      const read = async (f: string): Promise<Buffer> => {
+        try {
+          return await fs.readFile(path.join(dir, f));
+        } catch (err) {
+          if (errno(err) === 'ENOENT') return Buffer.alloc(0);
+          throw err;
+        }
+      };
+      return {
+        exitCode: typeof result.exitCode === 'number' ? result.exitCode : -1,
+        timedOut: result.timedOut === true,
+        stdout: (await read('stdout')).subarray(0, req.outputLimit),
+        stderr: (await read('stderr')).subarray(0, req.outputLimit),
+        stdoutTruncated: result.stdoutTruncated === true,
+        stderrTruncated: result.stderrTruncated === true,
+      };
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async status(runDir: string): Promise<LaunchStatus> {
+    const exitFile = path.join(runDir, 'exit.json');
+    const ended = async (): Promise<LaunchStatus | undefined> => {
+      const exit = await readJson(exitFile);
+      if (exit !== undefined) return { state: 'exited', exit: exitRecordOf(exit, exitFile) };
+      const errFile = path.join(runDir, 'start-error');
+      const reason = await readText(errFile);
+      if (reason !== undefined) {
+        const st = await fs.stat(errFile, { bigint: true }).catch(() => undefined);
+        return {
+          state: 'start-failed',
+          reason: reasonOf(reason),
+          at: st ? st.mtimeNs : BigInt(Date.now()) * 1_000_000n,
+        };
+      }
+      return undefined;
+    };
+    const first = await ended();
+    if (first) return first;
+    const monitor = identity(await readJson(path.join(runDir, 'monitor.json')));
+    const init = identity(await readJson(path.join(runDir, 'init.json')));
+    if (monitor && (await isAlive(monitor))) {
+      const started = await readJson<{ startedAt?: unknown }>(path.join(runDir, 'started.json'));
+      if (started === undefined) return { state: 'created', monitor, init };
+      const startedAt = typeof started.startedAt === 'string' ? parseRfc3339Ns(started.startedAt) : undefined;
+      return { state: 'running', monitor, init, startedAt };
+    }
+    // The monitor may have written its verdict and left since the first look.
+    const second = await ended();
+    if (second) return second;
+    if (!existsSync(runDir)) return { state: 'lost', reason: 'the run directory is gone' };
+    if (!monitor) return { state: 'lost', reason: 'no monitor ever ran for it', init };
+    return { state: 'lost', reason: `its monitor (pid ${monitor.pid}) is gone without recording an exit`, init };
+  }
+
+  watch(runDir: string, onChange: () => void): () => void {
+    let w: ReturnType<typeof fsWatch> | undefined;
+    try {
+      w = fsWatch(runDir, { persistent: false }, (_event, name) => {
+        if (name === null || name === 'exit.json' || name === 'start-error' || name === 'started.json') onChange();
+      });
+      w.on('error', (err) => {
+        this.log.debug({ runDir, err: err.message }, 'run dir watch ended');
+        w?.close();
+      });
+    } catch (err) {
+      // The periodic check still sees the exit.
+      this.log.warn({ runDir, err: (err as Error).message }, 'cannot watch run dir');
+    }
+    return () => w?.close();
+  }
+
+  async destroy(runDir: string, signal: AbortSignal): Promise<void> {
+    const monitor = identity(await readJson(path.join(runDir, 'monitor.json')).catch(() => undefined));
+    const init = identity(await readJson(path.join(runDir, 'init.json')).catch(() => undefined));
+    // An init without its monitor (the monitor was killed) is killed here.
+    await killChecked(init, 'SIGKILL');
+    if (monitor && (await isAlive(monitor))) {
+      // Once its init is gone a monitor drains, writes exit.json and leaves by itself.
+      const until = Date.now() + (this.opts.monitorExitMs ?? 3000);
+      while (Date.now() < until && (await isAlive(monitor))) await sleep(20, signal);
+      if (await killChecked(monitor, 'SIGKILL')) {
+        this.log.warn({ runDir, pid: monitor.pid }, 'killed a monitor that outlived its container');
+        while (await isAlive(monitor)) await sleep(10, signal);
+      }
+    }
+    // Never rm -rf through a mount (the rootfs is the caller's to unmount first).
+    const mounts = await mountsUnder(runDir);
+    if (mounts.length > 0) {
+      throw new InternalError(`run dir still has mounts: ${mounts.join(', ')}`, { path: runDir, stage: 'destroy' });
+    }
+    await fs.rm(runDir, { recursive: true, force: true });
+  }
+}
+
+/** Mount points at or below `dir` (from /proc/self/mountinfo). */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  const base = path.resolve(dir);
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 5) continue;
+    const m = f[4].replace(/\\([0-7]{3})/g, (_x, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (m === base || m.startsWith(base + '/')) out.push(m);
+  }
+  return out;
+}
+
+/** Is `err` the verdict of a start that failed inside the container (not a daemon problem)? */
+export function isStartFailure(err: unknown): err is CapsaError {
+  return err instanceof CapsaError && err.kind === 'FailedPrecondition' && err.context.stage === 'start';
+}

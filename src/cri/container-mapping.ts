@@ -1,0 +1,297 @@
+// CRI ⇄ containerizer for containers: CreateContainerRequest → a validated
+// ContainerRequest (InvalidArgument naming the CRI field) whose build()
+// runs buildContainerSpec once the rootfs exists; a container → Container /
+// ContainerStatus / verbose info; the ListContainers filter; CRI signals.
+import { createHash } from 'crypto';
+import * as os from 'os';
+import type { Container } from '../containerizer/containers';
+import type { BuiltSpec, ContainerRequest, SpecBuildInput } from '../containerizer/container-spec';
+import { signalNumber } from '../containerizer/launcher/signals';
+import { InvalidArgumentError } from '../errors';
+import {
+  Container as CriContainer,
+  ContainerConfig,
+  ContainerFilter,
+  ContainerState,
+  ContainerStatus,
+  CreateContainerRequest,
+  ImageSpec,
+  LinuxContainerResources,
+  Mount,
+  NamespaceMode,
+  PodSandboxConfig,
+  Signal,
+} from '../gen/runtime/v1/api';
+import { buildContainerSpec, containerLogPath, hostSpecIo } from './container-spec';
+import type { Rlimit } from './container-spec/linux';
+import { buildResources } from './container-spec/resources';
+
+/** Facts about the daemon the spec builder needs, read once at start. */
+export interface DaemonFacts {
+  oomScoreAdj: number;
+  /** No CAP_SYS_RESOURCE: container scores may not go below the daemon's. */
+  restrictOomScoreAdj: boolean;
+  nofile: Rlimit;
+  capLastCap: number;
+  nodeHostname: string;
+  cgroupVersion: 1 | 2;
+}
+
+const MAX_NAME = 253;
+
+function checkText(field: string, v: string, max: number): void {
+  if (v.length > max) throw new InvalidArgumentError(field, `longer than ${max} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(v)) throw new InvalidArgumentError(field, 'contains control characters');
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** Identity of a CreateContainer request: identical retries have the same fingerprint. */
+export function containerFingerprint(req: CreateContainerRequest): string {
+  return createHash('sha256')
+    .update(canonicalJson(CreateContainerRequest.toJSON(req)))
+    .digest('hex');
+}
+
+/** A CRI Signal → its number; undefined for RUNTIME_DEFAULT (the image's, else SIGTERM). */
+export function criSignalNumber(s: Signal): number | undefined {
+  if (s === Signal.SIGNAL_RUNTIME_DEFAULT) return undefined;
+  const name = Signal[s];
+  if (typeof name !== 'string') throw new InvalidArgumentError('config.stop_signal', `unknown signal ${String(s)}`);
+  const n = signalNumber(name.replace(/^SIGNAL_/, ''));
+  if (n === undefined) throw new InvalidArgumentError('config.stop_signal', `unknown signal ${name}`);
+  return n;
+}
+
+/** The sandbox's own PID arrangement decides what a container's POD mode means. */
+function adjustPidMode(config: ContainerConfig, podPid: 'pod' | 'container' | 'host'): ContainerConfig {
+  const sc = config.linux?.securityContext;
+  const nso = sc?.namespaceOptions;
+  const mode = nso?.pid ?? NamespaceMode.POD;
+  if (mode !== NamespaceMode.POD || podPid === 'pod') return config;
+  const pid = podPid === 'host' ? NamespaceMode.NODE : NamespaceMode.CONTAINER;
+  return ContainerConfig.fromPartial({
+    ...config,
+    linux: { ...config.linux, securityContext: { ...sc, namespaceOptions: { ...nso, pid } } },
+  });
+}
+
+/** Validates a CreateContainer request and turns it into the containerizer's request. */
+export function containerRequestFromCri(req: CreateContainerRequest, facts: DaemonFacts): ContainerRequest {
+  if (req.podSandboxId === '') throw new InvalidArgumentError('pod_sandbox_id', 'is required');
+  const config = req.config;
+  if (!config) throw new InvalidArgumentError('config', 'is required');
+  const md = config.metadata;
+  if (!md) throw new InvalidArgumentError('config.metadata', 'is required');
+  if (md.name === '') throw new InvalidArgumentError('config.metadata.name', 'is required');
+  checkText('config.metadata.name', md.name, MAX_NAME);
+  const image = config.image;
+  if (!image || image.image.trim() === '') throw new InvalidArgumentError('config.image.image', 'is required');
+  checkText('config.image.image', image.image, 4096);
+  for (const [f, m] of [
+    ['config.labels', config.labels],
+    ['config.annotations', config.annotations],
+  ] as const) {
+    for (const k of Object.keys(m)) if (k === '') throw new InvalidArgumentError(f, 'empty key');
+  }
+  // Cheap checks before anything is made (the builder repeats them with the rootfs at hand).
+  buildResources({ resources: config.linux?.resources });
+  if (req.sandboxConfig) containerLogPath(config, req.sandboxConfig);
+  const stopSignal = criSignalNumber(config.stopSignal);
+
+  const build = async (input: SpecBuildInput): Promise<BuiltSpec> => {
+    const h = input.sandbox;
+    // The sandbox's own record is authoritative for pod-level facts (log directory, hostname).
+    const sandboxConfig = h.spec.original
+      ? PodSandboxConfig.fromJSON(h.spec.original)
+      : (req.sandboxConfig ?? PodSandboxConfig.fromPartial({}));
+    const built = await buildContainerSpec({
+      config: adjustPidMode(config, h.namespaces.pid),
+      sandboxConfig,
+      imageConfig: input.image.config,
+      sandbox: {
+        nsPaths: { net: h.nsPaths.net, ipc: h.nsPaths.ipc, uts: h.nsPaths.uts },
+        pidNsPath: h.nsPaths.pid,
+        hostNetwork: h.namespaces.network === 'host',
+        hostIpc: h.namespaces.ipc === 'host',
+        hostPid: h.namespaces.pid === 'host',
+        cgroupParent: h.cgroup.podPath,
+        shmPath: h.files.shm,
+        hostsPath: h.files.hosts,
+        resolvPath: h.files.resolvConf,
+        hostnamePath: h.files.hostname,
+      },
+      rootfsPath: input.rootfs,
+      containerId: input.containerId,
+      volumesRoot: input.volumesRoot,
+      cgroupsPath: input.cgroupPath,
+      cgroupBinds: input.cgroupBinds,
+      cgroupNamespace: facts.cgroupVersion === 2,
+      daemonOomScoreAdj: facts.oomScoreAdj,
+      restrictOomScoreAdj: facts.restrictOomScoreAdj,
+      daemonNofile: facts.nofile,
+      capLastCap: facts.capLastCap,
+      nodeHostname: facts.nodeHostname,
+      io: hostSpecIo((id) => input.targetPidNsPath(id)),
+    });
+    return {
+      spec: built.spec,
+      volumes: built.imageVolumes.map((v) => v.hostPath),
+      user: built.user,
+      warnings: built.warnings,
+    };
+  };
+
+  return {
+    sandboxId: req.podSandboxId,
+    metadata: { name: md.name, attempt: md.attempt },
+    fingerprint: containerFingerprint(req),
+    image: { ref: image.image.trim(), annotations: { ...image.annotations }, userSpecified: image.userSpecifiedImage },
+    labels: { ...config.labels },
+    annotations: { ...config.annotations },
+    mounts: config.mounts.map((m) => ({
+      containerPath: m.containerPath,
+      hostPath: m.hostPath,
+      readonly: m.readonly,
+      selinuxRelabel: m.selinuxRelabel,
+      propagation: m.propagation,
+    })),
+    stopSignal,
+    criResources: config.linux?.resources ? LinuxContainerResources.toJSON(config.linux.resources) : undefined,
+    original: ContainerConfig.toJSON(config),
+    build,
+  };
+}
+
+/** The node's hostname (HOSTNAME of host-network containers). */
+export function nodeHostname(): string {
+  return os.hostname();
+}
+
+function criState(c: Container): ContainerState {
+  switch (c.criState()) {
+    case 'CONTAINER_CREATED':
+      return ContainerState.CONTAINER_CREATED;
+    case 'CONTAINER_RUNNING':
+      return ContainerState.CONTAINER_RUNNING;
+    case 'CONTAINER_EXITED':
+      return ContainerState.CONTAINER_EXITED;
+    default:
+      return ContainerState.CONTAINER_UNKNOWN;
+  }
+}
+
+function imageSpec(c: Container): ImageSpec {
+  const i = c.record.image;
+  return {
+    image: i.requested,
+    annotations: { ...i.annotations },
+    userSpecifiedImage: i.userSpecified,
+    runtimeHandler: '',
+    imageRef: i.id,
+  };
+}
+
+export function toContainer(c: Container): CriContainer {
+  const r = c.record;
+  return {
+    id: r.id,
+    podSandboxId: r.sandboxId,
+    metadata: { ...r.metadata },
+    image: imageSpec(c),
+    imageRef: r.image.id,
+    state: criState(c),
+    createdAt: r.createdAt ?? 0n,
+    labels: { ...r.labels },
+    annotations: { ...r.annotations },
+    imageId: r.image.id,
+  };
+}
+
+export function toContainerStatus(c: Container): ContainerStatus {
+  const r = c.record;
+  const finished = r.finishedAt !== undefined;
+  return {
+    id: r.id,
+    metadata: { ...r.metadata },
+    state: criState(c),
+    createdAt: r.createdAt ?? 0n,
+    startedAt: r.startedAt ?? 0n,
+    finishedAt: r.finishedAt ?? 0n,
+    exitCode: finished ? (r.exitCode ?? 0) : 0,
+    image: imageSpec(c),
+    imageRef: r.image.ref,
+    reason: c.reason(),
+    message: finished ? (r.message ?? '') : '',
+    labels: { ...r.labels },
+    annotations: { ...r.annotations },
+    mounts: r.mounts.map((m) =>
+      Mount.fromPartial({
+        containerPath: m.containerPath,
+        hostPath: m.hostPath,
+        readonly: m.readonly,
+        selinuxRelabel: m.selinuxRelabel,
+        propagation: m.propagation,
+      }),
+    ),
+    logPath: r.logPath,
+    resources: r.criResources
+      ? { linux: LinuxContainerResources.fromJSON(r.criResources), windows: undefined }
+      : undefined,
+    imageId: r.image.id,
+    user: r.user
+      ? {
+          linux: {
+            uid: BigInt(r.user.uid),
+            gid: BigInt(r.user.gid),
+            supplementalGroups: r.user.additionalGids.map((g) => BigInt(g)),
+          },
+        }
+      : undefined,
+    stopSignal: Signal.SIGNAL_RUNTIME_DEFAULT,
+  };
+}
+
+/** The `info` map of a verbose ContainerStatus: one JSON document, as crictl inspect shows it. */
+export function containerVerboseInfo(c: Container, spec: unknown): Record<string, string> {
+  const r = c.record;
+  const info = {
+    id: r.id,
+    sandboxID: r.sandboxId,
+    pid: r.init?.pid ?? 0,
+    monitor: r.monitor,
+    lifecycle: c.state,
+    cleanupPending: c.cleanupPending,
+    runDir: r.runDir,
+    rootfs: r.rootfs,
+    snapshotter: r.backend,
+    cgroupPath: r.cgroupPath,
+    image: r.image,
+    stopSignal: r.stopSignal,
+    beganAt: r.beganAt.toString(),
+    config: r.original,
+    runtimeSpec: spec,
+  };
+  return { info: JSON.stringify(info) };
+}
+
+/** ListContainers' filter: id prefix, state, sandbox id (or prefix), every label equal. */
+export function matchesContainerFilter(c: Container, f: ContainerFilter | undefined): boolean {
+  if (!f) return true;
+  if (f.id !== '' && !c.id.startsWith(f.id)) return false;
+  if (f.state && criState(c) !== f.state.state) return false;
+  if (f.podSandboxId !== '' && !c.record.sandboxId.startsWith(f.podSandboxId)) return false;
+  for (const [k, v] of Object.entries(f.labelSelector)) if (c.record.labels[k] !== v) return false;
+  return true;
+}

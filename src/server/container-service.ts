@@ -1,0 +1,277 @@
+// RuntimeService handlers for containers: CreateContainer, StartContainer,
+// StopContainer, RemoveContainer, ListContainers (and its streaming twin),
+// ContainerStatus, UpdateContainerResources, ReopenContainerLog, ExecSync,
+// ContainerStats and ListContainerStats. Status, List and stats are answered
+// from memory and the cgroups. Validation and CRI shapes live in
+// src/cri/container-mapping.ts.
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import type { Config } from '../config/schema';
+import { Container, Containers } from '../containerizer/containers';
+import { MonitorLauncher } from '../containerizer/launcher/monitor-launcher';
+import type { Sandboxes } from '../containerizer/sandboxes';
+import { nowNs } from '../containerizer/state';
+import { readCapLastCap, readDaemonNofile, readDaemonOomScoreAdj } from '../cri/container-spec';
+import {
+  DaemonFacts,
+  containerRequestFromCri,
+  containerVerboseInfo,
+  matchesContainerFilter,
+  nodeHostname,
+  toContainer,
+  toContainerStatus,
+} from '../cri/container-mapping';
+import { criResources } from '../cri/sandbox-mapping';
+import { InvalidArgumentError } from '../errors';
+import {
+  ContainerStats,
+  ContainerStatsFilter,
+  ContainerStatsRequest,
+  ContainerStatsResponse,
+  ContainerStatusRequest,
+  ContainerStatusResponse,
+  CreateContainerRequest,
+  CreateContainerResponse,
+  ExecSyncRequest,
+  ExecSyncResponse,
+  LinuxContainerResources,
+  ListContainerStatsRequest,
+  ListContainerStatsResponse,
+  ListContainersRequest,
+  ListContainersResponse,
+  RemoveContainerRequest,
+  RemoveContainerResponse,
+  ReopenContainerLogRequest,
+  ReopenContainerLogResponse,
+  StartContainerRequest,
+  StartContainerResponse,
+  StopContainerRequest,
+  StopContainerResponse,
+  StreamContainerStatsRequest,
+  StreamContainerStatsResponse,
+  StreamContainersRequest,
+  StreamContainersResponse,
+  UpdateContainerResourcesRequest,
+  UpdateContainerResourcesResponse,
+} from '../gen/runtime/v1/api';
+import type { Logger } from '../log';
+import type { Provisioner } from '../provisioner/provisioner';
+import { diskUsage } from '../provisioner/provisioner';
+import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
+
+export interface ContainerServiceDeps {
+  containers: Containers;
+  facts: DaemonFacts;
+  /** Where writable layers live (stats' fs id). */
+  containerFsDir: string;
+}
+
+/** Containers per streaming message. */
+const STREAM_CHUNK = 100;
+/** CAP_SYS_RESOURCE */
+const CAP_SYS_RESOURCE = 24n;
+
+/** What the spec builder needs to know about this daemon. */
+export async function readDaemonFacts(cgroupVersion: 1 | 2): Promise<DaemonFacts> {
+  const status = await fs.readFile('/proc/self/status', 'utf8');
+  const capEff = /^CapEff:\s+([0-9a-f]+)$/m.exec(status)?.[1];
+  const hasSysResource = capEff !== undefined && ((BigInt(`0x${capEff}`) >> CAP_SYS_RESOURCE) & 1n) === 1n;
+  return {
+    oomScoreAdj: await readDaemonOomScoreAdj(),
+    restrictOomScoreAdj: !hasSysResource,
+    nofile: await readDaemonNofile(),
+    capLastCap: await readCapLastCap().catch(() => 40),
+    nodeHostname: nodeHostname(),
+    cgroupVersion,
+  };
+}
+
+/** Builds the container side of the containerizer (recovering every container) and hooks it into the sandboxes. */
+export async function startContainers(
+  config: Config,
+  sandboxes: Sandboxes,
+  provisioner: Provisioner,
+  log: Logger,
+): Promise<{ containers: Containers; deps: ContainerServiceDeps }> {
+  const clog = log.child({ component: 'containers' });
+  const containers = await Containers.start({
+    root: config.root,
+    state: config.state,
+    log: clog,
+    sandboxes,
+    provisioner,
+    launcher: new MonitorLauncher({ log: clog }),
+    backendStateDir: path.join(config.root, 'rootfs'),
+  });
+  sandboxes.setContainerHooks(containers.hooks());
+  const facts = await readDaemonFacts(sandboxes.cgroups.layout.version);
+  return { containers, deps: { containers, facts, containerFsDir: path.join(config.root, 'rootfs') } };
+}
+
+function requireId(id: string): string {
+  if (id === '') throw new InvalidArgumentError('container_id', 'is required');
+  return id;
+}
+
+/** A CRI timeout in seconds (int64) as a number; negative means 0. */
+function seconds(v: bigint, field: string): number {
+  if (v <= 0n) return 0;
+  if (v > 10n ** 9n) throw new InvalidArgumentError(field, `${v} seconds is out of range`);
+  return Number(v);
+}
+
+export function containerHandlers(deps: ContainerServiceDeps): Record<string, UnaryHandler | StreamHandler> {
+  const { containers, facts } = deps;
+
+  const createContainer = async (req: CreateContainerRequest, ctx: CallContext): Promise<CreateContainerResponse> => {
+    const request = containerRequestFromCri(req, facts);
+    return { containerId: await containers.create(request, ctx.signal) };
+  };
+
+  const startContainer = async (req: StartContainerRequest, ctx: CallContext): Promise<StartContainerResponse> => {
+    await containers.start(requireId(req.containerId), ctx.signal);
+    return {};
+  };
+
+  const stopContainer = async (req: StopContainerRequest, ctx: CallContext): Promise<StopContainerResponse> => {
+    await containers.stop(requireId(req.containerId), seconds(req.timeout, 'timeout'), ctx.signal);
+    return {};
+  };
+
+  const removeContainer = async (req: RemoveContainerRequest, ctx: CallContext): Promise<RemoveContainerResponse> => {
+    await containers.remove(requireId(req.containerId), ctx.signal);
+    return {};
+  };
+
+  const listed = (f: ListContainersRequest['filter']): ReturnType<typeof toContainer>[] =>
+    containers
+      .list()
+      .filter((c) => matchesContainerFilter(c, f))
+      .map(toContainer);
+
+  const listContainers = async (req: ListContainersRequest): Promise<ListContainersResponse> => ({
+    containers: listed(req.filter),
+  });
+
+  const streamContainers = async (
+    req: StreamContainersRequest,
+    send: (m: StreamContainersResponse) => void,
+  ): Promise<void> => {
+    const all = listed(req.filter);
+    for (let i = 0; i < all.length; i += STREAM_CHUNK) send({ containers: all.slice(i, i + STREAM_CHUNK) });
+  };
+
+  const containerStatus = async (req: ContainerStatusRequest): Promise<ContainerStatusResponse> => {
+    const c = containers.get(requireId(req.containerId));
+    let info: Record<string, string> = {};
+    if (req.verbose) {
+      const spec = await containers.specOf(c).catch(() => undefined);
+      info = containerVerboseInfo(c, spec);
+    }
+    return { status: toContainerStatus(c), info };
+  };
+
+  const updateContainerResources = async (
+    req: UpdateContainerResourcesRequest,
+    ctx: CallContext,
+  ): Promise<UpdateContainerResourcesResponse> => {
+    const id = requireId(req.containerId);
+    const resources = criResources(req.linux, 'linux', facts.cgroupVersion) ?? {};
+    await containers.update(
+      id,
+      resources,
+      req.linux ? LinuxContainerResources.toJSON(req.linux) : undefined,
+      ctx.signal,
+    );
+    return {};
+  };
+
+  const reopenContainerLog = async (
+    req: ReopenContainerLogRequest,
+    ctx: CallContext,
+  ): Promise<ReopenContainerLogResponse> => {
+    await containers.reopenLog(requireId(req.containerId), ctx.signal);
+    return {};
+  };
+
+  const execSync = async (req: ExecSyncRequest, ctx: CallContext): Promise<ExecSyncResponse> => {
+    const id = requireId(req.containerId);
+    if (req.cmd.length === 0) throw new InvalidArgumentError('cmd', 'must not be empty');
+    req.cmd.forEach((a, i) => {
+      if (a.includes('\0')) throw new InvalidArgumentError(`cmd[${i}]`, 'contains a NUL byte');
+    });
+    const r = await containers.execSync(id, req.cmd, seconds(req.timeout, 'timeout'), ctx.signal);
+    return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+  };
+
+  const statsOf = async (c: Container): Promise<ContainerStats> => {
+    const now = nowNs();
+    const r = c.record;
+    const u = await containers.usage(c).catch(() => undefined);
+    const backend = await containers.backend();
+    const wd = backend.writableDir?.(c.id);
+    const disk = wd ? await diskUsage(wd).catch(() => undefined) : undefined;
+    return ContainerStats.fromPartial({
+      attributes: { id: r.id, metadata: { ...r.metadata }, labels: { ...r.labels }, annotations: { ...r.annotations } },
+      cpu: {
+        timestamp: now,
+        usageCoreNanoSeconds: { value: u?.cpuNs ?? 0n },
+      },
+      memory: {
+        timestamp: now,
+        workingSetBytes: { value: u?.workingSetBytes ?? 0n },
+        usageBytes: { value: u?.memoryBytes ?? 0n },
+      },
+      writableLayer: {
+        timestamp: now,
+        fsId: { mountpoint: deps.containerFsDir },
+        usedBytes: { value: BigInt(disk?.bytes ?? 0) },
+        inodesUsed: { value: BigInt(disk?.inodes ?? 0) },
+      },
+    });
+  };
+
+  const statsMatch = (c: Container, f: ContainerStatsFilter | undefined): boolean => {
+    if (!f) return true;
+    if (f.id !== '' && !c.id.startsWith(f.id)) return false;
+    if (f.podSandboxId !== '' && !c.record.sandboxId.startsWith(f.podSandboxId)) return false;
+    for (const [k, v] of Object.entries(f.labelSelector)) if (c.record.labels[k] !== v) return false;
+    return true;
+  };
+
+  const containerStats = async (req: ContainerStatsRequest): Promise<ContainerStatsResponse> => ({
+    stats: await statsOf(containers.get(requireId(req.containerId))),
+  });
+
+  const listContainerStats = async (req: ListContainerStatsRequest): Promise<ListContainerStatsResponse> => {
+    const out: ContainerStats[] = [];
+    for (const c of containers.list().filter((x) => statsMatch(x, req.filter))) out.push(await statsOf(c));
+    return { stats: out };
+  };
+
+  const streamContainerStats = async (
+    req: StreamContainerStatsRequest,
+    send: (m: StreamContainerStatsResponse) => void,
+  ): Promise<void> => {
+    const all = containers.list().filter((x) => statsMatch(x, req.filter));
+    for (let i = 0; i < all.length; i += STREAM_CHUNK) {
+      send({ containerStats: await Promise.all(all.slice(i, i + STREAM_CHUNK).map(statsOf)) });
+    }
+  };
+
+  return {
+    createContainer: createContainer as UnaryHandler,
+    startContainer: startContainer as UnaryHandler,
+    stopContainer: stopContainer as UnaryHandler,
+    removeContainer: removeContainer as UnaryHandler,
+    listContainers: listContainers as UnaryHandler,
+    streamContainers: streamContainers as StreamHandler,
+    containerStatus: containerStatus as UnaryHandler,
+    updateContainerResources: updateContainerResources as UnaryHandler,
+    reopenContainerLog: reopenContainerLog as UnaryHandler,
+    execSync: execSync as UnaryHandler,
+    containerStats: containerStats as UnaryHandler,
+    listContainerStats: listContainerStats as UnaryHandler,
+    streamContainerStats: streamContainerStats as StreamHandler,
+  };
+}
