@@ -151,12 +151,13 @@ async function runImport(config: Config, args: ImportArgs, o: ImportOutput): Pro
     return fail(`cannot read ${file}: ${(err as Error).message}`);
   }
 
-  await fs.mkdir(config.root, { recursive: true, mode: 0o711 });
   let lock: InstanceLock;
   try {
+    await fs.mkdir(config.root, { recursive: true, mode: 0o711 });
     lock = await acquireInstanceLock(config.root);
   } catch (err) {
-    if (!(err instanceof FailedPreconditionError)) throw err;
+    if (!(err instanceof FailedPreconditionError))
+      return fail(`cannot lock the root dir ${config.root}: ${(err as Error).message}`);
     return fail(
       `${err.message}.\nThe daemon keeps its image index in memory, so images are imported while it is ` +
         `stopped: stop it (running containers are not affected), run the import again, then start it.`,
