@@ -669,15 +669,7 @@ export class Containers {
           this.timeouts.destroying,
           AbortSignal.timeout(this.timeouts.destroying),
         );
-        const after = await this.launcher.status(r.runDir);
-        const end: LaunchStatus =
-          after.state === 'created' || after.state === 'running'
-            ? { state: 'start-failed', reason: e.message, at: nowNs() }
-            : after;
-        await this.recordEnd(
-          c,
-          end.state === 'exited' ? { state: 'start-failed', reason: e.message, at: nowNs() } : end,
-        );
+        await this.recordEnd(c, { state: 'start-failed', reason: e.message, at: nowNs() });
         throw e;
       }
       await this.recordEnd(c, st);
