@@ -348,7 +348,12 @@ static int prepare_root(const struct spec *s, char root[PATH_MAX])
 
 	if (!realpath(s->root, root))
 		return err_sys("rootfs", s->root);
-	if (mount(NULL, "/", NULL, s->root_prop & MS_SHARED ? (MS_SLAVE | MS_REC) : s->root_prop, NULL) < 0)
+	/* rshared (a bidirectional CRI mount): the host's shared mounts keep
+	 * their peer groups in this namespace, so mounts the container makes
+	 * below such a bind reach the host (as runc does). The rootfs and its
+	 * parent are private below, and the old root is made a slave before it
+	 * is detached, so nothing of the set-up itself propagates. */
+	if (mount(NULL, "/", NULL, s->root_prop, NULL) < 0)
 		return err_sys("mount: set propagation", "/");
 	/* pivot_root refuses a shared parent; a private one also keeps the
 	 * rootfs bind from propagating anywhere. */

@@ -35,6 +35,27 @@ export interface DaemonFacts {
   capLastCap: number;
   nodeHostname: string;
   cgroupVersion: 1 | 2;
+  /** Capability names in the daemon's bounding set (undefined: unknown, no filtering). */
+  boundingCaps?: ReadonlySet<string>;
+}
+
+/**
+ * Drops capabilities the daemon itself cannot hand out (not in its bounding
+ * set, e.g. CAP_SYS_RESOURCE in some sandboxes): capset would refuse them.
+ * containerd's "ALL" is the daemon's own set for the same reason.
+ */
+export function limitToBounding(spec: BuiltSpec['spec'], bounding: ReadonlySet<string> | undefined): string[] {
+  if (!bounding) return [];
+  const caps = spec.process.capabilities;
+  const dropped = new Set<string>();
+  for (const k of ['bounding', 'effective', 'inheritable', 'permitted', 'ambient'] as const) {
+    caps[k] = caps[k].filter((c) => {
+      if (bounding.has(c)) return true;
+      dropped.add(c);
+      return false;
+    });
+  }
+  return [...dropped].map((c) => `${c} left out: not in capsa's own bounding set`);
 }
 
 const MAX_NAME = 253;
@@ -145,11 +166,12 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
       nodeHostname: facts.nodeHostname,
       io: hostSpecIo((id) => input.targetPidNsPath(id)),
     });
+    const dropped = limitToBounding(built.spec, facts.boundingCaps);
     return {
       spec: built.spec,
       volumes: built.imageVolumes.map((v) => v.hostPath),
       user: built.user,
-      warnings: built.warnings,
+      warnings: [...built.warnings, ...dropped],
     };
   };
 

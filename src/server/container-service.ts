@@ -11,7 +11,7 @@ import { Container, Containers } from '../containerizer/containers';
 import { MonitorLauncher } from '../containerizer/launcher/monitor-launcher';
 import type { Sandboxes } from '../containerizer/sandboxes';
 import { nowNs } from '../containerizer/state';
-import { readCapLastCap, readDaemonNofile, readDaemonOomScoreAdj } from '../cri/container-spec';
+import { ALL_CAPABILITIES, readCapLastCap, readDaemonNofile, readDaemonOomScoreAdj } from '../cri/container-spec';
 import {
   DaemonFacts,
   containerRequestFromCri,
@@ -75,7 +75,11 @@ const CAP_SYS_RESOURCE = 24n;
 export async function readDaemonFacts(cgroupVersion: 1 | 2): Promise<DaemonFacts> {
   const status = await fs.readFile('/proc/self/status', 'utf8');
   const capEff = /^CapEff:\s+([0-9a-f]+)$/m.exec(status)?.[1];
+  const capBnd = /^CapBnd:\s+([0-9a-f]+)$/m.exec(status)?.[1];
   const hasSysResource = capEff !== undefined && ((BigInt(`0x${capEff}`) >> CAP_SYS_RESOURCE) & 1n) === 1n;
+  const bnd = capBnd === undefined ? undefined : BigInt(`0x${capBnd}`);
+  const boundingCaps =
+    bnd === undefined ? undefined : new Set(ALL_CAPABILITIES.filter((_c, i) => ((bnd >> BigInt(i)) & 1n) === 1n));
   return {
     oomScoreAdj: await readDaemonOomScoreAdj(),
     restrictOomScoreAdj: !hasSysResource,
@@ -83,6 +87,7 @@ export async function readDaemonFacts(cgroupVersion: 1 | 2): Promise<DaemonFacts
     capLastCap: await readCapLastCap().catch(() => 40),
     nodeHostname: nodeHostname(),
     cgroupVersion,
+    boundingCaps,
   };
 }
 

@@ -218,6 +218,15 @@ async function zombiesOf(ppid: number): Promise<number[]> {
   return out;
 }
 
+/** Mount points at or below `dir`, deepest first. */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m) => m !== undefined && (m === dir || m.startsWith(dir + '/')))
+    .sort((a, b) => b.length - a.length);
+}
+
 function mountedAt(p: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
@@ -573,6 +582,51 @@ describe('containers', () => {
     );
     // The failed creates left nothing and freed their names.
     expect((await list(d, { podSandboxId: pod })).map((c) => c.id)).toEqual([id]);
+  });
+
+  test('mount propagation: rslave sees host mounts, rshared also sends its own back, rprivate neither', async () => {
+    const n = native();
+    const podCfg = podConfig(d, { securityContext: { privileged: true } });
+    const pod = await runp(d, podCfg);
+    const cases = [
+      { name: 'private', propagation: 0, toContainer: false, toHost: false },
+      { name: 'slave', propagation: 1, toContainer: true, toHost: false },
+      { name: 'shared', propagation: 2, toContainer: true, toHost: true },
+    ];
+    for (const c of cases) {
+      const base = path.join(d.dir, `prop-${c.name}`);
+      const src = path.join(base, 'mnt');
+      const flagDir = path.join(base, 'flags');
+      await fs.mkdir(path.join(src, 'fromHost'), { recursive: true });
+      await fs.mkdir(flagDir, { recursive: true });
+      await fs.writeFile(path.join(flagDir, 'flagFile'), '');
+      n.mount(src, src, '', n.constants.MS_BIND | n.constants.MS_REC, '');
+      const kind = c.propagation === 0 ? n.constants.MS_PRIVATE : n.constants.MS_SHARED;
+      n.mount('', src, '', kind | n.constants.MS_REC, '');
+      try {
+        const id = await run(
+          d,
+          pod,
+          podCfg,
+          ctrConfig(`prop-${c.name}`, {
+            command: ['sleep', '1000'],
+            mounts: [{ containerPath: src, hostPath: src, propagation: c.propagation }],
+            linux: { securityContext: { privileged: true } },
+          }),
+        );
+        expect((await status(d, id)).status.mounts[0]).toMatchObject({ propagation: c.propagation });
+        n.mount(flagDir, path.join(src, 'fromHost'), '', n.constants.MS_BIND, '');
+        const seen = (await exec(d, id, ['ls', '-A', path.join(src, 'fromHost')])).stdout.trim();
+        expect({ case: c.name, seen }).toEqual({ case: c.name, seen: c.toContainer ? 'flagFile' : '' });
+        const back = path.join(src, 'fromContainer');
+        expect((await exec(d, id, ['sh', '-c', `mkdir -p ${back} && mount --bind /etc ${back}`])).exitCode).toBe(0);
+        const onHost = (await fs.readdir(back)).length > 0;
+        expect({ case: c.name, onHost }).toEqual({ case: c.name, onHost: c.toHost });
+        await call(d.runtime, 'removeContainer', { containerId: id });
+      } finally {
+        for (const m of mountsUnder(src)) n.umount2(m, n.constants.MNT_DETACH);
+      }
+    }
   });
 
   test('users and groups: numeric, by name from /etc/passwd, run_as_group, supplementary groups', async () => {
