@@ -117,6 +117,13 @@ function setValue(config: Config, def: KeyDef, value: unknown, source: string, n
       target[def.key] = n;
       return;
     }
+    case 'bool': {
+      // TOML has booleans; a flag's value is the string "true" or "false".
+      const b = value === 'true' ? true : value === 'false' ? false : value;
+      if (typeof b !== 'boolean') fail('must be true or false');
+      target[def.key] = b;
+      return;
+    }
   }
 }
 

@@ -28,10 +28,11 @@ export interface Config {
   credentials_file: string;
   pull_stall_timeout: number;
   shutdown_timeout: number;
+  sync_layers: boolean;
   registries: Record<string, RegistryConfig>;
 }
 
-export type ScalarKind = 'string' | 'path' | 'address' | 'string[]' | 'seconds';
+export type ScalarKind = 'string' | 'path' | 'address' | 'string[]' | 'seconds' | 'bool';
 
 export interface KeyDef {
   key: keyof Config;
@@ -98,6 +99,12 @@ export const KEYS: readonly KeyDef[] = [
     kind: 'seconds',
     default: () => 10,
     help: 'seconds in-flight calls get to finish on SIGTERM',
+  },
+  {
+    key: 'sync_layers',
+    kind: 'bool',
+    default: () => true,
+    help: 'syncfs each unpacked layer before it becomes visible (false: faster pulls, a crash may lose layer data)',
   },
 ];
 

@@ -41,7 +41,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   try {
     await prepareSocketPath(config.socket);
     const state = await loadRuntimeState(config.root);
-    const provisioner = await Provisioner.open({ config, log });
+    const provisioner = await Provisioner.open({ config, log, syncLayers: config.sync_layers });
     closers.push(() => provisioner.close());
     // The containerizer re-adopts every checkpointed sandbox before we serve.
     const sandboxes = await Sandboxes.start({

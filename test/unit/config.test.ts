@@ -59,6 +59,7 @@ describe('config loading', () => {
     ['[registries."bad host!"]\ninsecure = true', 'registries."bad host!"', 'host'],
     ['[registries."a.io"]\ninsecure = "yes"', 'registries."a.io".insecure', 'true or false'],
     ['[registries."a.io"]\nca_file = "rel.pem"', 'registries."a.io".ca_file', 'absolute path'],
+    ['sync_layers = "no"', 'sync_layers', 'true or false'],
   ])('%s is refused naming %s', (text, key, detail) => {
     const f = file(text);
     let err: unknown;
@@ -76,6 +77,15 @@ describe('config loading', () => {
 
   test('an empty metrics address disables metrics and is valid', () => {
     expect(loadConfig({ configPath: file('metrics_address = ""') }).config.metrics_address).toBe('');
+  });
+
+  test('sync_layers is a bool: true by default, from TOML and from a flag', () => {
+    expect(defaultConfig().sync_layers).toBe(true);
+    expect(loadConfig({ configPath: file('sync_layers = false') }).config.sync_layers).toBe(false);
+    const f = file('sync_layers = false');
+    expect(loadConfig({ configPath: f, overrides: { sync_layers: 'true' } }).config.sync_layers).toBe(true);
+    expect(() => loadConfig({ configPath: f, overrides: { sync_layers: 'yes' } })).toThrow(/true or false/);
+    expect(renderConfig(defaultConfig())).toContain('sync_layers = true');
   });
 
   test('rendered defaults load back to the same config', () => {

@@ -131,11 +131,17 @@ export class ImageAssembler {
       // Start every needed download now (the semaphore bounds them, in layer order).
       const sem = new Semaphore(Math.max(1, this.opts.concurrency ?? 3));
       const downloads = new Map<number, Promise<string>>();
+      // Per-layer timing for the debug log (hack/bench-pull reads it): ms since assemble began.
+      const t0 = Date.now();
+      const fetchTimes = new Map<number, { start: number; end: number }>();
       m.layers.forEach((layer, i) => {
         if (present[i]) return;
-        const p = sem.run(() => {
+        const p = sem.run(async () => {
           signal.throwIfAborted();
-          return req.fetchBlob(layer, signal);
+          const start = Date.now() - t0;
+          const blob = await req.fetchBlob(layer, signal);
+          fetchTimes.set(i, { start, end: Date.now() - t0 });
+          return blob;
         });
         p.catch(() => undefined); // observed below; keep an early failure from going unhandled
         downloads.set(i, p);
@@ -150,6 +156,7 @@ export class ImageAssembler {
             req.onEvent?.({ kind: 'layer-cached', index: i, digest: layer.digest, chainId });
           } else {
             const blobPath = await downloads.get(i)!;
+            const unpackStart = Date.now() - t0;
             req.onEvent?.({ kind: 'unpack-start', index: i, digest: layer.digest, chainId });
             const parent = i === 0 ? undefined : chainIds[i - 1];
             const result = await this.unpackOnce(chainId, () =>
@@ -161,6 +168,20 @@ export class ImageAssembler {
                 { ...context, stage: 'unpack' },
               );
             req.onEvent?.({ kind: 'unpack-done', index: i, digest: layer.digest, chainId });
+            const f = fetchTimes.get(i);
+            const unpackEnd = Date.now() - t0;
+            this.opts.logger?.debug(
+              {
+                index: i,
+                digest: layer.digest,
+                size: layer.size,
+                fetchMs: f ? f.end - f.start : undefined,
+                fetchAt: f && [f.start, f.end],
+                unpackMs: unpackEnd - unpackStart,
+                unpackAt: [unpackStart, unpackEnd],
+              },
+              'layer timing',
+            );
           }
           records.push({
             digest: layer.digest,
