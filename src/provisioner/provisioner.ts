@@ -42,6 +42,7 @@ export class Provisioner {
     await cleanupLayerStore(config.root, log);
     const layers = new LayerStore({ root: config.root, log, sync: opts.syncLayers ?? true });
     await layers.init();
+    layers.warmUp();
     const store = await openStore({
       root: config.root,
       registry: { registries: config.registries, credentialsFile: config.credentials_file },

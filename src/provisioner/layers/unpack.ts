@@ -32,7 +32,7 @@ import * as path from 'path';
 
 import { asCapsaError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors';
 import type { Logger } from '../../log';
-import { fsyncDir, readJsonIfExists, writeFileAtomic } from '../../util/atomic-file';
+import { fsyncDir, readJsonIfExists } from '../../util/atomic-file';
 import { DEFAULT_MAX_ENTRIES } from './apply';
 import { chainId as computeChainId, digestHex, isSha256Digest } from './chain';
 import type { Compression } from './decompress';
@@ -85,7 +85,11 @@ export interface LayerStoreOptions {
   log?: Logger;
   /** Most tar entries one layer may have (default 1,000,000). */
   maxEntries?: number;
-  /** syncfs the layer before it becomes visible (default true; tests and benchmarks may turn it off). */
+  /**
+   * syncfs the layer before it becomes visible, and its rename after (default
+   * true). False (config sync_layers = false; tests, benchmarks): no syncing at
+   * all, as containerd 1.6 does for its snapshots; a crash may lose layers.
+   */
   sync?: boolean;
   /** Unpack worker threads (default 2): layers of different chains unpack in parallel up to this. */
   workers?: number;
@@ -114,6 +118,11 @@ export class LayerStore {
     this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.sync = opts.sync ?? true;
     this.pool = new UnpackPool(opts.workers ?? 2, opts.log);
+  }
+
+  /** Boots one unpack worker ahead of the first unpack (the daemon calls this at start-up). */
+  warmUp(): void {
+    this.pool.warm(1);
   }
 
   /** Stops the unpack workers (idle workers never keep the process alive; this is for orderly shutdown). */
@@ -259,7 +268,10 @@ export class LayerStore {
         mediaType: req.mediaType,
         unpackedAt: new Date().toISOString(),
       };
-      await writeFileAtomic(path.join(tmp, META_FILE), JSON.stringify(meta, null, 2), 0o600);
+      // A plain write: nobody reads the temp dir, and the syncfs below makes the
+      // metadata durable with the data (an fsync of its own stalls behind the
+      // writeback of everything being downloaded at the same time).
+      await fs.writeFile(path.join(tmp, META_FILE), JSON.stringify(meta, null, 2), { mode: 0o600 });
       if (this.sync) await syncfs(tmp);
       const final = path.join(this.dir, digestHex(chainId));
       try {
@@ -278,7 +290,8 @@ export class LayerStore {
         await fs.rm(broken, { recursive: true, force: true });
       }
       this.activeTmp.delete(tmp);
-      await fsyncDir(this.dir);
+      // Without sync the layer's data is not durable either; the rename need not be.
+      if (this.sync) await fsyncDir(this.dir);
       this.log?.info(
         { chainId, diffId, compression, entries: stats.entries, bytes: stats.bytes, ms: Date.now() - started },
         'layer unpacked',

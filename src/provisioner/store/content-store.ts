@@ -329,14 +329,20 @@ export class ContentStore {
     let pendingBytes = 0;
     const flush = async (): Promise<void> => {
       if (pendingBytes === 0) return;
-      const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+      const bufs = pending;
       pending = [];
       const len = pendingBytes;
       pendingBytes = 0;
-      let done = 0;
-      while (done < len) {
-        const { bytesWritten } = await fh.write(buf, done, len - done, flushed + done);
-        done += bytesWritten;
+      // writev: the chunks go to the file as they are, without first being copied
+      // into one big buffer (that copy was a tenth of a download's CPU time).
+      let done = (await fh.writev(bufs, flushed)).bytesWritten;
+      if (done < len) {
+        // A short write (or more chunks than IOV_MAX): the rest from one buffer.
+        const buf = Buffer.concat(bufs, len);
+        while (done < len) {
+          const { bytesWritten } = await fh.write(buf, done, len - done, flushed + done);
+          done += bytesWritten;
+        }
       }
       flushed += len;
     };

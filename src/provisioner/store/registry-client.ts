@@ -618,8 +618,9 @@ export class RepositorySession {
 
   private async prepareTls(host: string, insecure = false): Promise<void> {
     if (this.tlsCache.has(host)) return;
-    const t = await this.client.tlsOptions(host);
-    if (insecure) t.rejectUnauthorized = false;
+    // Certificates are not verified for an insecure host, so it needs no CA list
+    // (a TLS context with the system CAs costs ~45 ms of CPU to build).
+    const t = insecure ? { rejectUnauthorized: false } : await this.client.tlsOptions(host);
     this.tlsCache.set(host, t);
   }
 
