@@ -286,7 +286,14 @@ export class TarReader {
   private async skipRest(): Promise<void> {
     if (this.remaining > 0) await this.src.skip(this.remaining);
     this.remaining = 0;
-    if (this.padding > 0) await this.src.skip(this.padding);
+    if (this.padding > 0) {
+      // A stream that ends right after the last entry's data (no padding, no
+      // end marker) is accepted, as Go's reader does (containerd unpacks it);
+      // a stream that ends inside the padding is not.
+      const pad = await this.src.read(this.padding);
+      if (pad.length === 0) this.finished = true;
+      else if (pad.length < this.padding) throw new TarFormatError("unexpected end of archive in an entry's padding");
+    }
     this.padding = 0;
   }
 
@@ -304,6 +311,7 @@ export class TarReader {
   async next(): Promise<TarHeader | null> {
     if (this.finished) return null;
     await this.skipRest();
+    if (this.finished) return null;
     let pax: PaxRecords | undefined;
     let longName: string | undefined;
     let longLink: string | undefined;
