@@ -407,7 +407,8 @@ export class Containers {
       existing.creatorGone = false;
       return existing.id;
     }
-    if (existing.creatorGone && existing.criState() === 'CONTAINER_CREATED') {
+    if (existing.criState() === 'CONTAINER_CREATED' && existing.state === 'RUNNING') {
+      // The first call finished but its answer may never have reached kubelet: the same container.
       existing.creatorGone = false;
       this.log.info(
         { containerId: existing.id },

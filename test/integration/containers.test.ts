@@ -801,6 +801,11 @@ describe('containers', () => {
     expect(grpcCode(first)).toBe(grpc.status.DEADLINE_EXCEEDED);
     const id = await create(d, pod, podCfg, cfg);
     expect((await list(d, { podSandboxId: pod })).map((c) => c.id)).toEqual([id]);
+    // An identical retry of a finished create (its answer lost) gets the same container…
+    expect(await create(d, pod, podCfg, cfg)).toBe(id);
+    // …until it started: then the name is taken.
+    await start(d, id);
+    await expectRpcError(create(d, pod, podCfg, cfg), grpc.status.ALREADY_EXISTS, new RegExp(id));
   });
 
   test('StopPodSandbox kills the containers; RemovePodSandbox removes them', async () => {
