@@ -255,15 +255,29 @@ export class Containers {
   hooks(): SandboxContainerHooks {
     return {
       stopAll: async (sandboxId, signal) => {
+        // A container still being created joins the pod's namespaces and files: let it finish
+        // (or fail) before they go, then stop it with the others.
+        await this.creationsOf(sandboxId, signal);
         const mine = [...this.byId.values()].filter((c) => c.record.sandboxId === sandboxId && !isCreating(c.state));
         // The pod is going away: no grace period (as containerd does).
         await Promise.all(mine.map((c) => this.stopContainer(c, 0, signal)));
       },
       removeAll: async (sandboxId, signal) => {
+        await this.creationsOf(sandboxId, signal);
         const mine = [...this.byId.values()].filter((c) => c.record.sandboxId === sandboxId && !isCreating(c.state));
         for (const c of mine) await this.removeContainer(c, signal);
       },
     };
+  }
+
+  /** Waits until no container of `sandboxId` is being created (each creation settles or the signal aborts). */
+  private async creationsOf(sandboxId: string, signal: AbortSignal): Promise<void> {
+    const creating = [...this.byId.values()].filter(
+      (c) => c.record.sandboxId === sandboxId && isCreating(c.state) && c.creation,
+    );
+    if (creating.length === 0) return;
+    this.log.info({ sandboxId, containers: creating.map((c) => c.id) }, 'pod stop waits for containers being created');
+    await raceAbort(Promise.all(creating.map((c) => c.creation!.catch(() => undefined))), signal);
   }
 
   // -- queries (memory only) -------------------------------------------------
@@ -321,8 +335,11 @@ export class Containers {
 
   async create(req: ContainerRequest, signal: AbortSignal): Promise<string> {
     const sb = this.opts.sandboxes.get(req.sandboxId);
-    if (sb.criState() !== 'SANDBOX_READY') {
-      throw new FailedPreconditionError(`sandbox ${sb.id} is not ready`, { sandboxId: sb.id, stage: 'create' });
+    if (sb.criState() !== 'SANDBOX_READY' || sb.stopping) {
+      throw new FailedPreconditionError(`sandbox ${sb.id} is not ready${sb.stopping ? ' (it is being stopped)' : ''}`, {
+        sandboxId: sb.id,
+        stage: 'create',
+      });
     }
     const md = sb.spec.metadata;
     const key = `${req.metadata.name}_${md.name}_${md.namespace}_${md.uid}_${req.metadata.attempt}`;

@@ -99,6 +99,8 @@ export class Sandbox implements Lifecycle {
   creatorGone = false;
   /** A stop that failed half-way: the next stop or remove cleans up again. */
   cleanupPending = false;
+  /** A stop is under way: no new container may be created in it. */
+  stopping = false;
   private tail: Promise<void> = Promise.resolve();
 
   constructor(
@@ -474,6 +476,7 @@ export class Sandboxes implements RecoveryHost {
     if (sb.state === 'REMOVED') return;
     if (sb.state === 'STOPPED' && !sb.cleanupPending) return;
     const errCtx = errorContext(sb, 'destroying');
+    sb.stopping = true;
     // Teardown runs on its own deadline, not the caller's: a cancelled call still cleans up.
     await withTimeout(
       'sandbox stop',
@@ -500,13 +503,18 @@ export class Sandboxes implements RecoveryHost {
         }
       },
       errCtx,
-    ).catch((err: unknown) => {
-      if (sb.state === 'DESTROYING') {
-        sb.cleanupPending = true;
-        transition(sb, 'STOPPED', this.log, 'stop timed out');
-      }
-      throw stageError('DESTROYING', asCapsaError(err, errCtx), errCtx);
-    });
+    )
+      .catch((err: unknown) => {
+        if (sb.state === 'DESTROYING') {
+          sb.cleanupPending = true;
+          transition(sb, 'STOPPED', this.log, 'stop timed out');
+        }
+        throw stageError('DESTROYING', asCapsaError(err, errCtx), errCtx);
+      })
+      .finally(() => {
+        // A stop that failed before the pod became NOTREADY leaves it usable.
+        if (sb.facts.stoppedAt === undefined) sb.stopping = false;
+      });
     sb.ctx.log.info('sandbox stopped');
   }
 
