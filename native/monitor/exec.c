@@ -101,8 +101,15 @@ static int open_target_ns(struct ex *x, int *pidns)
 
 static void cmd_main(struct ex *x, int errw)
 {
-	int null = open_devnull();
+	int null;
 
+	/* Built before stdout/stderr become the command's, so that what it
+	 * logs (skipped syscall names) stays out of the command's output. */
+	if (seccomp_build(x->s.proc.seccomp) < 0) {
+		(void)write_all(errw, g_err, strlen(g_err));
+		_exit(127);
+	}
+	null = open_devnull();
 	if (null < 0 || proc_reset_signals() < 0 || setsid() < 0 || dup2(null, 0) < 0 || dup2(x->o[0].fd, 1) < 0 ||
 	    dup2(x->o[1].fd, 2) < 0) {
 		if (!g_err[0])

@@ -115,7 +115,13 @@ int proc_setup(const struct process_spec *p)
 {
 	if (apply_rlimits(p) < 0 || apply_oom_score_adj(p) < 0)
 		return -1;
-	if (caps_prepare(&p->caps) < 0 || apply_creds(p) < 0 || caps_finish(&p->caps) < 0)
+	if (seccomp_build(p->seccomp) < 0 || caps_prepare(&p->caps) < 0)
+		return -1;
+	/* Without no_new_privs, loading needs CAP_SYS_ADMIN: load it while the
+	 * process still has every capability, as runc does. */
+	if (!p->no_new_privs && seccomp_install() < 0)
+		return -1;
+	if (apply_creds(p) < 0 || caps_finish(&p->caps) < 0)
 		return -1;
 	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return err_sys("prctl PR_SET_NO_NEW_PRIVS", NULL);
@@ -166,6 +172,8 @@ int proc_exec(const struct process_spec *p)
 {
 	if (prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0)
 		return err_sys("prctl PR_SET_PDEATHSIG", NULL);
+	if (seccomp_install() < 0)
+		return -1;
 	if (strchr(p->args[0], '/')) {
 		execve(p->args[0], (char *const *)p->args, (char *const *)p->env);
 		return err_sys("exec", p->args[0]);

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "caps.h"
+#include "process.h"
 #include "util.h"
 
 #define SPEC_MAX (4u << 20)
@@ -485,6 +486,17 @@ static int parse_root_prop(struct spec *s, const struct jval *linux_)
 	return 0;
 }
 
+/* linux.seccomp: checked here, built in the process it confines. */
+static int parse_seccomp(struct process_spec *p, const struct jval *linux_)
+{
+	const struct jval *v = json_get(linux_, "seccomp");
+
+	if (seccomp_check(v) < 0)
+		return -1;
+	p->seccomp = v && v->type != J_NULL ? v : NULL;
+	return 0;
+}
+
 static int parse_linux(struct spec *s, const struct jval *v)
 {
 	if (!v || v->type == J_NULL) {
@@ -499,7 +511,7 @@ static int parse_linux(struct spec *s, const struct jval *v)
 			       parse_sysctl(s, json_get(v, "sysctl")) < 0 || parse_devices(s, json_get(v, "devices")) < 0 ||
 			       parse_idmaps(json_get(v, "uidMappings"), "linux.uidMappings", &s->uid_maps, &s->nuid_maps) < 0 ||
 			       parse_idmaps(json_get(v, "gidMappings"), "linux.gidMappings", &s->gid_maps, &s->ngid_maps) < 0 ||
-			       parse_root_prop(s, v) < 0
+			       parse_root_prop(s, v) < 0 || parse_seccomp(&s->proc, v) < 0
 		       ? -1
 		       : 0;
 }
@@ -608,6 +620,7 @@ static int parse_exec_capsa(struct exec_spec *s, const struct jval *v)
 
 int exec_spec_load(struct exec_spec *s, const char *path)
 {
+	const struct jval *linux_;
 	struct jval *r;
 
 	memset(s, 0, sizeof(*s));
@@ -616,6 +629,12 @@ int exec_spec_load(struct exec_spec *s, const char *path)
 		return -1;
 	if (parse_process(&s->doc, &s->proc, json_get(r, "process")) < 0 ||
 	    parse_exec_capsa(s, json_get(r, "capsa")) < 0)
+		return -1;
+	/* The container's filter applies to what runs in it (as runc exec does). */
+	linux_ = json_get(r, "linux");
+	if (linux_ && linux_->type != J_NULL && linux_->type != J_OBJ)
+		return err_msg("spec: linux: expected an object");
+	if (parse_seccomp(&s->proc, linux_) < 0)
 		return -1;
 	if (s->proc.terminal)
 		return err_msg("spec: process.terminal: not supported in exec mode yet");

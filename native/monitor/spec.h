@@ -34,6 +34,7 @@ struct process_spec {
 	int no_new_privs;
 	int has_oom_score_adj;
 	int oom_score_adj;
+	const struct jval *seccomp; /* linux.seccomp, NULL for none (checked, see seccomp.c) */
 };
 
 struct mount_spec {
