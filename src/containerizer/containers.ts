@@ -812,6 +812,7 @@ export class Containers {
         user: spec.process.user,
         capabilities: spec.process.capabilities,
         noNewPrivileges: spec.process.noNewPrivileges,
+        seccomp: spec.linux.seccomp,
         init: c.record.init,
         cgroupProcs: spec.capsa.cgroupProcs ?? this.cgroups.handle(c.record.cgroupPath).procs,
         timeoutMs,

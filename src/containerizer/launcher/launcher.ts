@@ -55,6 +55,8 @@ export interface ExecRequest {
   user: { uid: number; gid: number; additionalGids: number[] };
   capabilities?: unknown;
   noNewPrivileges: boolean;
+  /** The container's linux.seccomp filter, applied to the command too (as runc exec does). */
+  seccomp?: unknown;
   /** The container init (its namespaces are joined). */
   init: ProcessIdentity;
   /** The container's cgroup.procs files. */

@@ -304,6 +304,7 @@ export class MonitorLauncher implements Launcher {
           ...(req.capabilities ? { capabilities: req.capabilities } : {}),
           noNewPrivileges: req.noNewPrivileges,
         },
+        ...(req.seccomp ? { linux: { seccomp: req.seccomp } } : {}),
         capsa: {
           pid: req.init.pid,
           pidStartTime: req.init.startTime,

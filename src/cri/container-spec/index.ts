@@ -22,6 +22,7 @@ import { buildNamespaces, type SandboxNamespaces } from './namespaces';
 import { buildResources } from './resources';
 import type { HostDevice, ImageConfigInput, LaunchSpec } from './types';
 import { resolveUser, type ResolvedUser } from './user';
+import { resolveSeccomp } from '../seccomp/profile';
 import { checkString, isWithin } from './values';
 
 export * from './types';
@@ -53,6 +54,8 @@ export interface SpecIo {
   listHostDevices?(): Promise<HostDevice[]>;
   /** The PID namespace file of a running container of the same pod (TARGET mode). */
   targetPidNsPath?(containerId: string): string | undefined;
+  /** A Localhost seccomp profile's bytes, undefined when missing (default: read the host file). */
+  readSeccompProfile?(hostPath: string): Promise<Buffer | undefined>;
 }
 
 export interface BuildContainerSpecInput {
@@ -185,6 +188,15 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     input.restrictOomScoreAdj ?? false,
   );
   const profiles = securityProfiles(sc, privileged);
+  const seccomp = await resolveSeccomp({
+    profile: profiles.seccomp,
+    field: sc?.seccomp
+      ? 'config.linux.security_context.seccomp.localhost_ref'
+      : 'config.linux.security_context.seccomp_profile_path',
+    capabilities: caps.sets.effective,
+    privileged,
+    readProfile: input.io.readSeccompProfile?.bind(input.io),
+  });
   const logPath = input.logPath ?? containerLogPath(config, sandboxConfig);
   const cgroupsPath = input.cgroupsPath ?? path.posix.join(sandbox.cgroupParent || '/', `capsa-${input.containerId}`);
 
@@ -212,6 +224,7 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
       maskedPaths: mounts.maskedPaths,
       readonlyPaths: mounts.readonlyPaths,
       rootfsPropagation: mounts.rootfsPropagation,
+      ...(seccomp ? { seccomp } : {}),
     },
     capsa: {
       containerId: input.containerId,

@@ -1,7 +1,9 @@
 // Process settings that need no I/O: oom_score_adj, rlimits, working
-// directory, the privileged check and the (recorded, not yet enforced)
-// seccomp and AppArmor profiles. (The pod's sysctls are not repeated per
-// container: the sandbox writes them once into the namespaces it pins.)
+// directory, the privileged check and the seccomp and AppArmor profiles
+// asked for (../seccomp resolves the seccomp one into the filter the
+// monitor loads; AppArmor is only recorded). (The pod's sysctls are not
+// repeated per container: the sandbox writes them once into the
+// namespaces it pins.)
 
 import * as path from 'path';
 import { InvalidArgumentError } from '../../errors';
@@ -93,9 +95,10 @@ function fromString(s: string, field: string, unset: ProfileSpec): ProfileSpec {
 }
 
 /**
- * The seccomp and AppArmor profiles asked for, recorded in the spec for the
- * issue that enforces them. Unset seccomp is Unconfined and unset AppArmor
- * RuntimeDefault (CRI's defaults); privileged containers are unconfined.
+ * The seccomp and AppArmor profiles asked for (../seccomp turns the seccomp
+ * one into the filter; AppArmor is recorded only). Unset seccomp is
+ * Unconfined and unset AppArmor RuntimeDefault (CRI's defaults); privileged
+ * containers are unconfined.
  */
 export function securityProfiles(
   sc: LinuxContainerSecurityContext | undefined,

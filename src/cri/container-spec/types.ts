@@ -2,6 +2,8 @@
 // config.json shape (the subset capsa uses) plus a "capsa" extension object.
 // Every value is plain JSON (no bigint), so JSON.stringify writes it as is.
 
+import type { SeccompSpec } from '../seccomp/types';
+
 export interface LaunchSpec {
   ociVersion: string;
   process: ProcessSpec;
@@ -100,9 +102,11 @@ export interface LinuxSpec {
   maskedPaths: string[];
   readonlyPaths: string[];
   rootfsPropagation: 'rprivate' | 'rslave' | 'rshared';
+  /** The seccomp filter capsa-monitor loads; absent: unconfined. */
+  seccomp?: SeccompSpec;
 }
 
-/** A security profile as CRI names it; recorded in the spec, not enforced yet. */
+/** A security profile as CRI names it (seccomp is enforced through linux.seccomp; AppArmor is only recorded). */
 export interface ProfileSpec {
   type: 'RuntimeDefault' | 'Unconfined' | 'Localhost';
   localhostRef?: string;
@@ -118,7 +122,7 @@ export interface CapsaExtension {
   cgroupProcs?: string[];
   /** The memory cgroup the monitor watches for OOM kills; filled in by the cgroups isolator. */
   memoryCgroup?: string;
-  /** Recorded for a later issue; the monitor does not enforce them yet. */
+  /** What CRI asked for; the filter itself is linux.seccomp. AppArmor is not enforced yet. */
   seccomp: ProfileSpec;
   apparmor: ProfileSpec;
 }
