@@ -273,7 +273,7 @@ export class Containers {
   /** Waits until no container of `sandboxId` is being created (each creation settles or the signal aborts). */
   private async creationsOf(sandboxId: string, signal: AbortSignal): Promise<void> {
     const creating = [...this.byId.values()].filter(
-      (c) => c.record.sandboxId === sandboxId && isCreating(c.state) && c.creation,
+      (c) => c.record.sandboxId === sandboxId && isCreating(c.state) && c.creation !== undefined,
     );
     if (creating.length === 0) return;
     this.log.info({ sandboxId, containers: creating.map((c) => c.id) }, 'pod stop waits for containers being created');
@@ -547,7 +547,19 @@ export class Containers {
     const backend = await this.opts.provisioner.backend();
     await backend.destroy(c.id, r.rootfs);
     await this.launcher.destroy(r.runDir, signal);
-    await this.opts.provisioner.store.images.unpin(pinOwner(c.id));
+    const images = this.opts.provisioner.store.images;
+    await images.unpin(pinOwner(c.id));
+    // Its image was removed while it ran: this pin was the last hold on those layers.
+    if (r.chainIds.some((chainId) => images.layerRefCount(chainId) === 0)) {
+      await images
+        .gc()
+        .catch((err: unknown) =>
+          this.log.warn(
+            { containerId: c.id, err: asCapsaError(err).message },
+            'image gc after container removal failed',
+          ),
+        );
+    }
   }
 
   // -- exits -----------------------------------------------------------------
