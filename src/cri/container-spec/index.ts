@@ -144,6 +144,7 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     home: user.home,
     tty: config.tty,
   });
+  checkExecSize(args, env);
   const cwd = workingDir(config.workingDir, image.WorkingDir);
   const caps = buildCapabilities({
     capabilities: sc?.capabilities,
@@ -238,3 +239,23 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
   return { spec, imageVolumes: mounts.imageVolumes, user, warnings };
 }
 export * from './host-io';
+
+/** What execve accepts by default: ARG_MAX (a quarter of the default 8 MiB stack) for argv + envp together. */
+export const EXEC_ARGS_LIMIT = 2 * 1024 * 1024;
+
+/**
+ * Refuses a command line + environment that no execve could take (an image
+ * config with 100k Entrypoint args, say): a clear error at create instead of
+ * a launch spec too big for capsa-monitor or a start that can only fail.
+ */
+function checkExecSize(args: string[], env: string[]): void {
+  let bytes = 0;
+  for (const s of [...args, ...env]) bytes += Buffer.byteLength(s) + 1 + 8;
+  if (bytes > EXEC_ARGS_LIMIT) {
+    throw new InvalidArgumentError(
+      'config.command/args/envs',
+      `the process's arguments and environment (with the image's Entrypoint, Cmd and Env: ${args.length} args, ` +
+        `${env.length} variables) take ${bytes} bytes, over the ${EXEC_ARGS_LIMIT} bytes execve accepts`,
+    );
+  }
+}
