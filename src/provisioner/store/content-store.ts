@@ -7,14 +7,18 @@ import { createHash, Hash, randomBytes } from 'crypto';
 import { promises as fs, ReadStream } from 'fs';
 import * as path from 'path';
 import { Readable } from 'stream';
-import { CapsaError, ErrorContext, InternalError, NotFoundError, asCapsaError } from '../../errors';
+import { CapsaError, ErrorContext, NotFoundError, asCapsaError } from '../../errors';
 import { fsyncDir } from '../../util/atomic-file';
 import { sha256Hex, SHA256_PREFIX } from './digest';
 
-/** A blob whose bytes did not hash to the digest (or size) they were fetched for. */
-export class DigestMismatchError extends InternalError {
+/**
+ * A blob whose bytes did not hash to the digest (or size) they were fetched
+ * for: the registry or file served other bytes than the manifest names (a
+ * bad image, not a capsa bug), so FailedPrecondition rather than Internal.
+ */
+export class DigestMismatchError extends CapsaError {
   constructor(message: string, context: ErrorContext = {}) {
-    super(message, context);
+    super('FailedPrecondition', message, context);
     this.name = 'DigestMismatchError';
   }
 }
