@@ -138,7 +138,6 @@ suite('torture: kill -9 under load', () => {
   };
 
   beforeAll(async () => {
-    // eslint-disable-next-line no-console
     console.log(`torture seed ${seed} (CAPSA_TORTURE_SEED=${seed} replays it)`);
     const images = await ensureTestImages();
     reg = await startRegistry();
@@ -452,7 +451,6 @@ suite('torture: kill -9 under load', () => {
       d = await start();
       const restartMs = Date.now();
       await checkInvariants(d, round);
-      // eslint-disable-next-line no-console
       console.log(
         `round ${round}: killed after ${loadMs} ms of load; restart + checks ${Date.now() - restartMs} ms; ` +
           `${podCfgs.size} pods, ${known.ctrs.length} containers; problems so far ${problems.length}`,
