@@ -38,10 +38,20 @@ const CODES: Record<ErrorKind, grpc.status> = {
   Internal: grpc.status.INTERNAL,
 };
 
+/**
+ * Longest status message sent. The message travels in an HTTP/2 trailer: one
+ * echoing a 1 MiB id or name overflows the client's header list limit, and
+ * the client then never sees the answer (its call hangs to the deadline).
+ */
+export const MAX_DETAILS = 4096;
+
 export function toStatus(err: CapsaError): grpc.StatusObject {
   // The context (stage, ids) helps the operator reading crictl's output; the
   // InvalidArgument message already starts with the field's name.
-  const details = err.kind === 'InvalidArgument' ? err.message : err.message + describeContext(err.context);
+  let details = err.kind === 'InvalidArgument' ? err.message : err.message + describeContext(err.context);
+  if (details.length > MAX_DETAILS) {
+    details = `${details.slice(0, MAX_DETAILS)}… (${details.length - MAX_DETAILS} more characters cut)`;
+  }
   return { code: CODES[err.kind], details, metadata: new grpc.Metadata() };
 }
 
