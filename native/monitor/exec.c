@@ -110,8 +110,7 @@ static void cmd_main(struct ex *x, int errw)
 		_exit(127);
 	}
 	null = open_devnull();
-	if (null < 0 || proc_reset_signals() < 0 || setsid() < 0 || dup2(null, 0) < 0 || dup2(x->o[0].fd, 1) < 0 ||
-	    dup2(x->o[1].fd, 2) < 0) {
+	if (null < 0 || proc_reset_signals() < 0 || setsid() < 0 || xs_child_stdio(null, x->o[0].fd, x->o[1].fd) < 0) {
 		if (!g_err[0])
 			err_sys("exec: stdio", NULL);
 	} else if (proc_setup(&x->s.proc) == 0 && close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) == 0) {
@@ -221,7 +220,7 @@ static int open_output(struct out *o, const char *path)
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return err_sys("pipe", NULL);
-	o->file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	o->file = xs_open_output(path);
 	if (o->file < 0) {
 		close(p[0]);
 		close(p[1]);
@@ -274,10 +273,12 @@ static int launch(struct ex *x, int rd[2])
 		close(rd[0]);
 		close(rd[1]);
 		x->sock = sv[1];
+		xs_in_shim();
 		shim_main(x);
 	}
 	close(sv[1]);
 	x->sock = sv[0];
+	xs_after_fork();
 	close(x->o[0].fd);
 	close(x->o[1].fd);
 	if (cg_place(x->s.cgroup_procs, x->shim) < 0)
@@ -351,20 +352,21 @@ static void run(struct ex *x, int rd[2])
 	uint64_t deadline = x->s.timeout_ms ? mono_ms() + x->s.timeout_ms : 0, drain = 0;
 
 	for (;;) {
-		struct pollfd pf[3] = { { rd[0], POLLIN, 0 }, { rd[1], POLLIN, 0 }, { x->sock, POLLIN, 0 } };
+		struct pollfd pf[3 + XS_NPOLL] = { { rd[0], POLLIN, 0 }, { rd[1], POLLIN, 0 }, { x->sock, POLLIN, 0 } };
 		uint64_t until = drain ? drain : deadline;
-		int t = remaining(until), r;
+		int t = remaining(until), r, np = 3 + xs_pollfds(pf + 3);
 
-		if (x->done && rd[0] < 0 && rd[1] < 0)
+		if (x->done && rd[0] < 0 && rd[1] < 0 && !xs_busy())
 			return;
 		if (t == 0) {
 			if (!x->done)
 				x->timed_out = 1;
 			return;
 		}
-		r = poll(pf, 3, t);
+		r = poll(pf, (nfds_t)np, t);
 		if (r < 0 && errno != EINTR)
 			return;
+		xs_handle(pf + 3, x->done);
 		if (pf[0].revents)
 			on_output(x, 0, &rd[0]);
 		if (pf[1].revents)

@@ -3,6 +3,8 @@
  *   capsa-monitor run [--wait-start] <run-dir>
  *   capsa-monitor start <run-dir> [--timeout-ms N]
  *   capsa-monitor exec <exec-spec.json>
+ *   capsa-monitor exec-stream [--tty] [--stdin] <exec-spec.json>
+ *   capsa-monitor portforward <netns-path|-> <port>
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "exec.h"
+#include "portforward.h"
 #include "monitor.h"
 #include "spec.h"
 #include "util.h"
@@ -26,7 +29,9 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: capsa-monitor run [--wait-start] <run-dir>\n"
 			"       capsa-monitor start <run-dir> [--timeout-ms N]\n"
-			"       capsa-monitor exec <exec-spec.json>\n");
+			"       capsa-monitor exec <exec-spec.json>\n"
+			"       capsa-monitor exec-stream [--tty] [--stdin] <exec-spec.json>\n"
+			"       capsa-monitor portforward <netns-path|-> <port>\n");
 	return 2;
 }
 
@@ -232,6 +237,27 @@ static int cmd_start(int argc, char **argv)
 	}
 }
 
+static int cmd_exec_stream(int argc, char **argv)
+{
+	int tty = 0, in = 0, i;
+
+	for (i = 2; i < argc - 1; i++) {
+		if (strcmp(argv[i], "--tty") == 0)
+			tty = 1;
+		else if (strcmp(argv[i], "--stdin") == 0)
+			in = 1;
+		else
+			return usage();
+	}
+	if (i != argc - 1)
+		return usage();
+	if (xs_init(tty, in) < 0) {
+		fprintf(stderr, "capsa-monitor: %s\n", g_err);
+		return 1;
+	}
+	return exec_main(argv[argc - 1]);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -242,5 +268,9 @@ int main(int argc, char **argv)
 		return cmd_start(argc, argv);
 	if (strcmp(argv[1], "exec") == 0 && argc == 3)
 		return exec_main(argv[2]);
+	if (strcmp(argv[1], "exec-stream") == 0)
+		return cmd_exec_stream(argc, argv);
+	if (strcmp(argv[1], "portforward") == 0 && argc == 4)
+		return portforward_main(argv[2], argv[3]);
 	return usage();
 }

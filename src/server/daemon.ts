@@ -12,6 +12,8 @@ import { Provisioner } from '../provisioner/provisioner';
 import { createNetworkIsolator } from '../network/cni';
 import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
+import { StreamRuntime } from '../streaming/runtime';
+import { startStreamingServer } from '../streaming/server';
 import { rewriteAuthority } from './h2-authority';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
@@ -20,6 +22,7 @@ import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
 import { prepareSocketPath, secureSocket } from './socket';
+import { streamingHandlers } from './streaming-service';
 
 /** kubelet's own limit for CRI messages. */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -54,10 +57,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     // Then every checkpointed container (running ones keep running); it hooks into pod stop/remove.
     const { containers, deps: containerDeps } = await startContainers(config, sandboxes, provisioner, log);
     closers.push(() => containers.close());
+    // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
+    const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
+    closers.push(() => streaming.close());
+    const streamRuntime = new StreamRuntime({ containers, sandboxes, log: log.child({ component: 'streaming' }) });
     const runtime: Handlers = {
       ...runtimeHandlers({ config, state }),
       ...podHandlers({ sandboxes, cgroupDriver: config.cgroup_driver }),
       ...containerHandlers(containerDeps),
+      ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
     };
     const image: Handlers = {
       ...imageHandlers({ provisioner, containerFsDir: path.join(config.root, 'rootfs') }),

@@ -1,0 +1,60 @@
+// RuntimeService's streaming RPCs: Exec, Attach and PortForward check the
+// request (and that its container or pod is there and running), then hand
+// back a one-time URL of the streaming server (src/streaming).
+import { InvalidArgumentError } from '../errors';
+import type {
+  AttachRequest,
+  AttachResponse,
+  ExecRequest,
+  ExecResponse,
+  PortForwardRequest,
+  PortForwardResponse,
+} from '../gen/runtime/v1/api';
+import type { StreamingServer } from '../streaming/server';
+import { StreamRuntime, validateStreamRequest } from '../streaming/runtime';
+import type { CommandRunner } from '../streaming/remotecommand';
+import type { UnaryHandler } from './instrument';
+
+export interface StreamingServiceDeps {
+  server: StreamingServer;
+  runtime: StreamRuntime;
+  /** Attach, when available: a runner for the container's own stdio. */
+  attach?: (
+    containerId: string,
+    opts: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean },
+  ) => CommandRunner;
+}
+
+export function streamingHandlers(deps: StreamingServiceDeps): Record<string, UnaryHandler> {
+  const { server, runtime } = deps;
+
+  const exec = async (req: ExecRequest): Promise<ExecResponse> => {
+    validateStreamRequest(req);
+    const opts = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty };
+    const run = runtime.prepareExec(req.containerId, req.cmd, opts);
+    return { url: server.register({ kind: 'exec', options: opts, run }) };
+  };
+
+  const attach = async (req: AttachRequest): Promise<AttachResponse> => {
+    validateStreamRequest(req);
+    if (!deps.attach) throw new InvalidArgumentError('container_id', 'attach is not supported yet');
+    const opts = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty };
+    const run = deps.attach(req.containerId, opts);
+    return { url: server.register({ kind: 'attach', options: opts, run }) };
+  };
+
+  const portForward = async (req: PortForwardRequest): Promise<PortForwardResponse> => {
+    if (req.podSandboxId === '') throw new InvalidArgumentError('pod_sandbox_id', 'is required');
+    for (const p of req.port) {
+      if (!(p > 0 && p < 65536)) throw new InvalidArgumentError('port', `${p} is not a port`);
+    }
+    const dial = runtime.preparePortForward(req.podSandboxId);
+    return { url: server.register({ kind: 'portforward', ports: [...req.port], dial }) };
+  };
+
+  return {
+    exec: exec as UnaryHandler,
+    attach: attach as UnaryHandler,
+    portForward: portForward as UnaryHandler,
+  };
+}
