@@ -367,6 +367,8 @@ static void run(struct ex *x, int rd[2])
 		if (r < 0 && errno != EINTR)
 			return;
 		xs_handle(pf + 3, x->done);
+		if (xs_aborted())
+			return;
 		if (pf[0].revents)
 			on_output(x, 0, &rd[0]);
 		if (pf[1].revents)

@@ -18,5 +18,6 @@ void xs_after_fork(void);
 int xs_pollfds(struct pollfd *pf);
 void xs_handle(const struct pollfd *pf, int done);
 int xs_busy(void);
+int xs_aborted(void);
 
 #endif

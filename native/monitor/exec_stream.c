@@ -6,7 +6,9 @@
  * fds from the daemon: 0 stdin data (with --stdin), 1 the result JSON (as
  * in exec mode), 2 diagnostics, 3 stdout data, 4 stderr data (unused with
  * --tty: a terminal has one stream), 5 control lines "<cols> <rows>\n"
- * (terminal resize). The spec's capsa.stdout/stderr are "fd:3" / "fd:4".
+ * (terminal resize; its end means the client is gone: the command and
+ * everything it started are killed). The spec's capsa.stdout/stderr are
+ * "fd:3" / "fd:4".
  *
  * With --tty, the command opens a pty of the container's own devpts
  * (/dev/ptmx there), makes the peer its stdio and controlling terminal and
@@ -44,9 +46,10 @@ static struct {
 	char pend[16384];    /* stdin bytes not yet written */
 	size_t plen, poff;
 	int src_eof;
+	int aborted;         /* the daemon closed fd 5: its client is gone */
 	char line[64];
 	size_t llen;
-} xs = { 0, 0, -1, { -1, -1 }, 0, 0, -1, -1, -1, -1, { 0 }, 0, 0, 0, { 0 }, 0 };
+} xs = { 0, 0, -1, { -1, -1 }, 0, 0, -1, -1, -1, -1, { 0 }, 0, 0, 0, 0, { 0 }, 0 };
 
 int xs_init(int tty, int stdin_on)
 {
@@ -263,6 +266,7 @@ static void on_control(void)
 	if (n <= 0) {
 		close(xs.ctl);
 		xs.ctl = -1;
+		xs.aborted = 1;
 		return;
 	}
 	xs.llen += (size_t)n;
@@ -322,4 +326,11 @@ void xs_handle(const struct pollfd *pf, int done)
 int xs_busy(void)
 {
 	return xs.master >= 0;
+}
+
+/* The daemon's client went away before the command ended: E stops waiting
+ * and kills what the command started, as on a timeout. */
+int xs_aborted(void)
+{
+	return xs.aborted;
 }

@@ -5,6 +5,7 @@
  *   capsa-monitor exec <exec-spec.json>
  *   capsa-monitor exec-stream [--tty] [--stdin] <exec-spec.json>
  *   capsa-monitor portforward <netns-path|-> <port>
+ *   capsa-monitor attach [--stdin] <run-dir>
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "attach.h"
 #include "exec.h"
 #include "portforward.h"
 #include "monitor.h"
@@ -31,7 +33,8 @@ static int usage(void)
 			"       capsa-monitor start <run-dir> [--timeout-ms N]\n"
 			"       capsa-monitor exec <exec-spec.json>\n"
 			"       capsa-monitor exec-stream [--tty] [--stdin] <exec-spec.json>\n"
-			"       capsa-monitor portforward <netns-path|-> <port>\n");
+			"       capsa-monitor portforward <netns-path|-> <port>\n"
+			"       capsa-monitor attach [--stdin] <run-dir>\n");
 	return 2;
 }
 
@@ -270,6 +273,8 @@ int main(int argc, char **argv)
 		return exec_main(argv[2]);
 	if (strcmp(argv[1], "exec-stream") == 0)
 		return cmd_exec_stream(argc, argv);
+	if (strcmp(argv[1], "attach") == 0)
+		return attach_main(argc, argv);
 	if (strcmp(argv[1], "portforward") == 0 && argc == 4)
 		return portforward_main(argv[2], argv[3]);
 	return usage();

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attach.h"
 #include "cgroups.h"
 #include "init.h"
 #include "log.h"
@@ -85,6 +86,7 @@ static void remove_endpoints(struct mon *m)
 	unlink("start");
 	unlink("ctl");
 	unlink("attach.sock");
+	attach_remove();
 }
 
 static void kill_init(struct mon *m)
@@ -212,6 +214,8 @@ static int prepare(struct mon *m, struct init_args *a)
 	if (m->wait_start && make_fifo("start", &m->start_fd, &m->start_wr) < 0)
 		return -1;
 	if (m->s->stdin_ && make_listener(m) < 0)
+		return -1;
+	if (attach_listen() < 0)
 		return -1;
 	return make_stdio(m, a);
 }
@@ -561,16 +565,17 @@ static int on_output(struct mon *m, int *fd, struct log_stream *st)
 		return 0;
 	}
 	log_feed(&m->log, st, g_io, (size_t)n);
+	attach_output(st == &m->log.err ? ATTACH_STDERR : ATTACH_STDOUT, g_io, (size_t)n);
 	return 1;
 }
 
 /* ---- the loop ---- */
 
-enum { T_SIG, T_SYNC, T_START, T_CTL, T_OUT, T_ERR, T_LISTEN, T_STDIN, T_CLIENT };
+enum { T_SIG, T_SYNC, T_START, T_CTL, T_OUT, T_ERR, T_LISTEN, T_STDIN, T_ATTACH, T_CLIENT };
 
 struct pollset {
-	struct pollfd fds[16];
-	int tag[16];
+	struct pollfd fds[24];
+	int tag[24];
 	int n;
 };
 
@@ -592,6 +597,7 @@ static void build(struct mon *m, struct pollset *p, int draining)
 	add(p, m->sigfd, POLLIN, T_SIG);
 	add(p, m->out_fd, POLLIN, T_OUT);
 	add(p, m->err_fd, POLLIN, T_ERR);
+	add(p, attach_fd(), POLLIN, T_ATTACH);
 	if (draining)
 		return;
 	add(p, m->sock, POLLIN, T_SYNC);
@@ -632,6 +638,9 @@ static int dispatch(struct mon *m, int tag)
 		return 0;
 	case T_STDIN:
 		flush_stdin(m);
+		return 0;
+	case T_ATTACH:
+		attach_handle();
 		return 0;
 	default:
 		on_client(m, tag - T_CLIENT);

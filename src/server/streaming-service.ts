@@ -12,17 +12,11 @@ import type {
 } from '../gen/runtime/v1/api';
 import type { StreamingServer } from '../streaming/server';
 import { StreamRuntime, validateStreamRequest } from '../streaming/runtime';
-import type { CommandRunner } from '../streaming/remotecommand';
 import type { UnaryHandler } from './instrument';
 
 export interface StreamingServiceDeps {
   server: StreamingServer;
   runtime: StreamRuntime;
-  /** Attach, when available: a runner for the container's own stdio. */
-  attach?: (
-    containerId: string,
-    opts: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean },
-  ) => CommandRunner;
 }
 
 export function streamingHandlers(deps: StreamingServiceDeps): Record<string, UnaryHandler> {
@@ -37,9 +31,8 @@ export function streamingHandlers(deps: StreamingServiceDeps): Record<string, Un
 
   const attach = async (req: AttachRequest): Promise<AttachResponse> => {
     validateStreamRequest(req);
-    if (!deps.attach) throw new InvalidArgumentError('container_id', 'attach is not supported yet');
     const opts = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty };
-    const run = deps.attach(req.containerId, opts);
+    const run = await runtime.prepareAttach(req.containerId, opts);
     return { url: server.register({ kind: 'attach', options: opts, run }) };
   };
 

@@ -119,6 +119,35 @@ export class StreamRuntime {
     }
   }
 
+  /** Attach to the container's own stdio (checked now): output from now on, stdin when it has one. */
+  async prepareAttach(containerId: string, opts: CommandOptions): Promise<CommandRunner> {
+    const c = this.running(containerId);
+    const spec = await this.deps.containers.specOf(c);
+    const ctx = { containerId: c.id, stage: 'attach' };
+    if (opts.stdin && !spec.capsa.stdin) {
+      throw new InvalidArgumentError('stdin', `container ${c.id} was not created with stdin`, ctx);
+    }
+    if (opts.tty !== (spec.process.terminal === true)) {
+      throw new InvalidArgumentError('tty', `does not match the container's (${spec.process.terminal === true})`, ctx);
+    }
+    const runDir = c.record.runDir;
+    return async (streams) => {
+      this.running(c.id);
+      const child = spawn(this.monitor, ['attach', ...(opts.stdin ? ['--stdin'] : []), runDir], {
+        stdio: [
+          opts.stdin ? 'pipe' : 'ignore',
+          'pipe',
+          'pipe', // diagnostics
+          opts.stdout ? 'pipe' : 'ignore',
+          opts.stderr && !opts.tty ? 'pipe' : 'ignore',
+          'pipe', // resize lines
+        ],
+      });
+      const r = await relay(child, streams, opts);
+      return r.ok ? { exitCode: 0 } : { error: `attach: ${r.diag.replace(/^capsa-monitor: /, '') || 'failed'}` };
+    };
+  }
+
   /** A dialer into the pod's network namespace (checked now). */
   preparePortForward(sandboxId: string): PortDialer {
     const sb = this.deps.sandboxes.get(sandboxId);
@@ -245,10 +274,11 @@ function relay(child: ChildProcess, streams: CommandStreams, opts: CommandOption
   pipeOut(stdoutPipe, streams.stdout);
   pipeOut(stderrPipe, streams.stderr);
   const onAbort = (): void => {
-    // The client is gone: close the process's stdin and terminal (a tty
-    // command gets its hangup when the monitor ends).
+    // The client is gone: the end of the control pipe tells exec-stream to
+    // kill the command and all it started (attach just ends); SIGKILL if not.
     stdinPipe?.destroy();
-    child.kill('SIGTERM');
+    control.end();
+    setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
   };
   streams.signal.addEventListener('abort', onAbort, { once: true });
   return new Promise((resolve) => {

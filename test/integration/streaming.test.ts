@@ -155,6 +155,26 @@ describe('exec', () => {
     expect(JSON.parse(r.error)).toMatchObject({ reason: 'NonZeroExitCode', details: { causes: [{ message: '5' }] } });
   });
 
+  test('a client that goes away: the command and what it started are killed', async () => {
+    const { id } = await runContainer();
+    const url = await execUrl(id, ['sh', '-c', 'busybox sleep 1000 & echo started; wait'], {});
+    const { session } = await upgrade(url, ['v4.channel.k8s.io']);
+    const error = session.openStream([['streamType', 'error']]);
+    await error.waitReply();
+    const stdout = session.openStream([['streamType', 'stdout']]);
+    await stdout.waitReply();
+    const stderr = session.openStream([['streamType', 'stderr']]);
+    await stderr.waitReply();
+    await new Promise<void>((resolve) => stdout.once('data', () => resolve()));
+    session.close();
+    const ps = async (): Promise<string> =>
+      (
+        await call<{ stdout: Buffer }>(d.runtime, 'execSync', { containerId: id, cmd: ['busybox', 'ps', '-o', 'args'] })
+      ).stdout.toString();
+    for (let i = 0; i < 100 && /sleep 1000/.test(await ps()); i++) await sleep(100);
+    expect(await ps()).not.toMatch(/sleep 1000/);
+  });
+
   test('RPC checks: unknown container, no stream asked for, tty with stderr', async () => {
     const { id } = await runContainer();
     const code = async (req: Record<string, unknown>): Promise<number | undefined> =>
@@ -170,6 +190,65 @@ describe('exec', () => {
     await expect(upgrade(url.replace(/[^/]+$/, 'nosuchtoken'), ['v4.channel.k8s.io'])).rejects.toBeInstanceOf(
       UpgradeRefused,
     );
+  });
+});
+
+describe('attach', () => {
+  const attachUrl = async (containerId: string, o: Record<string, boolean>): Promise<string> =>
+    (await call<{ url: string }>(d.runtime, 'attach', { containerId, stdin: true, stdout: true, stderr: true, ...o }))
+      .url;
+  const waitFor = (s: NodeJS.EventEmitter, text: string): Promise<void> =>
+    new Promise((resolve) => {
+      let seen = '';
+      const on = (b: Buffer): void => {
+        seen += b.toString();
+        if (seen.includes(text)) {
+          s.removeListener('data', on);
+          resolve();
+        }
+      };
+      s.on('data', on);
+    });
+
+  test('sees the output from now on, sends stdin; stdinOnce ends the container with the session', async () => {
+    const { id } = await runContainer({ command: ['sh'], stdin: true, stdinOnce: true });
+    const r = await remoteCommand(await attachUrl(id, {}), {
+      stdin: true,
+      stdout: true,
+      stderr: true,
+      interact: async ({ stdin, stdout }) => {
+        const seen = waitFor(stdout!, 'hello');
+        stdin!.write('echo hello; echo oops >&2\n');
+        await seen;
+        stdin!.end();
+      },
+    });
+    expect(r.stdout).toBe('hello\n');
+    expect(r.stderr).toBe('oops\n');
+    expect(JSON.parse(r.error)).toEqual({ metadata: {}, status: 'Success' });
+    // The tty must match the container's.
+    const { id: other } = await runContainer({ command: ['sh'], stdin: true });
+    await expect(call(d.runtime, 'attach', { containerId: other, stdout: true, tty: true })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+    });
+  });
+
+  test('a tty container: one stream, resized through the monitor', async () => {
+    const { id } = await runContainer({ command: ['sh'], stdin: true, tty: true });
+    const r = await remoteCommand(await attachUrl(id, { tty: true, stderr: false }), {
+      stdin: true,
+      stdout: true,
+      tty: true,
+      interact: async ({ stdin, stdout, resize }) => {
+        resize!.write(JSON.stringify({ Width: 90, Height: 20 }) + '\n');
+        await sleep(300);
+        const seen = waitFor(stdout!, 'size:20 90');
+        stdin!.write('echo size:$(busybox stty size); exit\n');
+        await seen;
+      },
+    });
+    expect(r.stdout).toContain('size:20 90\r\n');
+    expect(JSON.parse(r.error)).toEqual({ metadata: {}, status: 'Success' });
   });
 });
 

@@ -155,6 +155,9 @@ export class SpdySession extends EventEmitter {
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => this.close());
+    // SPDY has no use for a TCP half-close (GOAWAY is the polite end), and an
+    // upgraded HTTP socket allows one: the peer's FIN ends the session.
+    socket.on('end', () => this.close());
     socket.on('close', () => this.close());
     if (initial && initial.length > 0) this.onData(initial);
   }
