@@ -70,9 +70,29 @@ interface RunResult {
 }
 
 const OUTPUT_CAP = 64 * 1024;
+/** How often start() looks for a monitor that died without a verdict (the watch brings the verdicts). */
+const START_LIVENESS_MS = 50;
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Resolves when `p` does, after `ms`, or rejects with the abort. */
+function waitFor(p: Promise<void>, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    };
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason as Error);
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    signal.addEventListener('abort', onAbort, { once: true });
+    void p.then(done);
+  });
 }
 
 /** The monitor's reason without its "capsa-monitor: " prefix, one line. */
@@ -231,23 +251,84 @@ export class MonitorLauncher implements Launcher {
     return { monitor, init };
   }
 
+  /**
+   * Releases the init by hand (README "Create / Start"): one byte into the
+   * `start` fifo, then the verdict from the run dir, as `capsa-monitor
+   * start` would give it, without a front process. The watch is set before
+   * the release so no verdict is missed; a slow poll backs it up and notices
+   * a monitor that died without one.
+   */
   async start(runDir: string, timeoutMs: number, signal: AbortSignal): Promise<Started> {
     const ctx: ErrorContext = { stage: 'start', path: runDir };
-    const r = await this.run(['start', runDir, '--timeout-ms', String(timeoutMs)], signal, ctx);
-    if (r.code === 0) {
-      const o = JSON.parse(r.stdout) as { pid?: unknown; startTime?: unknown; startedAt?: unknown };
-      const init = identity(o);
-      if (!init || typeof o.startedAt !== 'string') {
-        throw new InternalError(`capsa-monitor start printed no start record: ${r.stdout.slice(0, 200)}`, ctx);
+    signal.throwIfAborted();
+    if (!existsSync(runDir)) {
+      throw new FailedPreconditionError(`chdir ${runDir}: no such file or directory`, ctx);
+    }
+    const monitor = identity(await readJson(path.join(runDir, 'monitor.json')).catch(() => undefined));
+    let wake: (() => void) | undefined;
+    const unwatch = this.watch(runDir, () => wake?.());
+    try {
+      const verdict = async (): Promise<Started | undefined> => {
+        const started = await readJson<{ pid?: unknown; startTime?: unknown; startedAt?: unknown }>(
+          path.join(runDir, 'started.json'),
+        );
+        if (started !== undefined) {
+          const init = identity(started);
+          if (!init || typeof started.startedAt !== 'string') {
+            throw new InternalError(
+              `started.json holds no start record: ${JSON.stringify(started).slice(0, 200)}`,
+              ctx,
+            );
+          }
+          return { init, startedAt: parseRfc3339Ns(started.startedAt) };
+        }
+        const reason = await readText(path.join(runDir, 'start-error'));
+        if (reason !== undefined) throw new FailedPreconditionError(reasonOf(reason), ctx);
+        return undefined;
+      };
+      let fh: fs.FileHandle | undefined;
+      try {
+        fh = await fs.open(path.join(runDir, 'start'), fsc.O_WRONLY | fsc.O_NONBLOCK);
+      } catch (err) {
+        const v = await verdict();
+        if (v) return v;
+        const why = errno(err) === 'ENXIO' ? 'monitor is gone' : (err as Error).message;
+        throw new FailedPreconditionError(`container is not waiting to start: ${why}`, ctx);
       }
-      return { init, startedAt: parseRfc3339Ns(o.startedAt) };
+      try {
+        await fh.write('s');
+      } catch (err) {
+        throw new FailedPreconditionError(`write start: ${(err as Error).message}`, ctx);
+      } finally {
+        await fh.close();
+      }
+      const deadline = Date.now() + timeoutMs;
+      let lastLiveness = Date.now();
+      for (;;) {
+        signal.throwIfAborted();
+        // Re-armed before each look, so an event during the look is not lost.
+        const woken = new Promise<void>((resolve) => (wake = resolve));
+        const v = await verdict();
+        if (v) return v;
+        const now = Date.now();
+        if (now >= deadline) {
+          throw new DeadlineExceededError(`the container did not report its start within ${timeoutMs} ms`, ctx);
+        }
+        if (now - lastLiveness >= START_LIVENESS_MS) {
+          lastLiveness = now;
+          const gone = existsSync(path.join(runDir, 'exit.json')) || !(await isAlive(monitor));
+          if (gone) {
+            const last = await verdict();
+            if (last) return last;
+            throw new FailedPreconditionError('no start verdict (monitor exited)', ctx);
+          }
+        }
+        await waitFor(woken, Math.min(START_LIVENESS_MS, deadline - now), signal);
+      }
+    } finally {
+      wake = undefined;
+      unwatch();
     }
-    const fromFile = await readText(path.join(runDir, 'start-error'));
-    const reason = reasonOf(fromFile ?? r.stderr);
-    if (/no start verdict \(timeout\)/.test(r.stderr) && fromFile === undefined) {
-      throw new DeadlineExceededError(`the container did not report its start within ${timeoutMs} ms`, ctx);
-    }
-    throw new FailedPreconditionError(reason, ctx);
   }
 
   /** Writes one command line to the monitor's ctl fifo; false when no monitor reads it. */
