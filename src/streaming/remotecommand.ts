@@ -12,6 +12,8 @@ import type { Readable, Writable } from 'stream';
 import type { SpdySession, SpdyStream } from './spdy/session';
 
 export const PROTOCOL_V4 = 'v4.channel.k8s.io';
+/** WebSocket only: v4 plus a close signal per channel. */
+export const PROTOCOL_V5 = 'v5.channel.k8s.io';
 /** Ours, in preference order (the client's order decides, as kubelet's handshake does). */
 export const REMOTECOMMAND_PROTOCOLS = [PROTOCOL_V4, 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
 
@@ -50,7 +52,7 @@ export type CommandRunner = (streams: CommandStreams) => Promise<CommandResult>;
 
 /** metav1.Status for the v4 error stream (undefined: nothing to write for older versions). */
 export function statusOf(result: CommandResult, version: string): string | undefined {
-  const v4 = version === PROTOCOL_V4;
+  const v4 = version === PROTOCOL_V4 || version === PROTOCOL_V5;
   if ('error' in result) {
     if (!v4) return result.error;
     return JSON.stringify({
@@ -84,7 +86,7 @@ function expectedTypes(opts: CommandOptions, version: string): string[] {
   return types;
 }
 
-function parseResize(stream: SpdyStream, out: EventEmitter): void {
+export function parseResize(stream: Readable, out: EventEmitter): void {
   let pending = '';
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {

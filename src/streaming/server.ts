@@ -10,6 +10,7 @@ import type { Logger } from '../log';
 import { CommandOptions, CommandRunner, REMOTECOMMAND_PROTOCOLS, serveRemoteCommand } from './remotecommand';
 import { PORTFORWARD_PROTOCOL, PortDialer, servePortForward } from './portforward';
 import { SpdySession } from './spdy/session';
+import { acceptKey, pickProtocol, serveWebSocketCommand } from './websocket';
 
 export const TOKEN_TTL_MS = 60_000;
 
@@ -86,13 +87,17 @@ export async function startStreamingServer(address: string, log: Logger): Promis
   server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => undefined);
     const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
-    if (upgrade !== 'spdy/3.1') {
-      refuse(socket, 400, 'Bad Request', `unsupported upgrade ${JSON.stringify(upgrade)}: SPDY/3.1 only\n`);
+    if (upgrade !== 'spdy/3.1' && upgrade !== 'websocket') {
+      refuse(socket, 400, 'Bad Request', `unsupported upgrade ${JSON.stringify(upgrade)}: SPDY/3.1 or websocket\n`);
       return;
     }
     const { kind, entry } = take(req.url);
     if (!entry) {
       refuse(socket, 404, 'Not Found', kind ? 'unknown or expired token\n' : 'not found\n');
+      return;
+    }
+    if (upgrade === 'websocket') {
+      serveWebSocket(req, socket, head, entry.session);
       return;
     }
     const ours = entry.session.kind === 'portforward' ? [PORTFORWARD_PROTOCOL] : REMOTECOMMAND_PROTOCOLS;
@@ -126,6 +131,41 @@ export async function startStreamingServer(address: string, log: Logger): Promis
       },
     );
   });
+  const serveWebSocket = (req: http.IncomingMessage, socket: Socket, head: Buffer, s: PendingSession): void => {
+    const key = req.headers['sec-websocket-key'];
+    if (s.kind === 'portforward') {
+      refuse(socket, 400, 'Bad Request', 'port-forward is served over SPDY/3.1 only\n');
+      return;
+    }
+    if (typeof key !== 'string' || req.headers['sec-websocket-version'] !== '13') {
+      refuse(socket, 400, 'Bad Request', 'a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13\n');
+      return;
+    }
+    const version = pickProtocol(req);
+    if (version === undefined) {
+      refuse(socket, 403, 'Forbidden', 'no supported subprotocol; supported: v5.channel.k8s.io, v4.channel.k8s.io\n');
+      return;
+    }
+    socket.write(
+      [
+        'HTTP/1.1 101 Switching Protocols',
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Accept: ${acceptKey(key)}`,
+        `Sec-WebSocket-Protocol: ${version}`,
+      ].join('\r\n') + '\r\n\r\n',
+    );
+    live.add(socket);
+    socket.once('close', () => live.delete(socket));
+    log.debug({ kind: s.kind, version, transport: 'websocket' }, 'streaming session started');
+    serveWebSocketCommand(socket, head, version, s.options, s.run).then(
+      () => log.debug({ kind: s.kind }, 'streaming session ended'),
+      (err: Error) => {
+        log.warn({ kind: s.kind, err: err.message }, 'streaming session failed');
+        socket.destroy();
+      },
+    );
+  };
   server.on('clientError', (_err, socket: Socket) => socket.destroy());
 
   await new Promise<void>((resolve, reject) => {

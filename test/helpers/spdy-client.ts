@@ -141,3 +141,54 @@ export async function forwardOn(
   const [d, e] = await Promise.all([dataText, errorText]);
   return { data: d.toString(), error: e.toString() };
 }
+
+/** Exec/attach over WebSocket as client-go's WebSocket executor does (channel byte + data; v5 close signal). */
+export async function wsCommand(
+  url: string,
+  protocols: string[],
+  send: (write: (channel: number, data: Buffer | string) => void) => Promise<void> | void,
+): Promise<{ protocol: string; channels: Map<number, string> }> {
+  const { randomBytes } = await import('crypto');
+  const { FrameReader, frame } = await import('../../src/streaming/websocket');
+  const socket = await new Promise<{ socket: Socket; head: Buffer; protocol: string }>((resolve, reject) => {
+    const req = http.request(url, {
+      method: 'GET',
+      headers: {
+        Connection: 'Upgrade',
+        Upgrade: 'websocket',
+        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+        'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Protocol': protocols.join(', '),
+      },
+    });
+    req.on('upgrade', (res: http.IncomingMessage, s: Socket, head: Buffer) =>
+      resolve({ socket: s, head, protocol: String(res.headers['sec-websocket-protocol'] ?? '') }),
+    );
+    req.on('response', (res: http.IncomingMessage) => reject(new UpgradeRefused(res.statusCode ?? 0, '')));
+    req.on('error', reject);
+    req.end();
+  });
+  const channels = new Map<number, string>();
+  const reader = new FrameReader(false);
+  const done = new Promise<void>((resolve) => {
+    const onData = (d: Buffer): void => {
+      for (const m of reader.push(d)) {
+        if (m.opcode === 8) {
+          socket.socket.end(frame(8, m.payload, randomBytes(4)));
+          resolve();
+        } else if (m.opcode === 2 && m.payload.length > 0) {
+          const ch = m.payload[0];
+          channels.set(ch, (channels.get(ch) ?? '') + m.payload.subarray(1).toString());
+        }
+      }
+    };
+    socket.socket.on('data', onData);
+    socket.socket.on('close', () => resolve());
+    if (socket.head.length > 0) onData(socket.head);
+  });
+  await send((channel, data) =>
+    socket.socket.write(frame(2, Buffer.concat([Buffer.from([channel]), Buffer.from(data)]), randomBytes(4))),
+  );
+  await done;
+  return { protocol: socket.protocol, channels };
+}

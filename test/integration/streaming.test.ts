@@ -9,7 +9,7 @@ import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/p
 import { TestDaemon, call, startDaemon } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
-import { UpgradeRefused, portForwardOnce, remoteCommand, upgrade } from '../helpers/spdy-client';
+import { UpgradeRefused, portForwardOnce, remoteCommand, upgrade, wsCommand } from '../helpers/spdy-client';
 
 const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
 
@@ -153,6 +153,25 @@ describe('exec', () => {
     expect(r.stdout).toContain('got:hi\r\n');
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.error)).toMatchObject({ reason: 'NonZeroExitCode', details: { causes: [{ message: '5' }] } });
+  });
+
+  test('over WebSocket: v5 with the stdin close signal, v4', async () => {
+    const { id } = await runContainer();
+    const v5 = await wsCommand(
+      await execUrl(id, ['sh', '-c', 'cat; echo end; echo err >&2'], { stdin: true }),
+      ['v5.channel.k8s.io', 'v4.channel.k8s.io'],
+      (write) => {
+        write(0, 'piped\n');
+        write(255, Buffer.from([0]));
+      },
+    );
+    expect(v5.protocol).toBe('v5.channel.k8s.io');
+    expect(v5.channels.get(1)).toBe('piped\nend\n');
+    expect(v5.channels.get(2)).toBe('err\n');
+    expect(JSON.parse(v5.channels.get(3)!)).toEqual({ metadata: {}, status: 'Success' });
+    const v4 = await wsCommand(await execUrl(id, ['sh', '-c', 'exit 6'], {}), ['v4.channel.k8s.io'], () => undefined);
+    expect(v4.protocol).toBe('v4.channel.k8s.io');
+    expect(JSON.parse(v4.channels.get(3)!)).toMatchObject({ details: { causes: [{ message: '6' }] } });
   });
 
   test('a client that goes away: the command and what it started are killed', async () => {

@@ -115,3 +115,29 @@ test('the v4 error stream status', () => {
   expect(statusOf({ exitCode: 0 }, 'v3.channel.k8s.io')).toBeUndefined();
   expect(statusOf({ error: 'boom' }, 'v2.channel.k8s.io')).toBe('boom');
 });
+
+test('WebSocket: the RFC 6455 accept key, frames masked and not, fragments joined', async () => {
+  const { acceptKey, frame, FrameReader } = await import('../../src/streaming/websocket');
+  expect(acceptKey('dGhlIHNhbXBsZSBub25jZQ==')).toBe('s3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
+  const server = new FrameReader(true);
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const big = Buffer.alloc(70_000, 7);
+  const wire = Buffer.concat([
+    frame(2, Buffer.from('\u0000hi'), mask),
+    frame(2, big, mask),
+    frame(9, Buffer.from('p'), mask),
+  ]);
+  const got = [...server.push(wire.subarray(0, 10)), ...server.push(wire.subarray(10))];
+  expect(got.map((m) => [m.opcode, m.payload.length])).toEqual([
+    [2, 3],
+    [2, 70_000],
+    [9, 1],
+  ]);
+  expect(got[1].payload.equals(big)).toBe(true);
+  // A fragmented message: first frame without FIN, then a continuation.
+  const first = frame(2, Buffer.from('ab'), mask);
+  first[0] &= 0x7f;
+  const cont = frame(0, Buffer.from('cd'), mask);
+  expect(server.push(Buffer.concat([first, cont])).map((m) => m.payload.toString())).toEqual(['abcd']);
+  expect(() => new FrameReader(true).push(frame(2, Buffer.from('x')))).toThrow(/unmasked/);
+});
