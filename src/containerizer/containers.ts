@@ -448,14 +448,15 @@ export class Containers {
       run: async () => {
         // Disk before host objects: recovery finds whatever this container makes from here on.
         await this.store.create('container', c.id);
+        // The backend is chosen once per daemon (no host object of this container), so its
+        // name goes into the first checkpoint rather than a second write of the same record.
+        const backend = await this.opts.provisioner.backend();
+        r.backend = backend.name;
         await this.persist(c);
         await fs.mkdir(this.runRoot, { recursive: true, mode: 0o711 });
         await fs.mkdir(r.runDir, { recursive: true, mode: 0o711 });
         // GC must keep the layers while the container uses them (a persisted pin).
         await this.opts.provisioner.store.images.pin(pinOwner(c.id), r.chainIds);
-        const backend = await this.opts.provisioner.backend();
-        r.backend = backend.name;
-        await this.persist(c);
         await backend.provision(c.id, this.opts.provisioner.layerDirs(image), r.rootfs);
       },
     });
@@ -482,7 +483,9 @@ export class Containers {
         r.resources = { ...rest, devices } as CgroupResources;
         r.user = built.user;
         r.logPath = spec.capsa.logPath ?? '';
-        await this.persist(c);
+        // No checkpoint here: until createdAt is written, recovery undoes the container from
+        // the names in its first checkpoint (cgroupPath, runDir, rootfs, the pin) and reads
+        // nothing of resources, user or logPath; the write below carries them with createdAt.
         signal.throwIfAborted();
         const cg = await this.cgroups.create(r.cgroupPath, r.resources, { delegate: false });
         spec.capsa.cgroupProcs = cg.procs;

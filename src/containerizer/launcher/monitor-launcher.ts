@@ -1,7 +1,7 @@
 // The Launcher over capsa-monitor (native/monitor/README.md): one small C
 // process per container that double-forks away from the daemon. Node only
-// spawns the short-lived `capsa-monitor run|start|exec` front processes and
-// awaits them; it never forks itself.
+// spawns the short-lived `capsa-monitor run|exec` front processes and awaits
+// them (a start is one byte into the `start` fifo); it never forks itself.
 //
 // Run dir protocol (written by the monitor unless noted):
 //   spec.json (daemon)  monitor.json  init.json  started.json  start-error

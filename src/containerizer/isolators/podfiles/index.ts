@@ -10,7 +10,6 @@ import * as path from 'path';
 import { InternalError } from '../../../errors';
 import type { Logger } from '../../../log';
 import { native } from '../../../native';
-import { writeFileAtomic } from '../../../util/atomic-file';
 import type { IsolatorCheckpoint } from '../../checkpoint';
 import type { CheckpointFn, Isolator, RecoverResult } from '../../isolator';
 import type { PodFiles, SandboxContext, SandboxSpec } from '../../sandbox-spec';
@@ -113,9 +112,12 @@ export class PodFilesIsolator implements Isolator<SandboxContext, PodFilesState>
     const hostname = hostNet && spec.hostname === '' ? os.hostname() : spec.hostname;
     const hosts = hostNet ? await readHost('/etc/hosts', HOSTS_HEADER) : hostsFile(hostname, ctx.network.ips);
     const resolv = spec.dns ? resolvConf(spec.dns) : await readHost('/etc/resolv.conf', '');
-    await writeFileAtomic(state.files.hosts, hosts, 0o644);
-    await writeFileAtomic(state.files.resolvConf, resolv, 0o644);
-    await writeFileAtomic(state.files.hostname, hostname + '\n', 0o644);
+    // Plain writes, no fsync: the files are regenerated from the checkpointed spec, nothing
+    // bind-mounts them before the sandbox is ready (a crash before that discards the sandbox),
+    // and after a power loss the sandbox is NOTREADY anyway (its namespaces are gone).
+    await writePodFile(state.files.hosts, hosts);
+    await writePodFile(state.files.resolvConf, resolv);
+    await writePodFile(state.files.hostname, hostname + '\n');
     if (state.shmMount) {
       await fs.mkdir(this.shmDir, { recursive: true, mode: 0o711 });
       await unmountShm(state.shmMount);
@@ -169,6 +171,11 @@ export class PodFilesIsolator implements Isolator<SandboxContext, PodFilesState>
     }
     return removed;
   }
+}
+
+/** One pod file, created 0644 in the sandbox's own directory. */
+async function writePodFile(file: string, data: string): Promise<void> {
+  await fs.writeFile(file, data, { mode: 0o644 });
 }
 
 async function readHost(file: string, fallback: string): Promise<string> {
