@@ -32,6 +32,7 @@ export function servePortForward(session: SpdySession, allowed: number[], dial: 
     session.reply(s);
     s.on('error', () => undefined);
     const type = s.type;
+    if (type === 'error') s.resume(); // we only write there
     const portText = s.headers.get('port') ?? '';
     const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
     // Old clients send no requestID: kubelet then pairs by the stream ids (error first, data next).

@@ -156,6 +156,8 @@ export async function serveRemoteCommand(
   const stdin = got.get('stdin');
   // The client may half-close channels it only reads: a write error there is not ours to report.
   for (const s of all) s.on('error', () => undefined);
+  // Nothing is read from the channels we only write: what a client sends there is dropped.
+  for (const s of all) if (s !== stdin && s !== resizeStream) s.resume();
   let result: CommandResult;
   try {
     result = await run({ stdin, stdout, stderr, resize, size: () => lastSize, signal: abort.signal });

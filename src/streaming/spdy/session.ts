@@ -58,7 +58,9 @@ export class SpdyStream extends Duplex {
   }
 
   override _read(): void {
-    // No flow control in spdystream: data is pushed as it arrives.
+    // spdystream has no flow control: a reader that falls behind pauses the
+    // whole connection (TCP does the rest) until it reads again.
+    this.session.resumeFor(this);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -95,7 +97,7 @@ export class SpdyStream extends Duplex {
   /** @internal */
   gotData(payload: Buffer, fin: boolean): void {
     if (this.remoteFin) return;
-    if (payload.length > 0) this.push(payload);
+    if (payload.length > 0 && !this.push(payload)) this.session.pauseFor(this);
     if (fin) this.gotFin();
   }
 
@@ -134,8 +136,12 @@ export interface SpdySessionEvents {
   close: () => void;
 }
 
+/** Streams open at once on one session (port-forward opens two per connection). */
+export const MAX_STREAMS = 1000;
+
 export class SpdySession extends EventEmitter {
   private readonly streams = new Map<number, SpdyStream>();
+  private readonly slow = new Set<SpdyStream>();
   private readonly reader = new HeaderReader();
   private readonly writer = new HeaderWriter();
   private buf: Buffer = Buffer.alloc(0);
@@ -207,7 +213,20 @@ export class SpdySession extends EventEmitter {
 
   /** @internal */
   forget(id: number): void {
+    const s = this.streams.get(id);
     this.streams.delete(id);
+    if (s) this.resumeFor(s);
+  }
+
+  /** @internal a stream's reader is behind: stop reading the socket. */
+  pauseFor(s: SpdyStream): void {
+    this.slow.add(s);
+    this.socket.pause();
+  }
+
+  /** @internal */
+  resumeFor(s: SpdyStream): void {
+    if (this.slow.delete(s) && this.slow.size === 0 && !this.closed) this.socket.resume();
   }
 
   /** GOAWAY, then the socket is closed once written. */
@@ -277,6 +296,10 @@ export class SpdySession extends EventEmitter {
         const headers = decodeHeaderBlock(await this.reader.read(p.subarray(10)));
         if (this.streams.has(id) || this.goneAway) {
           this.send(controlFrame(TYPE.RST_STREAM, 0, u32(id, RST.PROTOCOL_ERROR)));
+          return;
+        }
+        if (this.streams.size >= MAX_STREAMS) {
+          this.send(controlFrame(TYPE.RST_STREAM, 0, u32(id, RST.REFUSED_STREAM)));
           return;
         }
         const s = new SpdyStream(this, id, headers);
