@@ -5,6 +5,7 @@
 // (hack/make-test-images.sh): sh, stty, tty, httpd.
 import * as grpc from '@grpc/grpc-js';
 import * as path from 'path';
+import { NamespaceMode } from '../../src/gen/runtime/v1/api';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { TestDaemon, call, startDaemon } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
@@ -18,18 +19,21 @@ let d: TestDaemon;
 let parents: string[];
 let seq = 0;
 
-function podConfig(): Record<string, unknown> {
+function podConfig(linux: Record<string, unknown> = {}): Record<string, unknown> {
   const uid = `uid-${process.pid}-${++seq}`;
   return {
     metadata: { name: `spod${seq}`, uid, namespace: 'capsa-tests', attempt: 0 },
     hostname: `spod${seq}`,
     logDirectory: path.join(d.dir, 'logs', uid),
-    linux: {},
+    linux,
   };
 }
 
-async function runContainer(over: Record<string, unknown> = {}): Promise<{ pod: string; id: string }> {
-  const podCfg = podConfig();
+async function runContainer(
+  over: Record<string, unknown> = {},
+  podLinux: Record<string, unknown> = {},
+): Promise<{ pod: string; id: string }> {
+  const podCfg = podConfig(podLinux);
   const pod = (await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config: podCfg })).podSandboxId;
   const config = { metadata: { name: 'c', attempt: 0 }, image: { image: IMAGE }, logPath: 'c.log', linux: {}, ...over };
   const { containerId } = await call<{ containerId: string }>(
@@ -302,5 +306,30 @@ describe('port-forward', () => {
       (err: { code?: number }) => err.code,
     );
     expect(code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  test('a host-network pod: dialled from the daemon', async () => {
+    const port = 20000 + (process.pid % 20000);
+    const { pod } = await runContainer(
+      {
+        command: [
+          'sh',
+          '-c',
+          `mkdir -p /tmp/www && echo hello-host > /tmp/www/index.html && exec busybox httpd -f -p 127.0.0.1:${port} -h /tmp/www`,
+        ],
+      },
+      { securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } },
+    );
+    let r = { data: '', error: '' };
+    for (let i = 0; i < 50; i++) {
+      const url = (await call<{ url: string }>(d.runtime, 'portForward', { podSandboxId: pod, port: [port] })).url;
+      r = await portForwardOnce(url, port, 'GET /index.html HTTP/1.0\r\n\r\n');
+      if (r.data !== '') break;
+      await sleep(100);
+    }
+    expect(r.data).toContain('hello-host');
+    // Only the ports of the request.
+    const url = (await call<{ url: string }>(d.runtime, 'portForward', { podSandboxId: pod, port: [port] })).url;
+    expect((await portForwardOnce(url, port + 1, 'x')).error).toMatch(/not among the ports/);
   });
 });
