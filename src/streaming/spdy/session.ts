@@ -150,6 +150,7 @@ export class SpdySession extends EventEmitter {
   private nextId: number;
   private closed = false;
   private goneAway = false;
+  private peerEnded = false;
 
   constructor(
     private readonly socket: Socket,
@@ -162,9 +163,15 @@ export class SpdySession extends EventEmitter {
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', () => this.close());
     // SPDY has no use for a TCP half-close (GOAWAY is the polite end), and an
-    // upgraded HTTP socket allows one: the peer's FIN ends the session.
-    socket.on('end', () => this.close());
-    socket.on('close', () => this.close());
+    // upgraded HTTP socket allows one: the peer's FIN, like the socket's
+    // close, ends the session — once the frames read before it are handled
+    // (header blocks inflate asynchronously).
+    const ended = (): void => {
+      this.peerEnded = true;
+      void this.pump();
+    };
+    socket.on('end', ended);
+    socket.on('close', ended);
     if (initial && initial.length > 0) this.onData(initial);
   }
 
@@ -280,6 +287,7 @@ export class SpdySession extends EventEmitter {
     } finally {
       this.pumping = false;
     }
+    if (this.peerEnded) this.close();
   }
 
   private async handle(f: Frame): Promise<void> {
