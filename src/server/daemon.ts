@@ -14,7 +14,7 @@ import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
 import { StreamRuntime } from '../streaming/runtime';
 import { startStreamingServer } from '../streaming/server';
-import { rewriteAuthority } from './h2-authority';
+import { acceptConnection } from './h2-authority';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
 import { containerHandlers, startContainers } from './container-service';
@@ -84,12 +84,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ImageServiceService,
       instrumentService(ImageServiceService as unknown as Record<string, MethodDef>, image, rpcLog),
     );
-    // We accept on the socket ourselves and hand each connection to grpc-js
-    // through the authority rewriter (see h2-authority.ts for why).
+    // We accept on the socket ourselves and hand each connection to grpc-js,
+    // through the authority rewriter only when its first request needs it
+    // (see h2-authority.ts for why).
     const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const listener = net.createServer((socket) => {
       socket.on('error', (err) => rpcLog.debug({ err: err.message }, 'client connection error'));
-      injector.injectConnection(rewriteAuthority(socket));
+      acceptConnection(socket, (conn) => injector.injectConnection(conn), {
+        onDecision: (how) => rpcLog.debug({ connection: how }, 'client connection'),
+      });
     });
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);

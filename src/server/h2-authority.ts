@@ -7,9 +7,25 @@
 // replacing an invalid :authority with "localhost" (what newer kubelets
 // send), and passes every other frame through untouched.
 //
+// Only connections that need it pay for the rewriter: acceptConnection()
+// reads up to the first request's header block and, when its :authority is
+// valid (kubelet sends "localhost"), hands the raw socket itself to grpc-js
+// with the bytes read so far put back, for the whole connection; otherwise
+// the rewriter takes the whole connection. HPACK is stateful, so the choice
+// is made once, at the first header block, and never changed: a rewritten
+// connection's later blocks may refer to table entries only the client and
+// our decoder know. (A pass-through connection that later sends a bad
+// authority gets nghttp2's refusal, as without capsa; clients do not change
+// their authority mid-connection.) grpc-go clients (kubelet, crictl) send
+// nothing but their preface until the server's preface arrives, so we send
+// it: an empty SETTINGS frame, whose ACK we remove from what the client
+// sends (the server behind us did not send it and would take the ACK as a
+// protocol error); the server's own SETTINGS follow as an ordinary update.
+//
 // hpack.js does the HPACK decoding (Huffman + dynamic table): it is the
 // implementation spdy-transport uses, and HPACK is protocol plumbing where
 // a widely deployed decoder beats a new one of ours.
+import type { Socket } from 'net';
 import { Duplex, Transform, TransformCallback } from 'stream';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const hpack = require('hpack.js') as HpackModule;
@@ -35,8 +51,10 @@ interface HpackModule {
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const FRAME_HEADER = 9;
 const TYPE_HEADERS = 0x1;
+const TYPE_SETTINGS = 0x4;
 const TYPE_CONTINUATION = 0x9;
 const FLAG_END_STREAM = 0x1;
+const FLAG_ACK = 0x1;
 const FLAG_END_HEADERS = 0x4;
 const FLAG_PADDED = 0x8;
 const FLAG_PRIORITY = 0x20;
@@ -62,9 +80,16 @@ interface PendingHeaders {
 export class AuthorityRewriter extends Transform {
   private buf: Buffer = Buffer.alloc(0);
   private prefaceSeen = false;
+  /** True while the client's ACK of our own SETTINGS (acceptConnection) is still to be removed. */
+  private dropSettingsAck: boolean;
   private pending?: PendingHeaders;
   private readonly decoder = hpack.decompressor.create({ table: { size: 4096 } });
   private readonly encoder = hpack.compressor.create({ table: { size: 4096 } });
+
+  constructor(opts: { dropFirstSettingsAck?: boolean } = {}) {
+    super();
+    this.dropSettingsAck = opts.dropFirstSettingsAck ?? false;
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
@@ -93,6 +118,7 @@ export class AuthorityRewriter extends Transform {
       if (type === TYPE_HEADERS) this.onHeaders(frame);
       else if (type === TYPE_CONTINUATION) this.onContinuation(frame);
       else if (this.pending) throw new Error('frame interleaved inside a header block');
+      else if (this.dropSettingsAck && isSettingsAck(frame)) this.dropSettingsAck = false;
       else this.push(frame);
     }
   }
@@ -171,6 +197,10 @@ export class AuthorityRewriter extends Transform {
   }
 }
 
+function isSettingsAck(frame: Buffer): boolean {
+  return frame[3] === TYPE_SETTINGS && (frame[4] & FLAG_ACK) !== 0;
+}
+
 function frameOf(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
   const head = Buffer.alloc(FRAME_HEADER);
   head.writeUIntBE(payload.length, 0, 3);
@@ -181,11 +211,16 @@ function frameOf(type: number, flags: number, streamId: number, payload: Buffer)
 }
 
 /**
- * Wraps an accepted socket: reads come through the rewriter, writes go
- * straight to the socket. Closing either side closes the socket.
+ * Wraps an accepted socket: reads come through the rewriter (after
+ * `initial`, bytes already read from it), writes go straight to the socket.
+ * Closing either side closes the socket.
  */
-export function rewriteAuthority(socket: Duplex): Duplex {
-  const rewriter = new AuthorityRewriter();
+export function rewriteAuthority(
+  socket: Duplex,
+  opts: { initial?: Buffer; dropFirstSettingsAck?: boolean } = {},
+): Duplex {
+  const rewriter = new AuthorityRewriter({ dropFirstSettingsAck: opts.dropFirstSettingsAck });
+  if (opts.initial && opts.initial.length > 0) rewriter.write(opts.initial);
   socket.pipe(rewriter);
   const wrapped = new Duplex({
     read() {
@@ -212,4 +247,132 @@ export function rewriteAuthority(socket: Duplex): Duplex {
   socket.on('error', (err) => wrapped.destroy(err));
   socket.on('close', () => wrapped.destroy());
   return wrapped;
+}
+
+/** What acceptConnection() found at the start of a connection. */
+export type FirstRequest =
+  /** Handed over as is: the first request's :authority is valid. */
+  | 'pass-through'
+  /** Through the rewriter: an invalid :authority, or no request in time. */
+  | 'rewrite'
+  /** Closed before its first request, or not HTTP/2. */
+  | 'closed';
+
+export interface AcceptOptions {
+  /** How long to wait for the first request before settling on the rewriter. */
+  peekTimeoutMs?: number;
+  /** Told once per connection how it was handed over (tests, debug logs). */
+  onDecision?: (d: FirstRequest) => void;
+}
+
+/**
+ * Sends our server preface, reads up to the client's first complete header
+ * block and the ACK of that preface, then calls `inject` once: with the
+ * socket itself (the bytes read put back, minus the ACK) when the block's
+ * :authority is valid, else with the rewriter around it. See the header.
+ */
+export function acceptConnection(socket: Socket, inject: (conn: Duplex) => void, opts: AcceptOptions = {}): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let decided = false;
+  const finish = (d: FirstRequest): void => {
+    if (decided) return;
+    decided = true;
+    clearTimeout(timer);
+    socket.removeListener('data', onData);
+    socket.removeListener('end', onGone);
+    socket.removeListener('close', onGone);
+    opts.onDecision?.(d);
+  };
+  const rewrite = (): void => {
+    finish('rewrite');
+    inject(rewriteAuthority(socket, { initial: Buffer.concat(chunks), dropFirstSettingsAck: true }));
+  };
+  const onGone = (): void => {
+    finish('closed');
+    socket.destroy();
+  };
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk);
+    size += chunk.length;
+    let peek: Peek;
+    try {
+      peek = peekFirstRequest(Buffer.concat(chunks));
+    } catch {
+      onGone();
+      return;
+    }
+    if (peek.state === 'more') {
+      if (size > PREFACE.length + MAX_HEADER_BLOCK + 4 * MAX_FRAME) rewrite();
+      return;
+    }
+    if (!peek.validAuthority) return rewrite();
+    finish('pass-through');
+    socket.pause();
+    socket.unshift(peek.withoutAck);
+    inject(socket);
+  };
+  const timer = setTimeout(() => {
+    if (!decided && !socket.destroyed) rewrite();
+  }, opts.peekTimeoutMs ?? 2000);
+  socket.on('data', onData);
+  socket.once('end', onGone);
+  socket.once('close', onGone);
+  socket.write(frameOf(TYPE_SETTINGS, 0, 0, Buffer.alloc(0)));
+}
+
+type Peek = { state: 'more' } | { state: 'ready'; validAuthority: boolean; withoutAck: Buffer };
+
+/**
+ * Looks at a connection's first bytes: 'more' until both the first header
+ * block and the first SETTINGS ACK are complete. Throws when the bytes are
+ * not HTTP/2 or the first header block does not decode.
+ */
+export function peekFirstRequest(buf: Buffer): Peek {
+  if (buf.length < PREFACE.length) {
+    if (!PREFACE.subarray(0, buf.length).equals(buf)) throw new Error('not an HTTP/2 connection preface');
+    return { state: 'more' };
+  }
+  if (!buf.subarray(0, PREFACE.length).equals(PREFACE)) throw new Error('not an HTTP/2 connection preface');
+  let off = PREFACE.length;
+  let ack: [number, number] | undefined;
+  let block: Buffer[] | undefined;
+  let blockDone = false;
+  let blockStream = 0;
+  while (off + FRAME_HEADER <= buf.length && !(ack && blockDone)) {
+    const length = buf.readUIntBE(off, 3);
+    const end = off + FRAME_HEADER + length;
+    if (end > buf.length) break;
+    const type = buf[off + 3];
+    const flags = buf[off + 4];
+    const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
+    let payload = buf.subarray(off + FRAME_HEADER, end);
+    if (!ack && type === TYPE_SETTINGS && flags & FLAG_ACK) ack = [off, end];
+    if (!blockDone) {
+      if (type === TYPE_HEADERS && !block) {
+        if (flags & FLAG_PADDED) payload = payload.subarray(1, payload.length - payload[0]);
+        if (flags & FLAG_PRIORITY) payload = payload.subarray(5);
+        block = [payload];
+        blockStream = streamId;
+        blockDone = (flags & FLAG_END_HEADERS) !== 0;
+      } else if (type === TYPE_CONTINUATION && block && streamId === blockStream) {
+        block.push(payload);
+        blockDone = (flags & FLAG_END_HEADERS) !== 0;
+      } else if (block) {
+        throw new Error('frame interleaved inside a header block');
+      }
+    }
+    off = end;
+  }
+  if (!ack || !block || !blockDone) return { state: 'more' };
+  const decoder = hpack.decompressor.create({ table: { size: 4096 } });
+  decoder.write(Buffer.concat(block));
+  let failure: Error | null = null;
+  decoder.execute!((err) => (failure = err));
+  let validAuthority = true;
+  for (let h = decoder.read() as HpackHeader | null; h !== null; h = decoder.read() as HpackHeader | null) {
+    if (h.name === ':authority' && !isValidAuthority(h.value)) validAuthority = false;
+  }
+  if (failure) throw failure;
+  return { state: 'ready', validAuthority, withoutAck: Buffer.concat([buf.subarray(0, ack[0]), buf.subarray(ack[1])]) };
 }

@@ -175,6 +175,36 @@ describe('capsa daemon', () => {
     } finally {
       session.close();
     }
+    expect(d.output()).toMatch(/"connection":"rewrite"/);
+  });
+
+  test('a connection whose first :authority is valid (grpc-js sends localhost) is handed over as is', async () => {
+    const before = d.output().length;
+    // A client of its own: a new connection, several calls on it (the HPACK dynamic table in use).
+    const client = new grpc.Client(`unix://${d.socket}`, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+    });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const v = await new Promise<VersionResponse>((resolve, reject) => {
+          client.makeUnaryRequest(
+            '/runtime.v1.RuntimeService/Version',
+            (r: VersionRequest) => Buffer.from(VersionRequest.encode(r).finish()),
+            (b: Buffer) => VersionResponse.decode(b),
+            { version: 'v1' },
+            new grpc.Metadata({}),
+            { deadline: Date.now() + 10000 },
+            (err, res) => (err ? reject(err) : resolve(res!)),
+          );
+        });
+        expect(v.runtimeName).toBe('capsa');
+      }
+    } finally {
+      client.close();
+    }
+    const log = d.output().slice(before);
+    expect(log).toMatch(/"connection":"pass-through"/);
+    expect(log).not.toMatch(/"connection":"rewrite"/);
   });
 
   test('an unimplemented RPC says which one', async () => {
