@@ -29,7 +29,7 @@ import type { Logger } from '../log';
 import type { Backend } from '../provisioner/backends/backend';
 import type { Provisioner } from '../provisioner/provisioner';
 import type { ImageRecord } from '../provisioner/store/image-store';
-import { withTimeout } from '../util/timeout';
+import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
 import type { ContainerRecord, ContainerRequest, LaunchSpec } from './container-spec';
 import { recoverContainers } from './containers-recovery';
@@ -168,25 +168,6 @@ export interface ContainersOptions {
   /** The rootfs backends' per-container state (<root>/rootfs), swept on recovery. */
   backendStateDir: string;
   timeouts?: Partial<ContainerTimeouts>;
-}
-
-/** Rejects with the signal's reason when it aborts first (the work goes on). */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e as Error);
-      },
-    );
-  });
 }
 
 function pinOwner(id: string): string {

@@ -21,7 +21,7 @@ import {
   asCapsaError,
 } from '../errors';
 import type { Logger } from '../log';
-import { withTimeout } from '../util/timeout';
+import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
 import { AnyIsolator, IsolatorChain, IsolatorStore, Usage } from './isolator';
 import { CgroupsIsolator } from './isolators/cgroups';
@@ -156,25 +156,6 @@ export interface SandboxesOptions {
   timeouts?: Partial<SandboxTimeouts>;
   /** Overrides host detection (tests). */
   cgroupLayout?: CgroupLayout;
-}
-
-/** Rejects with the signal's reason when it aborts first. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e as Error);
-      },
-    );
-  });
 }
 
 export class Sandboxes implements RecoveryHost {
