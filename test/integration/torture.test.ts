@@ -362,7 +362,7 @@ suite('torture: kill -9 under load', () => {
         status: { state: number; exitCode: number; finishedAt: bigint; reason: string };
         info: { info: string };
       }>(dd.runtime, 'containerStatus', { containerId: c.id, verbose: true });
-      // The load goes on during the checks: a short-lived container may exit between the List
+      // Containers keep running during the checks: a short-lived one may exit between the List
       // and the Status call. That is the only legal difference (state moves RUNNING → EXITED).
       const exitedMeanwhile =
         c.state === ContainerState.CONTAINER_RUNNING && st.status.state === ContainerState.CONTAINER_EXITED;
