@@ -359,6 +359,7 @@ static void mark_started(struct mon *m)
 		logf_("%s", g_err);
 	m->phase = PH_RUNNING;
 	notify(m, NULL);
+	shed_code_pages();
 }
 
 /* Exec result on the sync socket: EOF = execve succeeded. */
@@ -749,6 +750,7 @@ int monitor_run(struct spec *s, int wait_start, int ready_fd)
 	if (wait_start) {
 		m.phase = PH_WAIT_START;
 		notify(&m, NULL);
+		shed_code_pages();
 	} else {
 		m.phase = PH_EXECING;
 		if (chan_send(m.sock, 'X', NULL, -1) < 0)

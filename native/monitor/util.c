@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -376,4 +378,18 @@ int chan_recv(int sock, char *type, char *text, size_t cap, int *fd_out)
 		text[tl] = '\0';
 	}
 	return 1;
+}
+
+/* Linker-provided bounds of the executable's text. */
+extern char __executable_start[], etext[];
+
+void shed_code_pages(void)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = (uintptr_t)__executable_start & ~(pg - 1);
+	uintptr_t hi = ((uintptr_t)etext + pg - 1) & ~(pg - 1);
+
+	/* Best effort: on failure we only keep the pages we already have. */
+	if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) < 0)
+		logf_("madvise(MADV_DONTNEED) of our text: %s", strerror(errno));
 }

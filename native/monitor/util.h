@@ -45,6 +45,11 @@ int json_quote(char *out, size_t cap, const char *s);
 int chan_send(int sock, char type, const char *text, int pass_fd);
 int chan_recv(int sock, char *type, char *text, size_t cap, int *fd_out);
 
+/* Drops the page-table entries of our own code. The monitor lives as long as
+ * its container, but the code it ran to set the container up is never run
+ * again; file-backed text is simply faulted back in when needed, so this
+ * only shrinks RSS (the per-container memory budget is 1 MiB). */
+void shed_code_pages(void);
 int set_nonblock(int fd);
 int set_cloexec(int fd);
 int open_devnull(void);
