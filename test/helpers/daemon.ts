@@ -62,7 +62,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + (opts.timeoutMs ?? 15000);
+  // CAPSA_TEST_DAEMON_START_MS: slow hosts (hack/test-cgroup-v2.sh's emulated VM) need more.
+  const deadline = Date.now() + (opts.timeoutMs ?? (Number(process.env.CAPSA_TEST_DAEMON_START_MS) || 15000));
   while (!/capsa is serving/.test(out)) {
     if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode}:\n${out}`);
     if (Date.now() > deadline) {

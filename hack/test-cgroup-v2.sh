@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the cgroup-focused integration tests on a real cgroup v2 host: a qemu
+# VM (hack/vm/run.sh: Debian's kernel, pure cgroup v2, no systemd) whose
+# root is this machine's / read-only plus a tmpfs overlay, against this
+# repo's compiled dist/ (build first: bash hack/setup.sh, or npx tsc for TS
+# changes). Exit code: jest's in the VM.
+#
+#   hack/test-cgroup-v2.sh [JEST ARGS...]
+#
+# Default selection: test/integration/cgroups-v2.test.ts (v2 files, limits,
+# updates, stats, OOM, kill, cleanup) plus the tests of the pod and container
+# suites that pass on either cgroup version (pod lifecycle; exit codes with
+# OOMKilled; PID namespace modes); the others there read v1 paths. Extra
+# arguments replace the selection (paths under dist/test).
+# Software emulation: ~5 minutes. Env: CAPSA_VM_* as in hack/vm/run.sh;
+# CAPSA_VM_KEEP_OUT=DIR keeps the VM's console and job logs there.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+images="${CAPSA_TEST_IMAGES_DIR:-/var/tmp/capsa-test-images}"
+
+[ -f dist/src/cli.js ] || {
+  echo "no dist/: build first (npx tsc -p tsconfig.json)" >&2
+  exit 2
+}
+bash hack/vm/build-assets.sh >/dev/null
+# The test images are built here, where it is fast; the VM sees them read-only (+ overlay).
+bash hack/make-test-images.sh "$images" >/dev/null
+
+if [ $# -gt 0 ]; then
+  jest_args=("$@")
+else
+  jest_args=(
+    dist/test/integration/cgroups-v2.test.js
+    dist/test/integration/pods.test.js dist/test/integration/containers.test.js
+    -t 'cgroup v2|lifecycle: run, status|exit codes and reasons|PID namespace modes'
+  )
+fi
+
+job="$(mktemp /tmp/capsa-cgv2-job.XXXXXX)"
+trap 'rm -f "$job"' EXIT
+{
+  echo 'set -eu'
+  printf 'cd %q\n' "$root"
+  printf 'export CAPSA_TEST_IMAGES_DIR=%q CI=true CAPSA_TEST_DAEMON_START_MS=120000\n' "$images"
+  # shellcheck disable=SC2016 # expanded in the VM
+  echo 'echo "== $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"'
+  # jest's default cache is under /tmp (a tmpfs in the VM); no watchman there.
+  printf 'exec npx --no-install jest --ci --verbose --no-watchman --testTimeout=300000'
+  printf ' %q' "${jest_args[@]}"
+  echo
+} >"$job"
+bash hack/vm/run.sh "$job" ${CAPSA_VM_KEEP_OUT:+"$CAPSA_VM_KEEP_OUT"}
