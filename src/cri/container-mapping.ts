@@ -25,6 +25,7 @@ import {
 import { buildContainerSpec, containerLogPath, hostSpecIo } from './container-spec';
 import type { Rlimit } from './container-spec/linux';
 import { buildResources } from './container-spec/resources';
+import { canonicalJson } from '../util/canonical-json';
 
 /** Facts about the daemon the spec builder needs, read once at start. */
 export interface DaemonFacts {
@@ -64,18 +65,6 @@ function checkText(field: string, v: string, max: number): void {
   if (v.length > max) throw new InvalidArgumentError(field, `longer than ${max} characters`);
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(v)) throw new InvalidArgumentError(field, 'contains control characters');
-}
-
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
 }
 
 /** Identity of a CreateContainer request: identical retries have the same fingerprint. */

@@ -22,6 +22,7 @@ import {
   Protocol,
   RunPodSandboxRequest,
 } from '../gen/runtime/v1/api';
+import { canonicalJson } from '../util/canonical-json';
 
 export interface MappingOptions {
   cgroupDriver: 'cgroupfs' | 'systemd';
@@ -38,18 +39,6 @@ export function requestFingerprint(req: RunPodSandboxRequest): string {
   return createHash('sha256')
     .update(canonicalJson(RunPodSandboxRequest.toJSON(req)))
     .digest('hex');
-}
-
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
 }
 
 const MAX_NAME = 253;
