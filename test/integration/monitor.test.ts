@@ -19,16 +19,10 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { buildBusyboxRootfs } from '../helpers/rootfs';
+import { MONITOR as monitor, alive, runMonitor, sleep, waitFor } from '../helpers/monitor-run';
 
 const repo = path.resolve(__dirname, '../../..');
-const monitor = path.join(repo, 'native/build/capsa-monitor');
 const tsRe = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface ExitFile {
   pid: number;
@@ -37,40 +31,6 @@ interface ExitFile {
   oomKilled: boolean;
   startedAt: string | null;
   finishedAt: string;
-}
-
-function run(args: string[], opts: { detached?: boolean } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(monitor, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.detached ?? true });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    // A zombie still answers kill(0); it is gone for our purposes.
-    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 function readJson<T>(file: string): T {
@@ -249,7 +209,7 @@ afterAll(() => {
 describe('capsa-monitor run', () => {
   test('propagates the exit code and records times', async () => {
     const dir = writeSpec(newRunDir(), { args: ['sh', '-c', 'exit 3'] });
-    const r = await run(['run', dir]);
+    const r = await runMonitor(['run', dir]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const e = await exited(dir);
@@ -262,7 +222,7 @@ describe('capsa-monitor run', () => {
 
   test('a SIGKILLed init exits with 137', async () => {
     const dir = writeSpec(newRunDir(), { args: ['sleep', '100'] });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     const init = pidOf(dir, 'init.json')!;
     expect(alive(init)).toBe(true);
     process.kill(init, 'SIGKILL');
@@ -272,7 +232,7 @@ describe('capsa-monitor run', () => {
   test('writes the CRI log format, splitting long lines into P records', async () => {
     const script = "echo hello; echo oops >&2; head -c 40000 /dev/zero | tr '\\0' a; echo; echo; printf tail";
     const dir = writeSpec(newRunDir(), { args: ['sh', '-c', script] });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     expect((await exited(dir)).exitCode).toBe(0);
     const recs = logRecords(path.join(dir, 'container.log'));
     const out = recs.filter((r) => r.stream === 'stdout');
@@ -292,7 +252,7 @@ describe('capsa-monitor run', () => {
   test('reopens the log after rotation (SIGUSR1 and the ctl fifo)', async () => {
     const dir = writeSpec(newRunDir(), { args: ['sh', '-c', 'echo one; sleep 1; echo two; sleep 1; echo three'] });
     const log = path.join(dir, 'container.log');
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     await waitFor('first line', () => existsSync(log) && readFileSync(log, 'utf8').includes('one'));
     renameSync(log, `${log}.1`);
     process.kill(pidOf(dir, 'monitor.json')!, 'SIGUSR1');
@@ -308,7 +268,7 @@ describe('capsa-monitor run', () => {
 
   test('a missing binary fails the start with a start-error naming it', async () => {
     const dir = writeSpec(newRunDir(), { args: ['/bin/nope'] });
-    const r = await run(['run', dir]);
+    const r = await runMonitor(['run', dir]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('exec: no such file or directory: /bin/nope');
     expect(readFileSync(path.join(dir, 'start-error'), 'utf8')).toBe('exec: no such file or directory: /bin/nope\n');
@@ -317,7 +277,7 @@ describe('capsa-monitor run', () => {
     expect(existsSync(path.join(dir, 'exit.json'))).toBe(false);
 
     const dir2 = writeSpec(newRunDir(), { args: ['nope-in-path'] });
-    const r2 = await run(['run', dir2]);
+    const r2 = await runMonitor(['run', dir2]);
     expect(r2.code).toBe(1);
     expect(r2.stderr).toContain('exec: executable file not found in $PATH: nope-in-path');
   });
@@ -325,7 +285,7 @@ describe('capsa-monitor run', () => {
   test('a bad spec is reported without starting anything', async () => {
     const dir = newRunDir();
     writeFileSync(path.join(dir, 'spec.json'), '{"process": {"args": []}, "root": {"path": "/x"}}');
-    const r = await run(['run', dir]);
+    const r = await runMonitor(['run', dir]);
     expect(r.code).toBe(1);
     expect(readFileSync(path.join(dir, 'start-error'), 'utf8')).toContain('process.args');
     expect(existsSync(path.join(dir, 'monitor.json'))).toBe(false);
@@ -339,7 +299,7 @@ describe('capsa-monitor run', () => {
       cgroupProcs: [path.join(pids, 'cgroup.procs'), path.join(mem, 'cgroup.procs')],
       memoryCgroup: mem,
     });
-    const r = await run(['run', '--wait-start', dir]);
+    const r = await runMonitor(['run', '--wait-start', dir]);
     expect(r.code).toBe(0);
     const init = pidOf(dir, 'init.json')!;
     expect(procsOf(pids)).toEqual([init]);
@@ -349,7 +309,7 @@ describe('capsa-monitor run', () => {
     expect(existsSync(path.join(dir, 'start'))).toBe(true);
     expect(existsSync(path.join(dir, 'started.json'))).toBe(false);
 
-    const s = await run(['start', dir]);
+    const s = await runMonitor(['start', dir]);
     expect(s.stderr).toBe('');
     expect(s.code).toBe(0);
     expect(JSON.parse(s.stdout)).toMatchObject({ pid: init });
@@ -359,13 +319,13 @@ describe('capsa-monitor run', () => {
     expect(text).toContain('started');
     expect(text.some((t) => t.endsWith(`pids:/${path.basename(pids)}`))).toBe(true);
     // A second start has nothing to release.
-    expect((await run(['start', dir])).code).toBe(0);
+    expect((await runMonitor(['start', dir])).code).toBe(0);
   });
 
   test('wait-start: an exec failure fails the start, not the create', async () => {
     const dir = writeSpec(newRunDir(), { args: ['/bin/nope'] });
-    expect((await run(['run', '--wait-start', dir])).code).toBe(0);
-    const s = await run(['start', dir]);
+    expect((await runMonitor(['run', '--wait-start', dir])).code).toBe(0);
+    const s = await runMonitor(['start', dir]);
     expect(s.code).toBe(1);
     expect(s.stderr).toContain('exec: no such file or directory: /bin/nope');
   });
@@ -399,14 +359,14 @@ describe('capsa-monitor run', () => {
       pidNamespace: false,
       cgroupProcs: [path.join(pids, 'cgroup.procs')],
     });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     expect((await exited(dir)).exitCode).toBe(0);
     expect(procsOf(pids)).toEqual([]);
   });
 
   test('serves stdin on attach.sock; stdinOnce closes it after the first client', async () => {
     const dir = writeSpec(newRunDir(), { args: ['cat'], stdin: true, stdinOnce: true });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     await new Promise<void>((resolve, reject) => {
       const c = net.connect(path.join(dir, 'attach.sock'), () => c.end('hello\nworld\n'));
       c.on('error', reject);
@@ -418,7 +378,7 @@ describe('capsa-monitor run', () => {
 
   test('a tty: the init has a pty of its own devpts as controlling terminal', async () => {
     const dir = writeSpec(newRunDir(), { args: ['sh', '-c', 'tty; echo hi >&2'], terminal: true });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     expect((await exited(dir)).exitCode).toBe(0);
     const recs = logRecords(path.join(dir, 'container.log'));
     expect(recs.map((r) => [r.stream, r.text])).toEqual([
@@ -435,7 +395,7 @@ describe('capsa-monitor run', () => {
       cgroupProcs: [path.join(mem, 'cgroup.procs')],
       memoryCgroup: mem,
     });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     expect(await exited(dir)).toMatchObject({ exitCode: 137, oomKilled: true });
   });
 
@@ -444,7 +404,7 @@ describe('capsa-monitor run', () => {
       args: ['sh', '-c', 'id -u; cat /proc/self/uid_map; ls /dev/null; sleep 100'],
       userns: true,
     });
-    const r = await run(['run', dir]);
+    const r = await runMonitor(['run', dir]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const log = path.join(dir, 'container.log');
@@ -459,7 +419,7 @@ describe('capsa-monitor run', () => {
 
   test('joins the namespaces of another container by path (pod / target pid)', async () => {
     const a = writeSpec(newRunDir(), { args: ['sleep', '100'] });
-    expect((await run(['run', a])).code).toBe(0);
+    expect((await runMonitor(['run', a])).code).toBe(0);
     const initA = pidOf(a, 'init.json')!;
     const ns = (pid: number, t: string) => readlinkSync(`/proc/${pid}/ns/${t}`);
     const b = writeSpec(newRunDir(), {
@@ -471,7 +431,7 @@ describe('capsa-monitor run', () => {
         ipc: `/proc/${initA}/ns/ipc`,
       },
     });
-    expect((await run(['run', b])).code).toBe(0);
+    expect((await runMonitor(['run', b])).code).toBe(0);
     const initB = pidOf(b, 'init.json')!;
     for (const t of ['pid', 'net', 'uts', 'ipc']) expect(ns(initB, t)).toBe(ns(initA, t));
     expect(ns(initB, 'mnt')).not.toBe(ns(initA, 'mnt'));
@@ -491,7 +451,7 @@ describe('capsa-monitor run', () => {
       args: ['sh', '-c', 'cat /vol/f; touch /vol/g || echo ro'],
       extraMounts: [{ destination: '/vol', type: 'bind', source: src, options: ['rbind', 'ro', 'rprivate'] }],
     });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     await exited(dir);
     const recs = logRecords(path.join(dir, 'container.log'));
     expect(recs.filter((r) => r.stream === 'stdout').map((r) => r.text)).toEqual(['data', 'ro']);
@@ -504,14 +464,14 @@ describe('capsa-monitor run', () => {
       args: ['true'],
       extraMounts: [{ destination: '/vol', source: '/nonexistent/capsa', options: ['rbind'] }],
     });
-    const r = await run(['run', bad]);
+    const r = await runMonitor(['run', bad]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('mount /vol: source: no such file or directory: /nonexistent/capsa');
   });
 
   test('RSS of a monitor of a sleeping container', async () => {
     const dir = writeSpec(newRunDir(), { args: ['sleep', '100'] });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     const m = pidOf(dir, 'monitor.json')!;
     const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${m}/status`, 'utf8'))![1];
     console.log(`capsa-monitor VmRSS: ${rss} kB`);
@@ -524,7 +484,7 @@ describe('capsa-monitor run', () => {
 describe('capsa-monitor exec', () => {
   async function container(cgroupProcs: string[]): Promise<{ dir: string; init: number }> {
     const dir = writeSpec(newRunDir(), { args: ['sleep', '100'], cgroupProcs });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     return { dir, init: pidOf(dir, 'init.json')! };
   }
 
@@ -549,7 +509,7 @@ describe('capsa-monitor exec', () => {
       cgroupProcs: [path.join(pids, 'cgroup.procs')],
     });
     const t0 = Date.now();
-    const r = await run(['exec', spec], { detached: false });
+    const r = await runMonitor(['exec', spec], { detached: false });
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(r.code).toBe(0);
     const res = JSON.parse(r.stdout) as Record<string, unknown>;
@@ -566,7 +526,7 @@ describe('capsa-monitor exec', () => {
       timeoutMs: 500,
       cgroupProcs: [path.join(pids, 'cgroup.procs')],
     });
-    const r = await run(['exec', spec], { detached: false });
+    const r = await runMonitor(['exec', spec], { detached: false });
     expect(JSON.parse(r.stdout)).toMatchObject({ timedOut: true, exitCode: 137, signal: 9 });
     expect(readFileSync(path.join(path.dirname(spec), 'stdout'), 'utf8')).toBe('before\n');
     expect(procsOf(pids)).toEqual([init]);
@@ -577,12 +537,12 @@ describe('capsa-monitor exec', () => {
     const spec = execSpec(dir, init, ['sh', '-c', 'echo bad >&2; head -c 5000 /dev/zero; exit 7'], {
       outputLimit: 1000,
     });
-    const r = await run(['exec', spec], { detached: false });
+    const r = await runMonitor(['exec', spec], { detached: false });
     expect(JSON.parse(r.stdout)).toMatchObject({ exitCode: 7, stdoutBytes: 1000, stdoutTruncated: true });
     expect(readFileSync(path.join(path.dirname(spec), 'stderr'), 'utf8')).toBe('bad\n');
 
     const missing = execSpec(dir, init, ['/bin/nope'], {});
-    const m = await run(['exec', missing], { detached: false });
+    const m = await runMonitor(['exec', missing], { detached: false });
     expect(m.code).toBe(1);
     expect(JSON.parse(m.stdout)).toMatchObject({ error: 'exec: no such file or directory: /bin/nope' });
   });

@@ -1,56 +1,17 @@
 // Seccomp end to end through capsa-monitor (as root): the daemon's resolved
 // profiles (RuntimeDefault from src/cri/seccomp, a Localhost file) loaded
 // into a busybox container's init and into ExecSync commands.
-import { execFileSync, spawn } from 'child_process';
+import { execFileSync } from 'child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { defaultSeccompProfile, parseProfile, type SeccompSpec } from '../../src/cri/seccomp';
 import { DEFAULT_CAPABILITIES } from '../../src/cri/container-spec';
 import { buildBusyboxRootfs } from '../helpers/rootfs';
+import { alive, runMonitor, sleep, waitFor } from '../helpers/monitor-run';
 
 const repo = path.resolve(__dirname, '../../..');
 // $CAPSA_MONITOR: test that build instead (then nothing is built here).
-const monitor = process.env.CAPSA_MONITOR ?? path.join(repo, 'native/build/capsa-monitor');
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], detached = true): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(monitor, args, { stdio: ['ignore', 'pipe', 'pipe'], detached });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 10000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 function pidOf(dir: string, file: string): number | undefined {
   try {
@@ -105,7 +66,7 @@ function writeSpec(o: Opts): string {
 /** Runs the container to its end: exit code and its output (stdout and stderr, in order). */
 async function runToExit(o: Opts): Promise<{ exitCode: number; output: string; dir: string }> {
   const dir = writeSpec(o);
-  const r = await run(['run', dir]);
+  const r = await runMonitor(['run', dir]);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   const exitFile = path.join(dir, 'exit.json');
@@ -262,7 +223,7 @@ describe('Localhost and unconfined', () => {
       args: ['true'],
       seccomp: { defaultAction: 'SCMP_ACT_NOPE' as 'SCMP_ACT_ALLOW', architectures: [], syscalls: [] },
     });
-    const r = await run(['run', dir]);
+    const r = await runMonitor(['run', dir]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('linux.seccomp.defaultAction: unknown action SCMP_ACT_NOPE');
   });
@@ -271,7 +232,7 @@ describe('Localhost and unconfined', () => {
 describe('ExecSync commands get the container filter', () => {
   test('exec: Seccomp 2 and chmod blocked', async () => {
     const dir = writeSpec({ args: ['sleep', '100'], seccomp: CHMOD_BLOCKED });
-    expect((await run(['run', dir])).code).toBe(0);
+    expect((await runMonitor(['run', dir])).code).toBe(0);
     const init = pidOf(dir, 'init.json')!;
     const execDir = mkdtempSync(path.join(dir, 'exec-'));
     const file = path.join(execDir, 'spec.json');
@@ -288,7 +249,7 @@ describe('ExecSync commands get the container filter', () => {
         capsa: { pid: init, exitFile: path.join(execDir, 'exit.json') },
       }),
     );
-    const r = await run(['exec', file], false);
+    const r = await runMonitor(['exec', file], { detached: false });
     expect(JSON.parse(r.stdout)).toMatchObject({ exitCode: 0, error: null });
     expect(r.code).toBe(0);
     const out = readFileSync(path.join(execDir, 'stdout'), 'utf8');
@@ -304,7 +265,7 @@ describe('cost', () => {
       Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
     const measure = async (seccomp?: SeccompSpec): Promise<number> => {
       const dir = writeSpec({ args: ['sleep', '100'], seccomp });
-      expect((await run(['run', dir])).code).toBe(0);
+      expect((await runMonitor(['run', dir])).code).toBe(0);
       await sleep(100);
       return rssOf(pidOf(dir, 'monitor.json')!);
     };
