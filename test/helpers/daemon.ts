@@ -124,3 +124,25 @@ export function call<Res = any>(client: grpc.Client, method: string, req: unknow
     );
   });
 }
+
+/** RunPodSandbox with a (partial) config; resolves to the sandbox id. */
+export async function runp(d: TestDaemon, config: Record<string, unknown>, timeoutMs?: number): Promise<string> {
+  return (await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config }, timeoutMs)).podSandboxId;
+}
+
+export function grpcCode(err: unknown): number | undefined {
+  return (err as { code?: number }).code;
+}
+
+/** Expects `p` to fail with gRPC `code` and details matching `details`. */
+export async function expectRpcError(p: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeDefined();
+  expect({ code: grpcCode(err), details: (err as { details?: string }).details }).toEqual({
+    code,
+    details: expect.stringMatching(details),
+  });
+}

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { sharesToWeight } from '../../src/containerizer/isolators/cgroups/values';
 import { ContainerState } from '../../src/gen/runtime/v1/api';
-import { TestDaemon, call, startDaemon, waitForExit } from '../helpers/daemon';
+import { TestDaemon, call, runp, startDaemon, waitForExit } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 
@@ -36,10 +36,6 @@ function podConfig(d: TestDaemon, linux: Record<string, unknown> = {}): Record<s
 
 function ctrConfig(name: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   return { metadata: { name, attempt: 0 }, image: { image: IMAGE }, logPath: `${name}.log`, linux: {}, ...over };
-}
-
-async function runp(d: TestDaemon, config: Record<string, unknown>): Promise<string> {
-  return (await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config }, 60_000)).podSandboxId;
 }
 
 async function run(
@@ -149,6 +145,7 @@ describeV2('cgroup v2', () => {
           unified: { 'pids.max': '100' },
         },
       }),
+      60_000,
     );
     const r = await call<{ info: Record<string, string> }>(d.runtime, 'podSandboxStatus', {
       podSandboxId: id,
@@ -187,7 +184,7 @@ describeV2('cgroup v2', () => {
 
   test('cgroup v2: container limits, UpdateContainerResources and stats', async () => {
     const podCfg = podConfig(d);
-    const pod = await runp(d, podCfg);
+    const pod = await runp(d, podCfg, 60_000);
     const id = await run(
       d,
       pod,
@@ -223,7 +220,7 @@ describeV2('cgroup v2', () => {
 
   test('cgroup v2: a container over memory.max is OOMKilled', async () => {
     const podCfg = podConfig(d);
-    const pod = await runp(d, podCfg);
+    const pod = await runp(d, podCfg, 60_000);
     const id = await run(
       d,
       pod,

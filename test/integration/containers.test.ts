@@ -10,7 +10,7 @@ import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { native } from '../../src/native';
 import { ContainerState, NamespaceMode, PodSandboxState } from '../../src/gen/runtime/v1/api';
-import { TestDaemon, call, startDaemon, waitForExit } from '../helpers/daemon';
+import { TestDaemon, call, expectRpcError, grpcCode, runp, startDaemon, waitForExit } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 
@@ -72,10 +72,6 @@ function ctrConfig(name: string, over: Record<string, unknown> = {}): Record<str
     linux: {},
     ...over,
   };
-}
-
-async function runp(d: TestDaemon, config: Record<string, unknown>): Promise<string> {
-  return (await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config })).podSandboxId;
 }
 
 async function create(
@@ -158,22 +154,6 @@ async function removeAll(d: TestDaemon): Promise<void> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function grpcCode(err: unknown): number | undefined {
-  return (err as { code?: number }).code;
-}
-
-async function expectRpcError(p: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeDefined();
-  expect({ code: grpcCode(err), details: (err as { details?: string }).details }).toEqual({
-    code,
-    details: expect.stringMatching(details),
-  });
 }
 
 /** CRI log records: <RFC3339Nano> <stream> <P|F> <content>. */

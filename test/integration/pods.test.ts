@@ -9,7 +9,7 @@ import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { NamespaceMode, PodSandboxState } from '../../src/gen/runtime/v1/api';
 import { native } from '../../src/native';
-import { TestDaemon, call, startDaemon, waitForExit } from '../helpers/daemon';
+import { TestDaemon, call, expectRpcError, grpcCode, runp, startDaemon, waitForExit } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 
 const NSFS_MAGIC = 0x6e736673;
@@ -39,11 +39,6 @@ function podConfig(over: Record<string, unknown> = {}, linux: Record<string, unk
     linux,
     ...over,
   };
-}
-
-async function runp(d: TestDaemon, config: Record<string, unknown>): Promise<string> {
-  const r = await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config });
-  return r.podSandboxId;
 }
 
 async function status(
@@ -100,22 +95,6 @@ async function rmCgroupTree(rel: string): Promise<void> {
     // The shared "/capsa" default root, when no other daemon uses it any more.
     if (rel.startsWith('/capsa/')) await fs.rmdir(cgroupDir(c, '/capsa')).catch(() => undefined);
   }
-}
-
-function grpcCode(err: unknown): number | undefined {
-  return (err as { code?: number }).code;
-}
-
-async function expectRpcError(p: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeDefined();
-  expect({ code: grpcCode(err), details: (err as { details?: string }).details }).toEqual({
-    code,
-    details: expect.stringMatching(details),
-  });
 }
 
 /** Simulates a reboot's effect on the volatile state dir: its mounts and pid holders gone, the dir wiped. */
