@@ -193,8 +193,14 @@ async function runImport(config: Config, args: ImportArgs, o: ImportOutput): Pro
     return 0;
   } catch (err) {
     view.finish();
-    // Free at once what the failed image had stored (the daemon's start would do it otherwise).
-    await provisioner?.store.images.gc().catch(() => undefined);
+    // Free at once what the failed image had stored (the daemon's start would do it otherwise),
+    // once the layer unpacks it started have landed or failed.
+    await provisioner?.layers.idle();
+    await provisioner?.store.images
+      .gc()
+      .catch((gcErr: unknown) =>
+        log.warn({ err: (gcErr as Error).message }, 'gc after the failed import failed; the daemon collects at start'),
+      );
     if (abort.signal.aborted) {
       fail('interrupted; images completed before the interruption were kept, the unfinished one was discarded');
       return 130;

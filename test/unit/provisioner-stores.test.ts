@@ -141,6 +141,37 @@ describe('content store', () => {
     expect(await fs.readdir(c.ingestDir)).toEqual([]);
   });
 
+  test('the last waiter to give up answers only after the write has stopped', async () => {
+    const c = await newContent();
+    const data = bytesOf('stubborn');
+    const digest = sha256Of(data);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // A source that does not watch its signal: the write is past its abort checks when the caller gives up.
+    const ac = new AbortController();
+    let settled = false;
+    const p = c
+      .ingest(
+        { digest },
+        async (w) => {
+          await gate;
+          await w.write(data);
+        },
+        { signal: ac.signal },
+      )
+      .finally(() => (settled = true));
+    p.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 10));
+    ac.abort(new Error('gave up'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    release();
+    await expect(p).rejects.toThrow('gave up');
+    // Nothing is written after the caller has its answer: no temp file, no blob.
+    expect(await fs.readdir(c.ingestDir)).toEqual([]);
+    expect(await c.has(digest)).toBe(false);
+  });
+
   test('writeBlob, ingestStream and ingestUnverified', async () => {
     const c = await newContent();
     const d1 = await c.writeBlob(bytesOf('{"a":1}'));

@@ -126,6 +126,15 @@ export class LayerStore {
   }
 
   /** Stops the unpack workers (idle workers never keep the process alive; this is for orderly shutdown). */
+  /**
+   * Resolves once no unpack is running. A caller that gives up stops only its
+   * own wait (the unpack is shared and runs on), so a cleanup that must see
+   * the final state — an interrupted import's gc — waits here first.
+   */
+  async idle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+  }
+
   async close(): Promise<void> {
     await this.pool.close();
   }

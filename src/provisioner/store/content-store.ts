@@ -303,8 +303,16 @@ export class ContentStore {
       };
       const onAbort = (): void => {
         if (!finish()) return;
-        if (flight.waiters === 0) flight.controller.abort(signal?.reason);
-        reject(signal?.reason);
+        if (flight.waiters > 0) {
+          reject(signal?.reason);
+          return;
+        }
+        // The last waiter stops the write and answers only once it has settled: a write past
+        // its last abort check (fsync, rename) must not commit the blob after the caller has
+        // moved on to clean up (an interrupted import's gc would miss it).
+        flight.controller.abort(signal?.reason);
+        const settled = (): void => reject(signal?.reason);
+        flight.promise.then(settled, settled);
       };
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
