@@ -17,6 +17,8 @@ import { startStreamingServer } from '../streaming/server';
 import { acceptConnection } from './h2-authority';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
+import { Metrics } from '../metrics/metrics';
+import { startMetricsServer } from '../metrics/server';
 import { containerHandlers, startContainers } from './container-service';
 import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
@@ -76,14 +78,39 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     });
     const rpcLog = log.child({ component: 'cri' });
+    const metrics = new Metrics();
+    metrics.attach({
+      sandboxes: () =>
+        sandboxes.list().map((sb) => ({
+          id: sb.id,
+          state: sb.criState(),
+          name: sb.spec.metadata.name,
+          namespace: sb.spec.metadata.namespace,
+        })),
+      containers: () =>
+        containers.list().map((c) => ({
+          id: c.id,
+          sandboxId: c.record.sandboxId,
+          name: c.record.metadata.name,
+          state: c.criState(),
+          image: c.record.image.requested,
+          startedAt: c.record.startedAt,
+        })),
+      usage: async (id) => containers.usage(containers.get(id)),
+    });
+    const observe = metrics.observeCall.bind(metrics);
     server.addService(
       RuntimeServiceService,
-      instrumentService(RuntimeServiceService as unknown as Record<string, MethodDef>, runtime, rpcLog),
+      instrumentService(RuntimeServiceService as unknown as Record<string, MethodDef>, runtime, rpcLog, observe),
     );
     server.addService(
       ImageServiceService,
-      instrumentService(ImageServiceService as unknown as Record<string, MethodDef>, image, rpcLog),
+      instrumentService(ImageServiceService as unknown as Record<string, MethodDef>, image, rpcLog, observe),
     );
+    if (config.metrics_address !== '') {
+      const endpoint = await startMetricsServer(config.metrics_address, metrics, log.child({ component: 'metrics' }));
+      closers.push(() => endpoint.close());
+    }
     // We accept on the socket ourselves and hand each connection to grpc-js,
     // through the authority rewriter only when its first request needs it
     // (see h2-authority.ts for why).

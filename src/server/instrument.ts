@@ -90,10 +90,14 @@ function unimplemented(method: string): CapsaError {
  * matching handler from `handlers` (keyed like the definition) or an
  * UNIMPLEMENTED answer naming it.
  */
+/** Told of every answered call (the metrics endpoint counts them). */
+export type CallObserver = (method: string, code: string, seconds: number) => void;
+
 export function instrumentService(
   definition: Record<string, MethodDef>,
   handlers: Record<string, UnaryHandler | StreamHandler | undefined>,
   log: Logger,
+  observe?: CallObserver,
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const [key, def] of Object.entries(definition)) {
@@ -103,8 +107,8 @@ export function instrumentService(
       throw new Error(`client-streaming method ${def.path} is not supported by the instrumentation`);
     }
     impl[key] = def.responseStream
-      ? streamingImpl(method, handler as StreamHandler | undefined, log)
-      : unaryImpl(method, handler as UnaryHandler | undefined, log);
+      ? streamingImpl(method, handler as StreamHandler | undefined, log, observe)
+      : unaryImpl(method, handler as UnaryHandler | undefined, log, observe);
   }
   return impl;
 }
@@ -124,9 +128,17 @@ function callContext(
   };
 }
 
-function logResult(log: Logger, method: string, req: unknown, started: bigint, err?: CapsaError): void {
+function logResult(
+  log: Logger,
+  observe: CallObserver | undefined,
+  method: string,
+  req: unknown,
+  started: bigint,
+  err?: CapsaError,
+): void {
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   const fields = { method, ...requestIds(req), ms: Math.round(ms * 100) / 100 };
+  observe?.(method, err ? grpc.status[CODES[err.kind]] : 'OK', ms / 1000);
   if (!err) {
     if (isChatty(method)) log.debug({ ...fields, code: 'OK' }, 'rpc');
     else log.info({ ...fields, code: 'OK' }, 'rpc');
@@ -141,6 +153,7 @@ function unaryImpl(
   method: string,
   handler: UnaryHandler | undefined,
   log: Logger,
+  observe?: CallObserver,
 ): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
@@ -149,13 +162,13 @@ function unaryImpl(
     run.then(
       (res) => {
         done();
-        logResult(log, method, call.request, started);
+        logResult(log, observe, method, call.request, started);
         callback(null, res);
       },
       (e: unknown) => {
         done();
         const err = asCapsaError(e);
-        logResult(log, method, call.request, started, err);
+        logResult(log, observe, method, call.request, started, err);
         callback(toStatus(err));
       },
     );
@@ -166,6 +179,7 @@ function streamingImpl(
   method: string,
   handler: StreamHandler | undefined,
   log: Logger,
+  observe?: CallObserver,
 ): grpc.handleServerStreamingCall<unknown, unknown> {
   return (call) => {
     const started = process.hrtime.bigint();
@@ -177,13 +191,13 @@ function streamingImpl(
     run.then(
       () => {
         done();
-        logResult(log, method, call.request, started);
+        logResult(log, observe, method, call.request, started);
         call.end();
       },
       (e: unknown) => {
         done();
         const err = asCapsaError(e);
-        logResult(log, method, call.request, started, err);
+        logResult(log, observe, method, call.request, started, err);
         // grpc-js turns an 'error' event on a server stream into the call's status.
         call.emit('error', toStatus(err));
       },

@@ -7,6 +7,7 @@ import { randomBytes } from 'crypto';
 import * as http from 'http';
 import type { AddressInfo, Socket } from 'net';
 import type { Logger } from '../log';
+import { splitAddress, urlHost } from '../util/address';
 import { CommandOptions, CommandRunner, REMOTECOMMAND_PROTOCOLS, serveRemoteCommand } from './remotecommand';
 import { PORTFORWARD_PROTOCOL, PortDialer, servePortForward } from './portforward';
 import { SpdySession } from './spdy/session';
@@ -34,19 +35,6 @@ interface Entry {
   expires: number;
 }
 
-/** "127.0.0.1:0", "[::1]:10010", ":10010" → host and port. */
-export function splitAddress(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(address);
-  if (!m) throw new Error(`streaming_address ${JSON.stringify(address)} is not host:port`);
-  return { host: m[1] ?? m[2] ?? '', port: Number(m[3]) };
-}
-
-function urlHost(host: string, port: number): string {
-  // An unspecified bind address is no address for a client: the loopback stands in.
-  const h = host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`;
-}
-
 /** The client's versions in its order, the first one we speak wins. */
 export function negotiate(req: http.IncomingMessage, ours: string[]): string | undefined {
   const raw = req.headers['x-stream-protocol-version'];
@@ -56,7 +44,7 @@ export function negotiate(req: http.IncomingMessage, ours: string[]): string | u
 }
 
 export async function startStreamingServer(address: string, log: Logger): Promise<StreamingServer> {
-  const { host, port } = splitAddress(address);
+  const { host, port } = splitAddress(address, 'streaming_address');
   const tokens = new Map<string, Entry>();
   const live = new Set<Socket>();
   const sweep = setInterval(() => {

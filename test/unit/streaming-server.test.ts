@@ -8,7 +8,8 @@ import * as net from 'net';
 import { Writable } from 'stream';
 import { createLogger } from '../../src/log';
 import type { CommandRunner } from '../../src/streaming/remotecommand';
-import { StreamingServer, negotiate, splitAddress, startStreamingServer } from '../../src/streaming/server';
+import { StreamingServer, negotiate, startStreamingServer } from '../../src/streaming/server';
+import { splitAddress } from '../../src/util/address';
 import { controlFrame, u32 } from '../../src/streaming/spdy/frames';
 import { portForwardOnce, remoteCommand, upgrade } from '../helpers/spdy-client';
 
@@ -70,10 +71,10 @@ function closed(s: net.Socket): Promise<void> {
 }
 
 test('addresses and negotiation', () => {
-  expect(splitAddress('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
-  expect(splitAddress('[::1]:10010')).toEqual({ host: '::1', port: 10010 });
-  expect(splitAddress(':10010')).toEqual({ host: '', port: 10010 });
-  expect(() => splitAddress('nope')).toThrow(/host:port/);
+  expect(splitAddress('127.0.0.1:0', 'streaming_address')).toEqual({ host: '127.0.0.1', port: 0 });
+  expect(splitAddress('[::1]:10010', 'streaming_address')).toEqual({ host: '::1', port: 10010 });
+  expect(splitAddress(':10010', 'streaming_address')).toEqual({ host: '', port: 10010 });
+  expect(() => splitAddress('nope', 'metrics_address')).toThrow(/^metrics_address "nope" is not host:port$/);
   const req = (v?: string | string[]): http.IncomingMessage =>
     ({ headers: v === undefined ? {} : { 'x-stream-protocol-version': v } }) as unknown as http.IncomingMessage;
   const ours = ['v4.channel.k8s.io', 'v3.channel.k8s.io'];
