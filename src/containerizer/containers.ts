@@ -175,6 +175,18 @@ function pinOwner(id: string): string {
 }
 
 /** Resolves when `p` settles or `ms` pass; true when it settled. */
+/** Stage timer for the debug log: lap(name) records ms since the previous lap; returns them all. */
+function laps(): (name: string) => Record<string, number> {
+  let t = process.hrtime.bigint();
+  const out: Record<string, number> = {};
+  return (name) => {
+    const now = process.hrtime.bigint();
+    out[name] = Math.round(Number(now - t) / 1e4) / 100;
+    t = now;
+    return out;
+  };
+}
+
 async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
@@ -446,6 +458,7 @@ export class Containers {
       cleanupTimeoutMs: t.destroying,
       cleanup,
       run: async (signal) => {
+        const lap = laps();
         const handle = this.opts.sandboxes.handle(r.sandboxId);
         const built = await req.build({
           containerId: c.id,
@@ -468,16 +481,22 @@ export class Containers {
         // the names in its first checkpoint (cgroupPath, runDir, rootfs, the pin) and reads
         // nothing of resources, user or logPath; the write below carries them with createdAt.
         signal.throwIfAborted();
+        lap('spec');
         const cg = await this.cgroups.create(r.cgroupPath, r.resources, { delegate: false });
+        lap('cgroup');
         spec.capsa.cgroupProcs = cg.procs;
         if (cg.memory) spec.capsa.memoryCgroup = cg.memory;
         if (r.logPath !== '') await fs.mkdir(path.dirname(r.logPath), { recursive: true, mode: 0o755 });
-        const created = await this.launcher.create(r.runDir, spec, signal);
+        const created = await this.launcher.create(r.runDir, spec, signal).catch((err: unknown) => {
+          throw req.explainLaunchError?.(asCapsaError(err)) ?? err;
+        });
+        lap('launch');
         c.spec = spec;
         r.monitor = created.monitor;
         r.init = created.init;
         r.createdAt = nowNs();
         await this.persist(c);
+        log.debug({ laps: lap('checkpoint') }, 'isolating timing');
       },
     });
     transition(c, 'RUNNING', this.log, 'created');
