@@ -386,6 +386,10 @@ int mounts_setup(const struct spec *s)
 	for (i = 0; i < s->ndevices; i++)
 		if (make_device(&s->devices[i]) < 0)
 			return -1;
+	/* A working directory the image lacks is made, as runc does (inside the
+	 * rootfs, after the mounts: it may be on a volume). */
+	if (s->proc.cwd && ensure_path(s->proc.cwd, 1) < 0)
+		return -1;
 	return 0;
 }
 
