@@ -2,6 +2,7 @@
 // runtime-neutral request the CRI layer hands in (src/cri/container-mapping.ts
 // builds it), the facts the spec builder gets, and the checkpoint record.
 import type { LaunchSpec } from '../cri/container-spec/types';
+import type { CapsaError } from '../errors';
 import type { ImageRecord } from '../provisioner/store/image-store';
 import type { ProcessIdentity } from './launcher/launcher';
 import type { CgroupResources } from './isolators/cgroups/values';
@@ -72,6 +73,13 @@ export interface ContainerRequest {
   /** The request's config as proto JSON, for verbose status; opaque here. */
   original?: unknown;
   build(input: SpecBuildInput): Promise<BuiltSpec>;
+  /**
+   * The request's reading of a launch failure (the monitor could not set the
+   * container up as asked: a bind of a file over a directory, say): an
+   * error naming the request's field, or undefined when it is not the
+   * request's fault.
+   */
+  explainLaunchError?(err: CapsaError): CapsaError | undefined;
 }
 
 /** The container checkpoint (checkpoint.json data, version 1). Timestamps are Unix ns. */
