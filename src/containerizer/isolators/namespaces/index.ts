@@ -6,7 +6,7 @@
 // `netns` (what the CNI isolator will need).
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { InternalError, asCapsaError } from '../../../errors';
+import { InternalError, InvalidArgumentError, asCapsaError } from '../../../errors';
 import type { Logger } from '../../../log';
 import { native } from '../../../native';
 import type { IsolatorCheckpoint } from '../../checkpoint';
@@ -22,6 +22,38 @@ export interface NamespacesState {
 }
 
 export const NAMESPACES_ISOLATOR_VERSION = 1;
+
+/** What the kernel's answer to a sysctl write means for the request. */
+const SYSCTL_ERRNO: Record<string, string> = {
+  ENOENT: 'no such sysctl in the pod',
+  ENOTDIR: 'no such sysctl in the pod',
+  EISDIR: 'names a sysctl directory, not a sysctl',
+  ELOOP: 'no such sysctl in the pod',
+  EINVAL: 'the kernel refused the value',
+  ERANGE: 'the value is out of range',
+  EACCES: 'cannot be written',
+  EPERM: 'cannot be written',
+  EROFS: 'cannot be written',
+};
+
+/**
+ * A failed write of one of the pod's sysctls (a name the kernel does not
+ * have, a value it refuses) is the request's fault: InvalidArgument naming
+ * config.linux.sysctls[key], not an internal error.
+ */
+function sysctlOf(sysctls: Record<string, string>, err: unknown): InvalidArgumentError | undefined {
+  const e = err as { path?: string; code?: string };
+  if (typeof e.path !== 'string' || !e.path.startsWith('/proc/sys/')) return undefined;
+  const rel = e.path.slice('/proc/sys/'.length);
+  const key = Object.keys(sysctls).find((k) => sysctlPath(k) === rel);
+  if (key === undefined) return undefined;
+  const why = (e.code && SYSCTL_ERRNO[e.code]) ?? (err as Error).message;
+  const value = sysctls[key].slice(0, 80);
+  return new InvalidArgumentError(
+    `config.linux.sysctls[${key.slice(0, 80)}]`,
+    `${why} ("${value}": ${e.code ?? 'error'})`,
+  );
+}
 
 export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesState> {
   readonly name = 'namespaces';
@@ -63,6 +95,8 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
         sysctls: Object.entries(ctx.spec.sysctls).map(([k, v]) => [sysctlPath(k), v] as [string, string]),
       });
     } catch (err) {
+      const bad = sysctlOf(ctx.spec.sysctls, err);
+      if (bad) throw bad;
       throw new InternalError(`pin namespaces: ${(err as Error).message}`, {
         sandboxId: ctx.id,
         path: (err as { path?: string }).path,
