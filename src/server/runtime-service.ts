@@ -27,6 +27,8 @@ export interface RuntimeState {
 }
 
 const STATE_FILE = 'runtime-config.json';
+/** Pod CIDRs in one UpdateRuntimeConfig (kubelet sends one per IP family). */
+const MAX_POD_CIDRS = 8;
 
 /** kubelet sends the pod CIDR once; it is kept on disk so a daemon restart does not forget it. */
 export async function loadRuntimeState(rootDir: string): Promise<RuntimeState> {
@@ -74,9 +76,16 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): Record<string, UnaryH
 
   const updateRuntimeConfig = async (req: UpdateRuntimeConfigRequest): Promise<UpdateRuntimeConfigResponse> => {
     const cidr = req.runtimeConfig?.networkConfig?.podCidr ?? '';
+    const F = 'runtime_config.network_config.pod_cidr';
+    // kubelet sends one CIDR per IP family; the value is persisted and handed to CNI plugins.
+    // eslint-disable-next-line no-control-regex
+    if (/[\x00-\x1f\x7f]/.test(cidr)) throw new InvalidArgumentError(F, 'contains control characters');
+    if (cidr.split(',').length > MAX_POD_CIDRS) {
+      throw new InvalidArgumentError(F, `more than ${MAX_POD_CIDRS} CIDRs`);
+    }
     for (const part of cidr.split(',').filter((p) => p !== '')) {
       if (!isCidr(part.trim())) {
-        throw new InvalidArgumentError('runtime_config.network_config.pod_cidr', `"${part}" is not a CIDR`);
+        throw new InvalidArgumentError(F, `"${part.slice(0, 80)}" is not a CIDR`);
       }
     }
     if (cidr !== deps.state.podCidr) {
