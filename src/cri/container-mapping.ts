@@ -4,10 +4,11 @@
 // ContainerStatus / verbose info; the ListContainers filter; CRI signals.
 import { createHash } from 'crypto';
 import * as os from 'os';
+import * as path from 'path';
 import type { Container } from '../containerizer/containers';
 import type { BuiltSpec, ContainerRequest, SpecBuildInput } from '../containerizer/container-spec';
 import { signalNumber } from '../containerizer/launcher/signals';
-import { InvalidArgumentError } from '../errors';
+import { CapsaError, InvalidArgumentError } from '../errors';
 import {
   Container as CriContainer,
   ContainerConfig,
@@ -22,10 +23,14 @@ import {
   PodSandboxConfig,
   Signal,
 } from '../gen/runtime/v1/api';
-import { buildContainerSpec, containerLogPath, hostSpecIo } from './container-spec';
+import { EXEC_ARGS_LIMIT, buildContainerSpec, containerLogPath, hostSpecIo, prepareLogFile } from './container-spec';
+import { checkArg } from './container-spec/values';
 import type { Rlimit } from './container-spec/linux';
 import { buildResources } from './container-spec/resources';
 import { canonicalJson } from '../util/canonical-json';
+import { checkEnums } from './enums';
+import { checkHostResources } from './host-limits';
+import { checkStringMap } from './sandbox-mapping';
 
 /** Facts about the daemon the spec builder needs, read once at start. */
 export interface DaemonFacts {
@@ -74,6 +79,27 @@ export function containerFingerprint(req: CreateContainerRequest): string {
     .digest('hex');
 }
 
+/**
+ * The command of ExecSync or Exec: one that execve could take (no NUL, a
+ * program name, the kernel's size limits), else InvalidArgument naming
+ * `field` or the offending element.
+ */
+export function checkExecCmd(cmd: readonly string[], field = 'cmd'): void {
+  if (cmd.length === 0) throw new InvalidArgumentError(field, 'must not be empty');
+  let bytes = 0;
+  cmd.forEach((a, i) => {
+    checkArg(a, `${field}[${i}]`);
+    bytes += Buffer.byteLength(a) + 1 + 8;
+  });
+  if (cmd[0] === '') throw new InvalidArgumentError(`${field}[0]`, 'the program name is empty');
+  if (bytes > EXEC_ARGS_LIMIT) {
+    throw new InvalidArgumentError(
+      field,
+      `${cmd.length} arguments take ${bytes} bytes, over the ${EXEC_ARGS_LIMIT} bytes execve accepts`,
+    );
+  }
+}
+
 /** A CRI Signal → its number; undefined for RUNTIME_DEFAULT (the image's, else SIGTERM). */
 export function criSignalNumber(s: Signal): number | undefined {
   if (s === Signal.SIGNAL_RUNTIME_DEFAULT) return undefined;
@@ -97,6 +123,27 @@ function adjustPidMode(config: ContainerConfig, podPid: 'pod' | 'container' | 'h
   });
 }
 
+/**
+ * A capsa-monitor set-up failure that the request caused, as an
+ * InvalidArgument naming its field: a CRI mount the kernel refused (a file
+ * bound over a directory, a destination it cannot make), the log file, the
+ * working directory. Anything else is not the request's fault (undefined).
+ */
+export function explainLaunchError(config: ContainerConfig, err: CapsaError): CapsaError | undefined {
+  const m = /^capsa-monitor: (.*)$/s.exec(err.message);
+  if (!m) return undefined;
+  const reason = m[1];
+  const dests = config.mounts.map((x) => path.posix.normalize(x.containerPath).replace(/(.)\/$/, '$1'));
+  // "mount <dest>: bind: <error>: <source>" / "mount <dest>: source: …" / "mount: resolve: <error>: <dest>"
+  const own = /^mount (\/.*?): /.exec(reason)?.[1];
+  const made = /^mount: (?:resolve|mkdir|create): .*: (\/.*)$/.exec(reason)?.[1];
+  const i = dests.findIndex((d) => d === own || d === made);
+  if (i >= 0) return new InvalidArgumentError(`config.mounts[${i}]`, `cannot be mounted: ${reason}`, err.context);
+  if (reason.startsWith('open log: ')) return new InvalidArgumentError('config.log_path', reason, err.context);
+  if (reason.startsWith('chdir: ')) return new InvalidArgumentError('config.working_dir', reason, err.context);
+  return undefined;
+}
+
 /** Validates a CreateContainer request and turns it into the containerizer's request. */
 export function containerRequestFromCri(req: CreateContainerRequest, facts: DaemonFacts): ContainerRequest {
   if (req.podSandboxId === '') throw new InvalidArgumentError('pod_sandbox_id', 'is required');
@@ -109,14 +156,24 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
   const image = config.image;
   if (!image || image.image.trim() === '') throw new InvalidArgumentError('config.image.image', 'is required');
   checkText('config.image.image', image.image, 4096);
-  for (const [f, m] of [
-    ['config.labels', config.labels],
-    ['config.annotations', config.annotations],
-  ] as const) {
-    for (const k of Object.keys(m)) if (k === '') throw new InvalidArgumentError(f, 'empty key');
-  }
+  checkStringMap('config.labels', config.labels);
+  checkStringMap('config.annotations', config.annotations);
+  checkStringMap('config.image.annotations', image.annotations);
+  // Before anything serializes the request (the fingerprint's toJSON throws on them).
+  checkEnums(config, 'config');
+  if (req.sandboxConfig) checkEnums(req.sandboxConfig, 'sandbox_config');
   // Cheap checks before anything is made (the builder repeats them with the rootfs at hand).
   buildResources({ resources: config.linux?.resources });
+  checkHostResources(config.linux?.resources, 'config.linux.resources');
+  if (facts.cgroupVersion === 1) {
+    for (const k of Object.keys(config.linux?.resources?.unified ?? {})) {
+      if (k === 'pids.max') continue;
+      throw new InvalidArgumentError(
+        `config.linux.resources.unified[${k.slice(0, 80)}]`,
+        'raw cgroup v2 files need cgroup v2; this host runs cgroup v1',
+      );
+    }
+  }
   if (req.sandboxConfig) containerLogPath(config, req.sandboxConfig);
   const stopSignal = criSignalNumber(config.stopSignal);
 
@@ -155,6 +212,11 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
       nodeHostname: facts.nodeHostname,
       io: hostSpecIo((id) => input.targetPidNsPath(id)),
     });
+    const logPath = built.spec.capsa.logPath;
+    if (logPath !== undefined) {
+      const dir = path.posix.normalize(sandboxConfig.logDirectory).replace(/(.)\/$/, '$1');
+      await prepareLogFile(dir, logPath, 'config.log_path', config.logPath);
+    }
     const dropped = limitToBounding(built.spec, facts.boundingCaps);
     return {
       spec: built.spec,
@@ -182,6 +244,7 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
     criResources: config.linux?.resources ? LinuxContainerResources.toJSON(config.linux.resources) : undefined,
     original: ContainerConfig.toJSON(config),
     build,
+    explainLaunchError: (err) => explainLaunchError(config, err),
   };
 }
 

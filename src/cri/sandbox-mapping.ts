@@ -23,6 +23,9 @@ import {
   RunPodSandboxRequest,
 } from '../gen/runtime/v1/api';
 import { canonicalJson } from '../util/canonical-json';
+import { MIN_MEMORY_LIMIT } from './container-spec/resources';
+import { checkEnums } from './enums';
+import { checkHostResources } from './host-limits';
 
 export interface MappingOptions {
   cgroupDriver: 'cgroupfs' | 'systemd';
@@ -43,6 +46,26 @@ export function requestFingerprint(req: RunPodSandboxRequest): string {
 
 const MAX_NAME = 253;
 const MAX_UID = 128;
+/**
+ * Most bytes of labels (or of annotations) on one pod or container. They come
+ * back in every List reply, which kubelet reads with a 16 MiB limit: a few
+ * objects with megabytes of metadata would make ListPodSandbox/ListContainers
+ * fail for every pod of the node. Kubernetes itself allows 256 KiB of
+ * annotations per object.
+ */
+export const MAX_METADATA_BYTES = 256 * 1024;
+
+/** Labels or annotations: no empty key, at most MAX_METADATA_BYTES together. */
+export function checkStringMap(field: string, m: Record<string, string>): void {
+  let bytes = 0;
+  for (const [k, v] of Object.entries(m)) {
+    if (k === '') throw new InvalidArgumentError(field, 'empty key');
+    bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+    if (bytes > MAX_METADATA_BYTES) {
+      throw new InvalidArgumentError(field, `more than ${MAX_METADATA_BYTES} bytes of keys and values`);
+    }
+  }
+}
 // sethostname(2) takes at most 64 bytes; a DNS label-ish name.
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$/;
 const SEARCH = /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$/;
@@ -79,6 +102,20 @@ export function criResources(
   cgroupVersion: 1 | 2,
 ): CgroupResources | undefined {
   if (!r) return undefined;
+  // The same bounds CreateContainer enforces (container-spec/resources.ts), so an
+  // update cannot set what a create would refuse, and the error names the CRI field.
+  if (r.cpuShares !== 0n && (r.cpuShares < 2n || r.cpuShares > 262144n)) {
+    throw new InvalidArgumentError(`${field}.cpu_shares`, `${r.cpuShares} is outside 2..262144`);
+  }
+  if (r.memoryLimitInBytes > 0n && r.memoryLimitInBytes < BigInt(MIN_MEMORY_LIMIT)) {
+    throw new InvalidArgumentError(
+      `${field}.memory_limit_in_bytes`,
+      `${r.memoryLimitInBytes} is below the ${MIN_MEMORY_LIMIT}-byte minimum`,
+    );
+  }
+  if (r.oomScoreAdj < -1000n || r.oomScoreAdj > 1000n) {
+    throw new InvalidArgumentError(`${field}.oom_score_adj`, `${r.oomScoreAdj} is outside -1000..1000`);
+  }
   const out: CgroupResources = {};
   const cpu = {
     shares: int64(`${field}.cpu_shares`, r.cpuShares),
@@ -103,6 +140,7 @@ export function criResources(
   }
   if (Object.keys(r.unified).length > 0) out.unified = { ...r.unified };
   validateResources(out, field);
+  checkHostResources(r, field);
   if (cgroupVersion === 1) {
     for (const k of Object.keys(out.unified ?? {})) {
       if (k !== 'pids.max') {
@@ -130,6 +168,8 @@ export function sandboxSpecFromRequest(req: RunPodSandboxRequest, opts: MappingO
     if (v === '') throw new InvalidArgumentError(`config.metadata.${f}`, 'is required');
     checkText(`config.metadata.${f}`, v, max);
   }
+  // Before anything serializes the request (the fingerprint's toJSON throws on them).
+  checkEnums(config, 'config');
   if (req.runtimeHandler !== '') {
     throw new InvalidArgumentError(
       'runtime_handler',
@@ -241,12 +281,8 @@ export function sandboxSpecFromRequest(req: RunPodSandboxRequest, opts: MappingO
     throw err;
   }
 
-  for (const [f, m] of [
-    ['config.labels', config.labels],
-    ['config.annotations', config.annotations],
-  ] as const) {
-    for (const k of Object.keys(m)) if (k === '') throw new InvalidArgumentError(f, 'empty key');
-  }
+  checkStringMap('config.labels', config.labels);
+  checkStringMap('config.annotations', config.annotations);
 
   return {
     key: sandboxKey(md),

@@ -14,6 +14,7 @@ import { nowNs } from '../containerizer/state';
 import { ALL_CAPABILITIES, readCapLastCap, readDaemonNofile, readDaemonOomScoreAdj } from '../cri/container-spec';
 import {
   DaemonFacts,
+  checkExecCmd,
   containerRequestFromCri,
   containerVerboseInfo,
   matchesContainerFilter,
@@ -201,10 +202,7 @@ export function containerHandlers(deps: ContainerServiceDeps): Record<string, Un
 
   const execSync = async (req: ExecSyncRequest, ctx: CallContext): Promise<ExecSyncResponse> => {
     const id = requireId(req.containerId);
-    if (req.cmd.length === 0) throw new InvalidArgumentError('cmd', 'must not be empty');
-    req.cmd.forEach((a, i) => {
-      if (a.includes('\0')) throw new InvalidArgumentError(`cmd[${i}]`, 'contains a NUL byte');
-    });
+    checkExecCmd(req.cmd);
     const r = await containers.execSync(id, req.cmd, seconds(req.timeout, 'timeout'), ctx.signal);
     return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
   };

@@ -1,6 +1,7 @@
 // RuntimeService's streaming RPCs: Exec, Attach and PortForward check the
 // request (and that its container or pod is there and running), then hand
 // back a one-time URL of the streaming server (src/streaming).
+import { checkExecCmd } from '../cri/container-mapping';
 import { InvalidArgumentError } from '../errors';
 import type {
   AttachRequest,
@@ -24,6 +25,7 @@ export function streamingHandlers(deps: StreamingServiceDeps): Record<string, Un
 
   const exec = async (req: ExecRequest): Promise<ExecResponse> => {
     validateStreamRequest(req);
+    checkExecCmd(req.cmd);
     const opts = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, tty: req.tty };
     const run = runtime.prepareExec(req.containerId, req.cmd, opts);
     return { url: server.register({ kind: 'exec', options: opts, run }) };

@@ -7,6 +7,7 @@ import * as path from 'path';
 import type { SpecIo } from './index';
 import type { HostDevice } from './types';
 import type { Rlimit } from './linux';
+import { InvalidArgumentError } from '../../errors';
 
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -79,9 +80,70 @@ export async function pathExists(hostPath: string): Promise<boolean> {
   }
 }
 
+/**
+ * Makes the directories of the container's log file below the pod's log
+ * directory, refusing a path that would leave it on the host: no component
+ * below the log directory may be a symlink (a symlink `logs/x -> /etc` would
+ * have the container's output appended to a host file), every one must be a
+ * directory, and the file itself, when it exists, must be a regular file.
+ * The log directory itself may be reached through symlinks (it is the
+ * operator's / kubelet's). `field` names the request's log_path.
+ */
+export async function prepareLogFile(logDir: string, file: string, field: string, given: string): Promise<void> {
+  const rel = path.relative(logDir, file);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+    throw new InvalidArgumentError(field, `"${given}" is not a file inside the log directory`);
+  }
+  await fs.mkdir(logDir, { recursive: true, mode: 0o755 });
+  const parts = rel.split('/');
+  let cur = logDir;
+  for (const [i, part] of parts.entries()) {
+    cur = path.join(cur, part);
+    const last = i === parts.length - 1;
+    let st = await fs.lstat(cur).catch((err: unknown) => {
+      if (isMissing(err)) return undefined;
+      throw err;
+    });
+    if (!st && !last) {
+      await fs.mkdir(cur, { mode: 0o755 }).catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      });
+      st = await fs.lstat(cur);
+    }
+    if (!st) return;
+    if (st.isSymbolicLink()) {
+      throw new InvalidArgumentError(
+        field,
+        `"${given}" goes through the symlink ${cur}: log files stay in the log directory`,
+      );
+    }
+    if (!last && !st.isDirectory()) throw new InvalidArgumentError(field, `${cur} is not a directory`);
+    if (last && !st.isFile()) throw new InvalidArgumentError(field, `${cur} exists and is not a regular file`);
+  }
+}
+
+/** PROC_SUPER_MAGIC */
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/** Whether `hostPath` (symlinks followed, as the bind follows them) is on a procfs. */
+export async function isProcfs(hostPath: string): Promise<boolean> {
+  try {
+    return (await fs.statfs(hostPath)).type === PROC_SUPER_MAGIC;
+  } catch (err) {
+    if (isMissing(err)) return false;
+    throw err;
+  }
+}
+
 /** The host side of SpecIo; the caller adds targetPidNsPath (it knows the pod's containers). */
 export function hostSpecIo(targetPidNsPath?: (containerId: string) => string | undefined): SpecIo {
-  return { pathExists, statDevice: statHostDevice, listHostDevices: () => listHostDevices(), targetPidNsPath };
+  return {
+    pathExists,
+    isProcfs,
+    statDevice: statHostDevice,
+    listHostDevices: () => listHostDevices(),
+    targetPidNsPath,
+  };
 }
 
 /** /proc/self/oom_score_adj. */

@@ -48,6 +48,8 @@ export interface SandboxInput extends SandboxNamespaces, PodFiles {
 export interface SpecIo {
   /** Whether a CRI mount's host path exists. */
   pathExists(hostPath: string): Promise<boolean>;
+  /** Whether a host path is on a procfs (only one may cover /proc); absent: never. */
+  isProcfs?(hostPath: string): Promise<boolean>;
   /** The device node at a host path, or undefined when it is not a char/block device. */
   statDevice(hostPath: string): Promise<HostDevice | undefined>;
   /** Every device node under the host's /dev (privileged containers); omit to give them none. */
@@ -113,6 +115,13 @@ export function containerLogPath(config: ContainerConfig, sandboxConfig: PodSand
   if (file === dir || !isWithin(file, dir)) {
     throw new InvalidArgumentError('config.log_path', `"${config.logPath}" is not a file inside the log directory`);
   }
+  // What open(2) accepts: PATH_MAX for the whole, NAME_MAX per component.
+  if (Buffer.byteLength(file) > 4095) {
+    throw new InvalidArgumentError('config.log_path', 'the log file path is longer than 4095 bytes');
+  }
+  if (file.split('/').some((c) => Buffer.byteLength(c) > 255)) {
+    throw new InvalidArgumentError('config.log_path', 'a path component is longer than 255 bytes');
+  }
   return file;
 }
 
@@ -173,6 +182,7 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     maskedPaths: sc?.maskedPaths ?? [],
     readonlyPaths: sc?.readonlyPaths ?? [],
     pathExists: (p) => input.io.pathExists(p),
+    isProcfs: input.io.isProcfs ? (p) => input.io.isProcfs!(p) : undefined,
   });
   warnings.push(...mounts.warnings);
   const devices = await buildDevices({

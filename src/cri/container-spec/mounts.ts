@@ -102,6 +102,8 @@ export interface MountsInput {
   readonlyPaths: readonly string[];
   /** Whether a CRI mount's host path exists (the only I/O here). */
   pathExists: (hostPath: string) => Promise<boolean>;
+  /** Whether a host path is on a procfs (a CRI mount of /proc needs one); absent: never. */
+  isProcfs?: (hostPath: string) => Promise<boolean>;
 }
 
 export interface ImageVolume {
@@ -199,6 +201,25 @@ export function podMounts(pod: PodFiles, hostIpc: boolean, readonlyRootfs: boole
   return out;
 }
 
+/**
+ * The only CRI mount destinations below /proc (runc's list: files lxcfs
+ * emulates). Anything else there would shadow the container's procfs
+ * (e.g. /proc/sys or /proc/self/attr) and with it the masks and read-only
+ * paths that protect the host; runc refuses them the same way.
+ */
+export const ALLOWED_PROC_MOUNTS: readonly string[] = [
+  '/proc/cpuinfo',
+  '/proc/diskstats',
+  '/proc/meminfo',
+  '/proc/stat',
+  '/proc/swaps',
+  '/proc/uptime',
+  '/proc/loadavg',
+  '/proc/slabinfo',
+  '/proc/sys/kernel/ns_last_pid',
+  '/proc/sys/crypto/fips_enabled',
+];
+
 const PROPAGATION: Record<number, string> = {
   [MountPropagation.PROPAGATION_PRIVATE]: 'rprivate',
   [MountPropagation.PROPAGATION_HOST_TO_CONTAINER]: 'rslave',
@@ -217,6 +238,7 @@ export function containerPath(p: string, field: string): string {
 export async function criMounts(
   mounts: readonly Mount[],
   pathExists: (hostPath: string) => Promise<boolean>,
+  isProcfs?: (hostPath: string) => Promise<boolean>,
 ): Promise<MountSpec[]> {
   const out: MountSpec[] = [];
   const seen = new Set<string>();
@@ -225,6 +247,13 @@ export async function criMounts(
     const dest = containerPath(m.containerPath, `${f}.container_path`);
     if (dest === '/') throw new InvalidArgumentError(`${f}.container_path`, 'must not be "/"');
     if (seen.has(dest)) throw new InvalidArgumentError(`${f}.container_path`, `"${dest}" is mounted twice`);
+    const procDest = isWithin(dest, '/proc') && dest !== '/proc' && !ALLOWED_PROC_MOUNTS.includes(dest);
+    if (procDest) {
+      throw new InvalidArgumentError(
+        `${f}.container_path`,
+        `"${dest}" is inside /proc (allowed there: ${ALLOWED_PROC_MOUNTS.join(', ')})`,
+      );
+    }
     seen.add(dest);
     if (m.image !== undefined && m.image.image !== '') {
       throw new InvalidArgumentError(`${f}.image`, 'image volume mounts are not supported');
@@ -255,6 +284,12 @@ export async function criMounts(
     });
     if (!(await pathExists(m.hostPath))) {
       throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" does not exist`);
+    }
+    if (dest === '/proc' && !(await isProcfs?.(m.hostPath))) {
+      throw new InvalidArgumentError(
+        `${f}.host_path`,
+        `"${m.hostPath}" is not a procfs: only a procfs may cover /proc`,
+      );
     }
     const options = ['rbind', propagation, m.readonly ? 'ro' : 'rw'];
     out.push({ destination: dest, type: 'bind', source: m.hostPath, options: [...options, ...extra] });
@@ -310,7 +345,7 @@ export function sortMounts(mounts: readonly MountSpec[]): MountSpec[] {
 
 export async function buildMounts(input: MountsInput): Promise<MountsResult> {
   const warnings: string[] = [];
-  const cri = await criMounts(input.mounts, input.pathExists);
+  const cri = await criMounts(input.mounts, input.pathExists, input.isProcfs);
   const criDests = new Set(cri.map((m) => m.destination));
   const devReplaced = criDests.has('/dev');
   const cgroup = cgroupMounts(input.cgroupBinds, input.privileged);
