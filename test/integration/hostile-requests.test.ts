@@ -7,13 +7,16 @@
 // INTERNAL or UNKNOWN for bad input, never a hang; the daemon stays up and
 // nothing is left behind.
 import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'crypto';
+import { existsSync, promises as fs, readdirSync } from 'fs';
 import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
-import { TestDaemon, call, startDaemon } from '../helpers/daemon';
+import { TestDaemon, call, grpcCode, startDaemon } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 
 const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
+const NOCMD = 'registry.example.test/capsa-test/nocmd:latest';
 const isRoot = process.getuid?.() === 0;
 const suite = isRoot ? describe : describe.skip;
 
@@ -21,6 +24,46 @@ const S = grpc.status;
 const MIB = 'x'.repeat(1024 * 1024);
 const INT64_MAX = 2n ** 63n - 1n;
 const INT64_MIN = -(2n ** 63n);
+
+/** A copy of the OCI layout `src` whose image config has neither Entrypoint nor Cmd. */
+async function noCommandImage(src: string, dest: string): Promise<void> {
+  const blobs = path.join(dest, 'blobs', 'sha256');
+  await fs.mkdir(blobs, { recursive: true });
+  const blob = async (digest: string): Promise<Buffer> =>
+    fs.readFile(path.join(src, 'blobs', 'sha256', digest.slice(7)));
+  const put = async (data: Buffer): Promise<{ digest: string; size: number }> => {
+    const hex = createHash('sha256').update(data).digest('hex');
+    await fs.writeFile(path.join(blobs, hex), data);
+    return { digest: `sha256:${hex}`, size: data.length };
+  };
+  const index = JSON.parse(await fs.readFile(path.join(src, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  const manifest = JSON.parse((await blob(index.manifests[0].digest)).toString()) as {
+    config: { digest: string; size: number; mediaType: string };
+    layers: { digest: string }[];
+  };
+  const config = JSON.parse((await blob(manifest.config.digest)).toString()) as { config: Record<string, unknown> };
+  for (const l of manifest.layers) await fs.writeFile(path.join(blobs, l.digest.slice(7)), await blob(l.digest));
+  config.config.Entrypoint = null;
+  config.config.Cmd = null;
+  const cfg = await put(Buffer.from(JSON.stringify(config)));
+  const m = await put(Buffer.from(JSON.stringify({ ...manifest, config: { ...manifest.config, ...cfg } })));
+  await fs.writeFile(path.join(dest, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await fs.writeFile(
+    path.join(dest, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...m,
+          annotations: { 'org.opencontainers.image.ref.name': 'latest' },
+        },
+      ],
+    }),
+  );
+}
 
 interface Case {
   name: string;
@@ -66,6 +109,9 @@ suite('hostile requests', () => {
     await reg.push(images.busybox.layout, 'capsa-test/busybox:latest');
     d = await startDaemon({ toml: `[registries."registry.example.test"]\nmirrors = ["${reg.url}"]\n` });
     await call(d.image, 'pullImage', { image: { image: IMAGE } }, 120_000);
+    await noCommandImage(images.busybox.layout, path.join(d.dir, 'nocmd-layout'));
+    await reg.push(path.join(d.dir, 'nocmd-layout'), 'capsa-test/nocmd:latest');
+    await call(d.image, 'pullImage', { image: { image: NOCMD } }, 120_000);
     podCfg = {
       metadata: { name: 'target', uid: 'uid-target', namespace: 'capsa-hostile' },
       logDirectory: path.join(d.dir, 'logs'),
@@ -594,6 +640,234 @@ suite('hostile requests', () => {
     },
   ];
 
+  // ---- found by the RPC-by-RPC audit: each answered INTERNAL, named a cgroup file
+  // instead of the CRI field, or was accepted before.
+  const KIB = 'k'.repeat(1024);
+  const audit: Case[] = [
+    // enum numbers outside their enum (protobuf keeps them; toJSON threw → INTERNAL)
+    {
+      name: 'runPodSandbox port_mappings protocol 99',
+      method: 'runPodSandbox',
+      req: () => podWith({ portMappings: [{ protocol: 99, containerPort: 80 }] }),
+      codes: BAD,
+      details: /config\.port_mappings\[0\]\.protocol/,
+    },
+    {
+      name: 'runPodSandbox userns_options mode 99',
+      method: 'runPodSandbox',
+      req: () =>
+        podWith({
+          linux: { securityContext: { namespaceOptions: { network: 2, usernsOptions: { mode: 99 } } } },
+        }),
+      codes: BAD,
+      details: /userns_options\.mode/,
+    },
+    {
+      name: 'runPodSandbox seccomp profile_type 99',
+      method: 'runPodSandbox',
+      req: () =>
+        podWith({ linux: { securityContext: { namespaceOptions: { network: 2 }, seccomp: { profileType: 99 } } } }),
+      codes: BAD,
+      details: /seccomp\.profile_type/,
+    },
+    ...(
+      [
+        ['mounts propagation', { mounts: [{ containerPath: '/x', hostPath: '/tmp', propagation: 99 }] }, /propagation/],
+        [
+          'namespace_options.pid',
+          { linux: { securityContext: { namespaceOptions: { pid: 99 } } } },
+          /namespace_options\.pid/,
+        ],
+        [
+          'supplemental_groups_policy',
+          { linux: { securityContext: { supplementalGroupsPolicy: 99 } } },
+          /supplemental_groups_policy/,
+        ],
+        ['apparmor', { linux: { securityContext: { apparmor: { profileType: 99 } } } }, /apparmor\.profile_type/],
+      ] as [string, Record<string, unknown>, RegExp][]
+    ).map(([what, over, details], i) => ({
+      name: `createContainer ${what} 99`,
+      method: 'createContainer',
+      req: () => ctr(`enum${i}`, over),
+      codes: BAD,
+      details,
+    })),
+    {
+      name: 'createContainer sandbox_config port protocol 99',
+      method: 'createContainer',
+      req: () => ({
+        ...ctr('enumsb'),
+        sandboxConfig: { ...podCfg, portMappings: [{ protocol: 99, containerPort: 1 }] },
+      }),
+      codes: BAD,
+      details: /sandbox_config\.port_mappings\[0\]\.protocol/,
+    },
+    // sysctls the kernel refuses at write time
+    {
+      name: 'runPodSandbox sysctl the kernel does not have',
+      method: 'runPodSandbox',
+      req: () => podWith({ linux: { sysctls: { 'kernel.shm_capsa_nonexistent': '1' } } }),
+      codes: BAD,
+      details: /config\.linux\.sysctls\[kernel\.shm_capsa_nonexistent\]/,
+    },
+    {
+      name: 'runPodSandbox sysctl value the kernel refuses',
+      method: 'runPodSandbox',
+      req: () => podWith({ linux: { sysctls: { 'kernel.shm_rmid_forced': 'abc' } } }),
+      codes: BAD,
+      details: /config\.linux\.sysctls\[kernel\.shm_rmid_forced\]/,
+    },
+    // resources: named by their CRI field, checked against the host, same bounds for update
+    {
+      name: 'runPodSandbox resources cpuset_cpus "999"',
+      method: 'runPodSandbox',
+      req: () => podWith({ linux: { resources: { cpusetCpus: '999' } } }),
+      codes: BAD,
+      details: /config\.linux\.resources\.cpuset_cpus/,
+    },
+    {
+      name: 'runPodSandbox resources memory 1 byte',
+      method: 'runPodSandbox',
+      req: () => podWith({ linux: { resources: { memoryLimitInBytes: 1n } } }),
+      codes: BAD,
+      details: /config\.linux\.resources\.memory_limit_in_bytes/,
+    },
+    {
+      name: 'createContainer cpuset_cpus "999"',
+      method: 'createContainer',
+      req: () => ctr('cpus999', { linux: { resources: { cpusetCpus: '999' } } }),
+      codes: BAD,
+      details: /config\.linux\.resources\.cpuset_cpus/,
+    },
+    {
+      name: 'createContainer cpuset_mems "999"',
+      method: 'createContainer',
+      req: () => ctr('mems999', { linux: { resources: { cpusetMems: '999' } } }),
+      codes: BAD,
+      details: /config\.linux\.resources\.cpuset_mems/,
+    },
+    {
+      name: 'createContainer hugepage size the host lacks',
+      method: 'createContainer',
+      req: () => ctr('hp3', { linux: { resources: { hugepageLimits: [{ pageSize: '3MB', limit: 1n }] } } }),
+      codes: BAD,
+      details: /hugepage_limits\[0\]\.page_size/,
+    },
+    ...(
+      [
+        ['cpuShares', 1n << 40n, /linux\.cpu_shares/],
+        ['memoryLimitInBytes', 4096n, /linux\.memory_limit_in_bytes/],
+        ['oomScoreAdj', 5000n, /linux\.oom_score_adj/],
+        ['cpusetCpus', '999', /linux\.cpuset_cpus/],
+      ] as [string, unknown, RegExp][]
+    ).map(([k, v, details]) => ({
+      name: `updateContainerResources ${k}=${String(v)}`,
+      method: 'updateContainerResources',
+      req: () => ({ containerId: running, linux: { [k]: v } }),
+      codes: BAD,
+      details,
+    })),
+    {
+      name: 'updatePodSandboxResources memory 1 byte',
+      method: 'updatePodSandboxResources',
+      req: () => ({ podSandboxId: pod, resources: { memoryLimitInBytes: 1n } }),
+      codes: BAD,
+      details: /resources\.memory_limit_in_bytes/,
+    },
+    // mounts
+    {
+      name: 'createContainer mount over /proc/sys',
+      method: 'createContainer',
+      req: () => ctr('procsys', { mounts: [{ containerPath: '/proc/sys', hostPath: '/tmp' }] }),
+      codes: BAD,
+      details: /config\.mounts\[0\]\.container_path/,
+    },
+    {
+      name: 'createContainer mount of a plain dir over /proc',
+      method: 'createContainer',
+      req: () => ctr('proc', { mounts: [{ containerPath: '/proc', hostPath: '/tmp' }] }),
+      codes: BAD,
+      details: /config\.mounts\[0\]\.host_path/,
+    },
+    {
+      name: 'createContainer mount of a file over a directory',
+      method: 'createContainer',
+      req: () => ctr('fileondir', { mounts: [{ containerPath: '/etc', hostPath: path.join(d.dir, 'capsa.toml') }] }),
+      codes: BAD,
+      details: /config\.mounts\[0\]/,
+    },
+    // sizes
+    {
+      name: 'createContainer log_path of 5000 characters',
+      method: 'createContainer',
+      req: () => ctr('lplong', { logPath: 'l'.repeat(5000) }),
+      codes: BAD,
+      details: /log_path/,
+    },
+    {
+      name: 'runPodSandbox 400 KiB of annotations',
+      method: 'runPodSandbox',
+      req: () => podWith({ annotations: Object.fromEntries(Array.from({ length: 400 }, (_x, i) => [`a${i}`, KIB])) }),
+      codes: BAD,
+      details: /config\.annotations/,
+    },
+    {
+      name: 'createContainer 400 KiB of image annotations',
+      method: 'createContainer',
+      req: () =>
+        ctr('imgann', {
+          image: {
+            image: IMAGE,
+            annotations: Object.fromEntries(Array.from({ length: 400 }, (_x, i) => [`a${i}`, KIB])),
+          },
+        }),
+      codes: BAD,
+      details: /config\.image\.annotations/,
+    },
+    // Exec checks its command like ExecSync (it handed out a URL for a command that cannot run)
+    {
+      name: 'exec NUL in cmd',
+      method: 'exec',
+      req: () => ({ containerId: running, cmd: ['echo', 'a\0b'], stdout: true }),
+      codes: BAD,
+      details: /cmd\[1\]/,
+    },
+    {
+      name: 'exec 100k args',
+      method: 'exec',
+      req: () => ({
+        containerId: running,
+        cmd: ['true', ...Array.from({ length: 100_000 }, () => 'x'.repeat(40))],
+        stdout: true,
+      }),
+      codes: BAD,
+      details: /cmd/,
+    },
+    {
+      name: 'exec empty program name',
+      method: 'exec',
+      req: () => ({ containerId: running, cmd: [''], stdout: true }),
+      codes: BAD,
+      details: /cmd\[0\]/,
+    },
+    // UpdateRuntimeConfig persisted whatever it got
+    {
+      name: 'updateRuntimeConfig pod_cidr with a newline',
+      method: 'updateRuntimeConfig',
+      req: () => ({ runtimeConfig: { networkConfig: { podCidr: '10.0.0.0/8\n' } } }),
+      codes: BAD,
+      details: /pod_cidr/,
+    },
+    {
+      name: 'updateRuntimeConfig 10k pod CIDRs',
+      method: 'updateRuntimeConfig',
+      req: () => ({ runtimeConfig: { networkConfig: { podCidr: Array(10_000).fill('10.0.0.0/8').join(',') } } }),
+      codes: BAD,
+      details: /pod_cidr/,
+    },
+  ];
+  cases.push(...audit);
+
   test.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
     const client = c.client === 'image' ? d.image : d.runtime;
     const t0 = Date.now();
@@ -610,6 +884,144 @@ suite('hostile requests', () => {
     if (got.code !== S.OK && got.code !== S.UNIMPLEMENTED && c.details)
       expect(got.details.slice(0, 2000)).toMatch(c.details);
     expect(d.proc.exitCode).toBeNull();
+  });
+
+  /** The RPC's outcome as { code, details } (OK = 0); never throws. */
+  const outcome = (p: Promise<unknown>): Promise<{ code: number; details: string; res?: unknown }> =>
+    p.then(
+      (res) => ({ code: S.OK, details: '', res }),
+      (e: grpc.ServiceError) => ({ code: e.code, details: e.details }),
+    );
+
+  test('a log_path through a symlink in the log directory is refused; nothing is written outside', async () => {
+    const logs = path.join(d.dir, 'logs');
+    const outside = path.join(d.dir, 'outside');
+    await fs.mkdir(logs, { recursive: true });
+    await fs.mkdir(outside, { recursive: true });
+    await fs.writeFile(path.join(outside, 'victim'), 'untouched\n');
+    await fs.symlink(outside, path.join(logs, 'to-outside'));
+    await fs.symlink(path.join(outside, 'victim'), path.join(logs, 'victim.log'));
+    for (const [name, logPath] of [
+      ['lsym-dir', 'to-outside/ctr.log'],
+      ['lsym-file', 'victim.log'],
+      ['lsym-deep', 'to-outside/a/b/ctr.log'],
+    ]) {
+      const got = await outcome(
+        call(d.runtime, 'createContainer', ctr(name, { command: ['echo', 'escaped'], logPath }), 60_000),
+      );
+      expect({ name, code: S[got.code] }).toEqual({ name, code: 'INVALID_ARGUMENT' });
+      expect(got.details).toMatch(/config\.log_path/);
+    }
+    expect(readdirSync(outside)).toEqual(['victim']);
+    expect(await fs.readFile(path.join(outside, 'victim'), 'utf8')).toBe('untouched\n');
+    // A real directory below the log directory is fine.
+    const ok = await call<{ containerId: string }>(
+      d.runtime,
+      'createContainer',
+      ctr('lsub', { logPath: 'sub/dir/ctr.log' }),
+      60_000,
+    );
+    expect(existsSync(path.join(logs, 'sub', 'dir'))).toBe(true);
+    await call(d.runtime, 'removeContainer', { containerId: ok.containerId }, 60_000);
+  });
+
+  test('a working_dir the image lacks is made (as runc does), not an INTERNAL error', async () => {
+    const id = (
+      await call<{ containerId: string }>(
+        d.runtime,
+        'createContainer',
+        ctr('wd', { workingDir: '/capsa/made/here' }),
+        60_000,
+      )
+    ).containerId;
+    await call(d.runtime, 'startContainer', { containerId: id }, 30_000);
+    const r = await call<{ stdout: Buffer; exitCode: number }>(d.runtime, 'execSync', {
+      containerId: id,
+      cmd: ['pwd'],
+      timeout: 10n,
+    });
+    expect(r.stdout.toString()).toBe('/capsa/made/here\n');
+    await call(d.runtime, 'removeContainer', { containerId: id }, 60_000);
+  });
+
+  test('an image with neither Entrypoint nor Cmd: empty command is InvalidArgument, args alone run', async () => {
+    const got = await outcome(
+      call(d.runtime, 'createContainer', ctr('nocmd', { image: { image: NOCMD }, command: [] }), 60_000),
+    );
+    expect(S[got.code]).toBe('INVALID_ARGUMENT');
+    expect(got.details).toMatch(/config\.command/);
+    const id = (
+      await call<{ containerId: string }>(
+        d.runtime,
+        'createContainer',
+        ctr('nocmd-args', { image: { image: NOCMD }, command: [], args: ['sleep', '1000'] }),
+        60_000,
+      )
+    ).containerId;
+    await call(d.runtime, 'removeContainer', { containerId: id }, 60_000);
+  });
+
+  describe('races', () => {
+    const sbCfg = (i: number): Record<string, unknown> => ({
+      ...podCfg,
+      metadata: { name: `race${i}`, uid: `uid-race-${i}`, namespace: 'capsa-hostile' },
+    });
+    const settledOk = (c: number): boolean => c === S.OK || c === S.FAILED_PRECONDITION || c === S.NOT_FOUND;
+
+    test('the same CreateContainer twice at once makes one container', async () => {
+      const req = ctr('twice');
+      const [a, b] = await Promise.all([
+        call<{ containerId: string }>(d.runtime, 'createContainer', req, 60_000),
+        call<{ containerId: string }>(d.runtime, 'createContainer', req, 60_000),
+      ]);
+      expect(a.containerId).toBe(b.containerId);
+      const list = await call<{ containers: { id: string }[] }>(d.runtime, 'listContainers', {
+        filter: { labelSelector: {}, podSandboxId: pod },
+      });
+      expect(list.containers.filter((c) => c.id === a.containerId)).toHaveLength(1);
+      await call(d.runtime, 'removeContainer', { containerId: a.containerId }, 60_000);
+    });
+
+    test('RemoveContainer during StartContainer: both answer, the container is gone', async () => {
+      for (let i = 0; i < 3; i++) {
+        const id = (await call<{ containerId: string }>(d.runtime, 'createContainer', ctr(`rmstart${i}`), 60_000))
+          .containerId;
+        const [start, rm] = await Promise.all([
+          outcome(call(d.runtime, 'startContainer', { containerId: id }, 60_000)),
+          outcome(call(d.runtime, 'removeContainer', { containerId: id }, 60_000)),
+        ]);
+        expect({ start: settledOk(start.code), rm: S[rm.code] }).toEqual({ start: true, rm: 'OK' });
+        expect(grpcCode(await call(d.runtime, 'containerStatus', { containerId: id }).catch((e: unknown) => e))).toBe(
+          S.NOT_FOUND,
+        );
+      }
+    });
+
+    test('StopPodSandbox / RemovePodSandbox while a CreateContainer for it is in flight', async () => {
+      for (const [i, rpc] of [
+        [1, 'stopPodSandbox'],
+        [2, 'removePodSandbox'],
+      ] as const) {
+        const p = (await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config: sbCfg(i) }, 60_000))
+          .podSandboxId;
+        const [created, stopped] = await Promise.all([
+          outcome(call(d.runtime, 'createContainer', { ...ctr(`inflight${i}`), podSandboxId: p }, 60_000)),
+          outcome(call(d.runtime, rpc, { podSandboxId: p }, 60_000)),
+        ]);
+        expect(settledOk(created.code)).toBe(true);
+        expect(S[stopped.code]).toBe('OK');
+        // Whatever the create made was stopped with the pod.
+        const list = await call<{ containers: { id: string; state: number }[] }>(d.runtime, 'listContainers', {
+          filter: { labelSelector: {}, podSandboxId: p },
+        });
+        for (const c of list.containers) expect(c.state).toBe(2);
+        await call(d.runtime, 'removePodSandbox', { podSandboxId: p }, 60_000);
+        const after = await call<{ containers: unknown[] }>(d.runtime, 'listContainers', {
+          filter: { labelSelector: {}, podSandboxId: p },
+        });
+        expect(after.containers).toEqual([]);
+      }
+    });
   });
 
   test('after all that: the daemon answers and the target containers are as they were', async () => {
