@@ -37,6 +37,8 @@ export interface NativeAddon {
    * not exist). On failure nothing stays pinned.
    */
   pinNamespaces(opts: PinNamespacesOptions): void;
+  /** /proc/net/dev as seen inside the network namespace pinned at `nsPath` (read on a short-lived thread). */
+  readNetDev(nsPath: string): string;
   constants: NativeConstants;
 }
 

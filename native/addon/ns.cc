@@ -219,10 +219,79 @@ Napi::Value PinNamespaces(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// readNetDev(nsPath): the text of /proc/net/dev as seen from the network
+// namespace pinned at nsPath. A pod with no process left in its netns (capsa
+// runs no pause process) has no /proc/<pid>/net to read, so a short-lived
+// thread joins the namespace (setns moves only that thread) and reads
+// /proc/thread-self/net/dev there.
+struct NetDevJob {
+  std::string nsPath;
+  std::string out;
+  int err = 0;
+  const char* op = nullptr;
+};
+
+void* NetDevThread(void* arg) {
+  auto* job = static_cast<NetDevJob*>(arg);
+  int fd = open(job->nsPath.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    job->err = errno;
+    job->op = "open";
+    return nullptr;
+  }
+  // EINVAL when the file is not a network namespace.
+  if (setns(fd, CLONE_NEWNET) != 0) {
+    job->err = errno;
+    job->op = "setns(CLONE_NEWNET)";
+    close(fd);
+    return nullptr;
+  }
+  close(fd);
+  int dev = open("/proc/thread-self/net/dev", O_RDONLY | O_CLOEXEC);
+  if (dev < 0) {
+    job->err = errno;
+    job->op = "open /proc/thread-self/net/dev";
+    return nullptr;
+  }
+  char buf[8192];
+  for (;;) {
+    ssize_t n = read(dev, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      job->err = errno;
+      job->op = "read /proc/thread-self/net/dev";
+      break;
+    }
+    if (n == 0) break;
+    job->out.append(buf, static_cast<size_t>(n));
+    if (job->out.size() > (1u << 20)) break;  // thousands of interfaces: enough
+  }
+  close(dev);
+  return nullptr;
+}
+
+Napi::Value ReadNetDev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "argument 0 must be the path of a network namespace").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  NetDevJob job;
+  job.nsPath = info[0].As<Napi::String>().Utf8Value();
+  pthread_t t;
+  int rc = pthread_create(&t, nullptr, NetDevThread, &job);
+  if (rc != 0) return ThrowErrno(env, rc, "pthread_create", "");
+  rc = pthread_join(t, nullptr);
+  if (rc != 0) return ThrowErrno(env, rc, "pthread_join", "");
+  if (job.err != 0) return ThrowErrno(env, job.err, job.op, job.nsPath);
+  return Napi::String::New(env, job.out);
+}
+
 }  // namespace
 
 void InitNs(Napi::Env env, Napi::Object exports) {
   exports.Set("pinNamespaces", Napi::Function::New(env, PinNamespaces, "pinNamespaces"));
+  exports.Set("readNetDev", Napi::Function::New(env, ReadNetDev, "readNetDev"));
 }
 
 }  // namespace capsa

@@ -13,6 +13,7 @@
 import { CapsaError, ErrorContext, InternalError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import type { IsolatorCheckpoint } from './checkpoint';
+import type { InterfaceUsage } from './isolators/namespaces/netdev';
 
 /** Names of what isolators produce for each other, e.g. "netns", "cgroup", "pod-files". */
 export type Capability = string;
@@ -30,6 +31,8 @@ export interface Usage {
   cpu?: { usageCoreNanoSeconds: bigint };
   memory?: { usageBytes: bigint; workingSetBytes: bigint; rssBytes?: bigint; pageFaults?: bigint };
   process?: { count: number };
+  /** Interface counters of the pod's network namespace (loopback left out). */
+  network?: { interfaces: InterfaceUsage[] };
 }
 
 export interface Isolator<Ctx, S = unknown, R = unknown> {

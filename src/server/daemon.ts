@@ -7,7 +7,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { Config } from '../config/schema';
 import { Sandboxes } from '../containerizer/sandboxes';
-import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
+import { ContainerStats, ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import { Provisioner } from '../provisioner/provisioner';
 import { createNetworkIsolator } from '../network/cni';
 import type { Logger } from '../log';
@@ -24,6 +24,7 @@ import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
 import { prepareSocketPath, secureSocket } from './socket';
+import { statsHandlers } from './stats-service';
 import { streamingHandlers } from './streaming-service';
 
 /** kubelet's own limit for CRI messages. */
@@ -63,10 +64,23 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
     closers.push(() => streaming.close());
     const streamRuntime = new StreamRuntime({ containers, sandboxes, log: log.child({ component: 'streaming' }) });
+    const containerRpcs = containerHandlers(containerDeps);
     const runtime: Handlers = {
       ...runtimeHandlers({ config, state }),
       ...podHandlers({ sandboxes, cgroupDriver: config.cgroup_driver }),
-      ...containerHandlers(containerDeps),
+      ...containerRpcs,
+      ...statsHandlers({
+        sandboxes,
+        containers,
+        // A pod's containers are reported exactly as ContainerStats reports each one.
+        containerStats: async (c) =>
+          (
+            (await (containerRpcs.containerStats as UnaryHandler)(
+              { containerId: c.id },
+              { signal: new AbortController().signal, log, method: 'ContainerStats' },
+            )) as { stats: ContainerStats }
+          ).stats,
+      }),
       ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
     };
     const image: Handlers = {

@@ -1,6 +1,8 @@
 // The Prometheus endpoint (metrics_address) of a real daemon: CRI call
 // counters from the instrumentation, pod/container counts by state, and
-// per-container CPU and memory read from the container's real cgroup.
+// per-container CPU and memory read from the container's real cgroup; and
+// the CRI pod stats (cgroup usage, network counters from the pod's netns).
+import { execFileSync } from 'child_process';
 import { mkdtempSync, promises as fs } from 'fs';
 import * as http from 'http';
 import * as os from 'os';
@@ -12,6 +14,7 @@ import { TestDaemon, call, expectRpcError, runp, startDaemon } from '../helpers/
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 import * as grpc from '@grpc/grpc-js';
+import type { PodSandboxStats } from '../../src/gen/runtime/v1/api';
 
 const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
 
@@ -194,3 +197,98 @@ test('a metrics address that is taken stops the start, naming metrics_address', 
     await fs.rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
+  test('cgroup CPU, memory and processes, netns interface counters, the containers; filters; errors', async () => {
+    const uid = `stats-${process.pid}`;
+    const podCfg = {
+      metadata: { name: 'spod', uid, namespace: 'sns', attempt: 0 },
+      hostname: 'spod',
+      logDirectory: path.join(d.dir, 'logs', uid),
+      labels: { tier: 'stats' },
+      linux: {},
+    };
+    const pod = await runp(d, podCfg);
+    try {
+      const ctr = (
+        await call<{ containerId: string }>(
+          d.runtime,
+          'createContainer',
+          {
+            podSandboxId: pod,
+            config: {
+              metadata: { name: 'pinger', attempt: 0 },
+              image: { image: IMAGE },
+              command: ['sleep', '3600'],
+              logPath: 'pinger.log',
+              linux: {},
+            },
+            sandboxConfig: podCfg,
+          },
+          30_000,
+        )
+      ).containerId;
+      await call(d.runtime, 'startContainer', { containerId: ctr }, 30_000);
+      // The pod's netns has only lo without CNI here: give it an "eth0" (one end of a veth pair whose
+      // other end stays in the pod too) and send through it (the ARP requests for a missing peer).
+      const netns = path.join(d.state, 'ns', `capsa-${pod}-net`);
+      const inNs = (args: string[]): void => {
+        execFileSync('nsenter', [`--net=${netns}`, 'ip', ...args], { timeout: 10_000 });
+      };
+      inNs(['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
+      inNs(['link', 'set', 'eth0', 'up']);
+      inNs(['link', 'set', 'peer0', 'up']);
+      inNs(['addr', 'add', '10.99.0.1/24', 'dev', 'eth0']);
+      await call(d.runtime, 'execSync', {
+        containerId: ctr,
+        cmd: ['ping', '-c', '2', '-W', '1', '10.99.0.2'],
+        timeout: 10,
+      });
+
+      const { stats } = await call<{ stats: PodSandboxStats }>(d.runtime, 'podSandboxStats', { podSandboxId: pod });
+      expect(stats.attributes).toMatchObject({
+        id: pod,
+        metadata: { name: 'spod', namespace: 'sns', uid },
+        labels: { tier: 'stats' },
+      });
+      const linux = stats.linux!;
+      expect(linux.cpu!.usageCoreNanoSeconds!.value).toBeGreaterThan(0n);
+      expect(linux.memory!.usageBytes!.value).toBeGreaterThan(0n);
+      expect(linux.process!.processCount!.value).toBeGreaterThanOrEqual(1n);
+      expect(linux.network!.defaultInterface!.name).toBe('eth0');
+      expect(linux.network!.defaultInterface!.txBytes!.value).toBeGreaterThan(0n);
+      expect(linux.network!.interfaces.map((i) => i.name).sort()).toEqual(['eth0', 'peer0']);
+      expect(linux.containers.map((c) => c.attributes!.id)).toEqual([ctr]);
+      expect(linux.containers[0].cpu!.usageCoreNanoSeconds!.value).toBeGreaterThan(0n);
+
+      const listed = async (filter: Record<string, unknown>): Promise<string[]> =>
+        (
+          await call<{ stats: { attributes: { id: string } }[] }>(d.runtime, 'listPodSandboxStats', { filter })
+        ).stats.map((s) => s.attributes.id);
+      expect(await listed({ id: pod.slice(0, 12) })).toEqual([pod]);
+      expect(await listed({ labelSelector: { tier: 'stats' } })).toEqual([pod]);
+      expect(await listed({ labelSelector: { tier: 'other' } })).toEqual([]);
+
+      await expectRpcError(
+        call(d.runtime, 'podSandboxStats', { podSandboxId: 'f'.repeat(64) }),
+        grpc.status.NOT_FOUND,
+        /f{64}/,
+      );
+      await expectRpcError(
+        call(d.runtime, 'podSandboxStats', { podSandboxId: '' }),
+        grpc.status.INVALID_ARGUMENT,
+        /pod_sandbox_id/,
+      );
+
+      // Stopped: no usage to report, the pod is still listed.
+      await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000);
+      const stopped = (await call<{ stats: PodSandboxStats }>(d.runtime, 'podSandboxStats', { podSandboxId: pod }))
+        .stats;
+      expect(stopped.attributes!.id).toBe(pod);
+      expect(stopped.linux!.network).toBeUndefined();
+    } finally {
+      await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000);
+      await call(d.runtime, 'removePodSandbox', { podSandboxId: pod }, 60_000);
+    }
+  }, 120_000);
+});

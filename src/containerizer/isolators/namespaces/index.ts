@@ -10,8 +10,9 @@ import { InternalError, InvalidArgumentError, asCapsaError } from '../../../erro
 import type { Logger } from '../../../log';
 import { native } from '../../../native';
 import type { IsolatorCheckpoint } from '../../checkpoint';
-import type { CheckpointFn, Isolator, RecoverResult } from '../../isolator';
+import type { CheckpointFn, Isolator, RecoverResult, Usage } from '../../isolator';
 import type { PinnedNamespaces, SandboxContext } from '../../sandbox-spec';
+import { parseNetDev } from './netdev';
 import { PINNED_NS, isPinned, nsFileName, unpin } from './nsfs';
 import { sysctlPath } from './sysctl';
 
@@ -104,6 +105,13 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
     }
     setContext(ctx, state);
     return state;
+  }
+
+  /** Interface counters of the pod's network namespace (none for host-network pods: the node has them). */
+  async usage(_ctx: SandboxContext, state: NamespacesState): Promise<Usage> {
+    if (!state.net) return {};
+    const interfaces = parseNetDev(native().readNetDev(state.net)).filter((i) => i.name !== 'lo');
+    return { network: { interfaces } };
   }
 
   async cleanup(ctx: SandboxContext, state: NamespacesState | undefined): Promise<void> {
