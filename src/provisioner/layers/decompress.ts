@@ -11,7 +11,7 @@
 // window sizes.
 import { spawn } from 'child_process';
 import { createReadStream, promises as fs } from 'fs';
-import { pipeline } from 'stream';
+import { pipeline, Readable } from 'stream';
 import * as zlib from 'zlib';
 
 import { FailedPreconditionError, InvalidArgumentError, UnimplementedError } from '../../errors';
@@ -41,14 +41,18 @@ export function compressionFromMagic(head: Buffer): Compression {
   return 'none';
 }
 
-/** Decides how to decompress `blobPath`: magic bytes first, the media type as a cross-check. */
-export async function detectCompression(blobPath: string, mediaType: string): Promise<Compression> {
+function refuseEncrypted(mediaType: string, blobPath: string): void {
   if (/\+encrypted$/i.test(mediaType)) {
     throw new UnimplementedError(`encrypted layers are not supported (${mediaType})`, {
       stage: 'unpack',
       path: blobPath,
     });
   }
+}
+
+/** Decides how to decompress `blobPath`: magic bytes first, the media type as a cross-check. */
+export async function detectCompression(blobPath: string, mediaType: string): Promise<Compression> {
+  refuseEncrypted(mediaType, blobPath);
   const fh = await fs.open(blobPath, 'r');
   try {
     const head = Buffer.alloc(4);
@@ -74,10 +78,62 @@ export function decompressedStream(blobPath: string, compression: Compression): 
   }
 }
 
-async function* zstdStream(blobPath: string): AsyncGenerator<Buffer> {
-  const child = spawn('zstd', ['-d', '-c', '-q', `--memory=${ZSTD_MEMORY_MIB}MB`, '--', blobPath], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+/**
+ * A layer's bytes as they arrive (`source`: the compressed blob) as an
+ * uncompressed stream: the compression is read from the first bytes, as for
+ * a blob file. `blobPath` only names the layer in errors.
+ */
+export async function decompressedSource(
+  source: AsyncIterable<Buffer>,
+  mediaType: string,
+  blobPath: string,
+): Promise<{ compression: Compression; stream: AsyncIterable<Buffer> }> {
+  refuseEncrypted(mediaType, blobPath);
+  const it = source[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let have = 0;
+  let ended = false;
+  while (have < ZSTD_MAGIC.length) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    head.push(r.value);
+    have += r.value.length;
+  }
+  const first = Buffer.concat(head, have);
+  const compression = compressionFromMagic(first);
+  async function* whole(): AsyncGenerator<Buffer> {
+    if (first.length) yield first;
+    if (ended) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  switch (compression) {
+    case 'none':
+      return { compression, stream: whole() };
+    case 'gzip': {
+      const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
+      return { compression, stream: pipeline(Readable.from(whole()), gunzip, () => undefined) };
+    }
+    case 'zstd':
+      return { compression, stream: zstdStream(blobPath, whole()) };
+  }
+}
+
+async function* zstdStream(blobPath: string, input?: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  // From the file, or from `input` through stdin.
+  const child = spawn('zstd', ['-d', '-c', '-q', `--memory=${ZSTD_MEMORY_MIB}MB`, ...(input ? [] : ['--', blobPath])], {
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  // zstd quitting early (a bad frame) shows as its exit status, not as a broken pipe here
+  child.stdin.on('error', () => undefined);
+  if (input) pipeline(Readable.from(input), child.stdin, () => undefined);
+  else child.stdin.end();
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (s: string) => {

@@ -7,7 +7,8 @@
 //   <root>/layers/.tmp-<rand>/        work in progress; renamed into place when complete
 //
 // Crash safety: a layer appears under its chain ID only by rename(2) of a
-// complete temp dir (data synced first, then the parent dir). Deleting
+// complete temp dir (data synced first — one syncfs shared by the layers
+// that finish together — then the parent dir). Deleting
 // renames the layer to a .tmp- name before removing it. `cleanup()` (at
 // startup) removes every leftover .tmp- dir, so a crash at any point leaves
 // either a complete layer or nothing.
@@ -36,6 +37,7 @@ import { fsyncDir, readJsonIfExists } from '../../util/atomic-file';
 import { DEFAULT_MAX_ENTRIES } from './apply';
 import { chainId as computeChainId, digestHex, isSha256Digest } from './chain';
 import type { Compression } from './decompress';
+import type { UnpackJob } from './job';
 import { UnpackPool } from './worker-pool';
 
 export interface UnpackRequest {
@@ -51,6 +53,23 @@ export interface UnpackRequest {
   image?: string;
   /** Stops *this caller's* wait; a shared unpack others wait for goes on. */
   signal?: AbortSignal;
+  /**
+   * The blob's bytes while it downloads (the store's BlobStream): the layer
+   * unpacks from them as they arrive, when a worker is free, and becomes
+   * visible only once `stream.blob` resolves (the blob verified and stored).
+   * Otherwise (no free worker, the stream falls back) it unpacks from the
+   * stored blob once `stream.blob` resolves. A rejected `stream.blob` fails
+   * the unpack, leaving nothing behind.
+   */
+  stream?: LayerByteStream;
+}
+
+/** A layer blob's bytes as they download; see UnpackRequest.stream. */
+export interface LayerByteStream extends AsyncIterable<Buffer> {
+  /** The stored blob's path, once its digest is verified. */
+  readonly blob: Promise<string>;
+  /** Nobody will read the bytes (any more): the download goes on without waiting for a reader. */
+  detach(): void;
 }
 
 export interface UnpackedLayer {
@@ -64,6 +83,8 @@ export interface UnpackedLayer {
   path: string;
   /** True when the layer was already in the store. */
   cached: boolean;
+  /** True when it unpacked from its download's bytes as they came (UnpackRequest.stream), not from the stored blob. */
+  streamed?: boolean;
 }
 
 interface LayerMeta {
@@ -110,6 +131,10 @@ export class LayerStore {
   private readonly activeTmp = new Set<string>();
   private initialized?: Promise<void>;
   private readonly pool: UnpackPool;
+  private readonly workers: number;
+  /** The syncfs under way, and the one queued behind it (see syncfs()). */
+  private syncing?: Promise<void>;
+  private syncQueued?: Promise<void>;
 
   constructor(opts: LayerStoreOptions) {
     this.root = opts.root;
@@ -117,12 +142,17 @@ export class LayerStore {
     this.log = opts.log;
     this.maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.sync = opts.sync ?? true;
-    this.pool = new UnpackPool(opts.workers ?? 2, opts.log);
+    this.workers = Math.max(1, opts.workers ?? 2);
+    this.pool = new UnpackPool(this.workers, opts.log);
   }
 
-  /** Boots one unpack worker ahead of the first unpack (the daemon calls this at start-up). */
+  /**
+   * Boots the unpack workers ahead of the first unpack (the daemon calls this
+   * at start-up): the layers of a pull unpack in parallel, and a worker booted
+   * mid-pull loads its modules on the pull's critical path.
+   */
   warmUp(): void {
-    this.pool.warm(1);
+    this.pool.warm(this.workers);
   }
 
   /** Stops the unpack workers (idle workers never keep the process alive; this is for orderly shutdown). */
@@ -230,8 +260,14 @@ export class LayerStore {
     const key = known ?? `blob:${req.blobPath}:${req.parentChainId ?? ''}`;
     let work = this.inflight.get(key);
     if (!work) {
-      work = this.unpackOnce(req, known).finally(() => this.inflight.delete(key));
+      work = this.unpackOnce(req, known).finally(() => {
+        req.stream?.detach();
+        this.inflight.delete(key);
+      });
       this.inflight.set(key, work);
+    } else {
+      // Someone else's unpack of this layer: ours would have nobody reading it.
+      req.stream?.detach();
     }
     return waitFor(work, req.signal);
   }
@@ -250,13 +286,21 @@ export class LayerStore {
       const fsDir = path.join(tmp, 'fs');
       await fs.mkdir(fsDir, 0o755);
 
-      const { diffId, compression, stats } = await this.pool.run({
+      const job = {
         blobPath: req.blobPath,
         mediaType: req.mediaType,
         fsDir,
         maxEntries: this.maxEntries,
         image: req.image,
-      });
+      };
+      let done = req.stream ? await this.unpackStreamed(req.stream, job) : undefined;
+      const streamed = done !== undefined;
+      if (req.stream) {
+        // Nothing becomes visible before the blob is verified; a bad blob fails the layer here.
+        await req.stream.blob;
+      }
+      done ??= await this.pool.run(job);
+      const { diffId, compression, stats } = done;
       if (req.diffIdExpected && diffId !== req.diffIdExpected) {
         throw new InvalidArgumentError(
           'diffID',
@@ -281,7 +325,7 @@ export class LayerStore {
       // metadata durable with the data (an fsync of its own stalls behind the
       // writeback of everything being downloaded at the same time).
       await fs.writeFile(path.join(tmp, META_FILE), JSON.stringify(meta, null, 2), { mode: 0o600 });
-      if (this.sync) await syncfs(tmp);
+      if (this.sync) await this.syncfs();
       const final = path.join(this.dir, digestHex(chainId));
       try {
         await fs.rename(tmp, final);
@@ -302,14 +346,103 @@ export class LayerStore {
       // Without sync the layer's data is not durable either; the rename need not be.
       if (this.sync) await fsyncDir(this.dir);
       this.log?.info(
-        { chainId, diffId, compression, entries: stats.entries, bytes: stats.bytes, ms: Date.now() - started },
+        {
+          chainId,
+          diffId,
+          compression,
+          entries: stats.entries,
+          bytes: stats.bytes,
+          streamed,
+          ms: Date.now() - started,
+        },
         'layer unpacked',
       );
-      return { diffId, chainId, size: stats.bytes, inodes: stats.inodes, path: path.join(final, 'fs'), cached: false };
+      return {
+        diffId,
+        chainId,
+        size: stats.bytes,
+        inodes: stats.inodes,
+        path: path.join(final, 'fs'),
+        cached: false,
+        streamed,
+      };
     } catch (err) {
       throw asCapsaError(err, ctx);
     } finally {
       if (this.activeTmp.delete(tmp)) await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * syncfs(2) of the store's file system, shared by the layers that need one at
+   * the same time (a group commit): layers unpacking in parallel finish close
+   * together, and one syncfs writes back all of them. A caller never shares a
+   * syncfs that had started before it asked (its data might have been written
+   * after that one looked): it waits for the next, which every caller arriving
+   * meanwhile shares.
+   */
+  private syncfs(): Promise<void> {
+    if (!this.syncing) {
+      const p = syncfs(this.dir).finally(() => {
+        if (this.syncing === p) this.syncing = undefined;
+      });
+      this.syncing = p;
+      return p;
+    }
+    this.syncQueued ??= this.syncing
+      .catch(() => undefined)
+      .then(() => {
+        this.syncQueued = undefined;
+        return this.syncfs();
+      });
+    return this.syncQueued;
+  }
+
+  /**
+   * Unpacks from the bytes as they download, into the empty `job.fsDir`.
+   * Undefined when that did not work out: no worker was free when the first
+   * bytes came, or the stream fell back (the blob is stored by someone else,
+   * the download restarted); `job.fsDir` is empty again then, and the caller
+   * unpacks the stored blob. Any other failure (a hostile layer, a failed
+   * download) is thrown once the worker has stopped writing.
+   */
+  private async unpackStreamed(
+    stream: LayerByteStream,
+    job: UnpackJob,
+  ): Promise<Awaited<ReturnType<UnpackPool['run']>> | undefined> {
+    // Take a worker only once bytes flow: a stream that never gets any (an import, a
+    // blob another pull downloads) must not hold one.
+    const it = stream[Symbol.asyncIterator]();
+    let first: IteratorResult<Buffer>;
+    try {
+      first = await it.next();
+    } catch (err) {
+      if (isStreamFallback(err)) return undefined;
+      throw err;
+    }
+    async function* rest(): AsyncGenerator<Buffer> {
+      if (first.done) return;
+      yield first.value;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield r.value;
+      }
+    }
+    const run = this.pool.runStreamed(job, rest());
+    if (!run) {
+      stream.detach();
+      await it.return?.(undefined);
+      return undefined;
+    }
+    try {
+      return await run;
+    } catch (err) {
+      if (!isStreamFallback(err)) throw err;
+      // Start over from the stored blob, in an empty directory.
+      await fs.rm(job.fsDir, { recursive: true, force: true });
+      await fs.mkdir(job.fsDir, 0o755);
+      return undefined;
     }
   }
 
@@ -353,6 +486,11 @@ function syncfs(dir: string): Promise<void> {
       else resolve();
     });
   });
+}
+
+/** The store's StreamFallback (matched by name: the layer store does not depend on the store). */
+function isStreamFallback(err: unknown): boolean {
+  return err instanceof Error && err.name === 'StreamFallback';
 }
 
 function waitFor<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {

@@ -2,17 +2,25 @@
 // reuse while idle (unref'd, so they never keep the process alive) and are
 // replaced if one dies. When the compiled worker script is missing (e.g.
 // code run from sources), jobs run in-process instead.
+//
+// A streamed job (runStreamed) gets its layer's bytes from the main thread
+// as they download instead of reading a blob file: they travel in batches of
+// up to 1 MiB (copied once into a buffer whose memory is then transferred,
+// not copied again), and the worker acknowledges each batch it has taken, so
+// at most STREAM_WINDOW bytes are on their way at any time.
 import { existsSync } from 'fs';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 
 import { InternalError } from '../../errors';
 import type { Logger } from '../../log';
-import { deserializeError, runUnpackJob, SerializedError, UnpackJob, UnpackJobResult } from './job';
+import { ChunkQueue, deserializeError, runUnpackJob, SerializedError, UnpackJob, UnpackJobResult } from './job';
 
 interface Pending {
   resolve(r: UnpackJobResult): void;
   reject(e: unknown): void;
+  /** A streamed job's batches were taken (bytes). */
+  onAck?(bytes: number): void;
 }
 
 interface Slot {
@@ -24,7 +32,15 @@ interface Slot {
 type Reply =
   | { id: number; ok: true; result: UnpackJobResult }
   | { id: number; ok: false; error: SerializedError }
+  | { id: number; ack: number }
   | { log: { level: 'warn'; obj: object; msg?: string } };
+
+/** What a streamed job's worker is sent besides the job: {id, chunk} | {id, end} | {id, abort}. */
+export type StreamMessage =
+  { id: number; chunk: ArrayBuffer } | { id: number; end: true } | { id: number; abort: string };
+
+const STREAM_BATCH = 1024 * 1024;
+const STREAM_WINDOW = 4 * STREAM_BATCH;
 
 export class UnpackPool {
   private readonly size: number;
@@ -46,6 +62,134 @@ export class UnpackPool {
     return new Promise<UnpackJobResult>((resolve, reject) => {
       this.queue.push({ job, resolve, reject });
       this.dispatch();
+    });
+  }
+
+  /**
+   * Runs `job` on `source` (the layer's bytes as they arrive) instead of a
+   * blob file, on a worker that is idle now; undefined when none is (the
+   * caller unpacks from the file later instead of holding a download back
+   * while it waits for a worker). When `source` throws, the job is stopped
+   * and fails with that error, once the worker has let go of its files.
+   */
+  runStreamed(job: UnpackJob, source: AsyncIterable<Buffer>): Promise<UnpackJobResult> | undefined {
+    if (this.closed) return undefined;
+    if (!existsSync(this.script)) {
+      const q = new ChunkQueue();
+      const result = runUnpackJob({ ...job, streamed: true }, this.log, q);
+      const local = {
+        push: (chunks: Buffer[], bytes: number) => q.push(Buffer.concat(chunks, bytes)),
+        end: () => q.end(),
+        fail: (err: unknown) => q.fail(err),
+      };
+      return this.pump(source, local, result);
+    }
+    if (this.queue.length > 0) return undefined;
+    let slot = this.slots.find((s) => !s.busy);
+    if (!slot) {
+      if (this.slots.length >= this.size) return undefined;
+      slot = this.spawn();
+    }
+    const id = this.nextId++;
+    const worker = slot.worker;
+    let window = 0;
+    let wake: (() => void) | undefined;
+    let settled = false;
+    const result = new Promise<UnpackJobResult>((resolve, reject) => {
+      slot.busy = true;
+      slot.pending = {
+        id,
+        resolve,
+        reject,
+        onAck: (n) => {
+          window -= n;
+          wake?.();
+        },
+      };
+    }).finally(() => {
+      settled = true;
+      wake?.();
+    });
+    worker.ref();
+    worker.postMessage({ id, job: { ...job, streamed: true } });
+    const sink = {
+      async push(chunks: Buffer[], bytes: number): Promise<void> {
+        if (settled) return;
+        // One copy, into memory the worker then owns (transferred, not copied again).
+        const ab = new ArrayBuffer(bytes);
+        const view = new Uint8Array(ab);
+        let at = 0;
+        for (const c of chunks) {
+          view.set(c, at);
+          at += c.length;
+        }
+        window += bytes;
+        worker.postMessage({ id, chunk: ab } satisfies StreamMessage, [ab]);
+        while (window > STREAM_WINDOW && !settled) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      },
+      end(): void {
+        if (!settled) worker.postMessage({ id, end: true } satisfies StreamMessage);
+      },
+      fail(err: unknown): void {
+        if (!settled)
+          worker.postMessage({ id, abort: err instanceof Error ? err.message : String(err) } satisfies StreamMessage);
+      },
+    };
+    return this.pump(source, sink, result);
+  }
+
+  /**
+   * Feeds `source` to a streamed job in batches. Settles with the job: its
+   * result, its error (at once, even while the source has nothing new), or
+   * the source's error when the source failed (once the job has stopped).
+   */
+  private pump(
+    source: AsyncIterable<Buffer>,
+    sink: { push(chunks: Buffer[], bytes: number): Promise<void> | void; end(): void; fail(err: unknown): void },
+    result: Promise<UnpackJobResult>,
+  ): Promise<UnpackJobResult> {
+    let done = false;
+    let sourceError: { err: unknown } | undefined;
+    const feeding = (async () => {
+      let batch: Buffer[] = [];
+      let batched = 0;
+      const flush = async (): Promise<void> => {
+        if (!batched) return;
+        const chunks = batch;
+        const bytes = batched;
+        batch = [];
+        batched = 0;
+        await sink.push(chunks, bytes);
+      };
+      try {
+        for await (const chunk of source) {
+          if (done) return;
+          batch.push(chunk);
+          batched += chunk.length;
+          if (batched >= STREAM_BATCH) await flush();
+        }
+        if (done) return;
+        await flush();
+        sink.end();
+      } catch (err) {
+        if (done) return;
+        sourceError = { err };
+        sink.fail(err);
+      }
+    })();
+    return new Promise<UnpackJobResult>((resolve, reject) => {
+      result.then(
+        (r) => {
+          done = true;
+          resolve(r);
+        },
+        (err: unknown) => {
+          done = true;
+          reject(sourceError ? sourceError.err : err);
+        },
+      );
+      void feeding;
     });
   }
 
@@ -85,6 +229,10 @@ export class UnpackPool {
       }
       const p = slot.pending;
       if (!p || p.id !== msg.id) return;
+      if ('ack' in msg) {
+        p.onAck?.(msg.ack);
+        return;
+      }
       slot.pending = undefined;
       slot.busy = false;
       worker.unref();
