@@ -54,16 +54,18 @@ export class Provisioner {
           await layers.deleteLayer(chainId);
         },
         listLayers: () => layers.listLayers(),
-        unpack: async (layer, blobPath, parentChainId, signal, diffIdExpected) => {
+        unpack: async (layer, blobPath, parentChainId, signal, diffIdExpected, o) => {
           const r = await layers.unpackLayer({
             blobPath,
             mediaType: layer.mediaType,
             parentChainId,
             diffIdExpected,
             signal,
+            stream: o?.stream,
           });
           return { diffId: r.diffId, chainId: r.chainId };
         },
+        streams: true,
       },
     });
     const freed = await store.images.gc();

@@ -30,6 +30,8 @@ export interface StoreOptions {
   layers: LayerHooks & {
     unpack: UnpackHook;
     has(chainId: string): Promise<boolean>;
+    /** `unpack` takes a stream: pulled layers unpack while they download (see UnpackHook). */
+    streams?: boolean;
   };
   logger?: Logger;
 }
@@ -74,6 +76,7 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
     unpack: opts.layers.unpack,
     hasLayer: (c) => opts.layers.has(c),
     concurrency: opts.concurrency,
+    streamLayers: opts.layers.streams,
     logger: opts.logger,
   });
   const puller = new Puller({ registry, assembler, platform: opts.platform, logger: opts.logger });

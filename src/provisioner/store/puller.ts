@@ -107,11 +107,13 @@ export class Puller {
         extraBlobs,
         repoTags: ref.tag !== undefined ? [tagReference(ref, ref.tag)] : [],
         repoDigests: [digestReference(ref, top.digest)],
-        fetchBlob: (desc, signal) =>
+        fetchBlob: (desc, signal, tee) =>
           session.fetchBlob(desc, this.content, {
             signal,
+            tee,
             onProgress: opts.onEvent ? (p) => opts.onEvent?.({ kind: 'blob', ...p }) : undefined,
           }),
+        fetchTees: true,
         leaseOwner: owner,
         signal: opts.signal,
         onEvent: opts.onEvent,

@@ -23,7 +23,7 @@ import {
   repositoryScope,
   TokenCache,
 } from './auth';
-import { ContentStore, DigestMismatchError } from './content-store';
+import { ContentStore, DigestMismatchError, IngestTee } from './content-store';
 import { isDigest, sha256Of } from './digest';
 import {
   bodyChunks,
@@ -454,14 +454,15 @@ export class RepositorySession {
    * Downloads a blob into the content store (unless it is already there or
    * being downloaded), verified against `desc.digest` and `desc.size`.
    * Interrupted downloads resume with a Range request when the server
-   * supports it. Returns the blob's path.
+   * supports it. Returns the blob's path. `tee` sees the bytes as they are
+   * written (see IngestOptions.tee).
    */
   async fetchBlob(
     desc: Pick<Descriptor, 'digest' | 'size'>,
     store: ContentStore,
-    opts: { signal?: AbortSignal; onProgress?: (p: BlobProgress) => void } = {},
+    opts: { signal?: AbortSignal; onProgress?: (p: BlobProgress) => void; tee?: IngestTee } = {},
   ): Promise<string> {
-    const { signal, onProgress } = opts;
+    const { signal, onProgress, tee } = opts;
     if (await store.has(desc.digest)) return store.path(desc.digest);
     return this.overEndpoints(`blob ${desc.digest}`, signal, (ep) =>
       store.ingest(
@@ -494,7 +495,7 @@ export class RepositorySession {
             }
           });
         },
-        { signal, context: this.context },
+        { signal, context: this.context, tee },
       ),
     );
   }
