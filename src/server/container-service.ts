@@ -72,6 +72,41 @@ const STREAM_CHUNK = 100;
 /** CAP_SYS_RESOURCE */
 const CAP_SYS_RESOURCE = 24n;
 
+/**
+ * ContainerStats of one container: CPU and memory from its cgroup (zero once
+ * it has none), the writable layer's bytes and inodes. Pod stats reuse it.
+ */
+export async function containerStatsOf(
+  c: Container,
+  deps: Pick<ContainerServiceDeps, 'containers' | 'containerFsDir'>,
+): Promise<ContainerStats> {
+  const { containers } = deps;
+  const now = nowNs();
+  const r = c.record;
+  const u = await containers.usage(c).catch(() => undefined);
+  const backend = await containers.backend();
+  const wd = backend.writableDir?.(c.id);
+  const disk = wd ? await diskUsage(wd).catch(() => undefined) : undefined;
+  return ContainerStats.fromPartial({
+    attributes: { id: r.id, metadata: { ...r.metadata }, labels: { ...r.labels }, annotations: { ...r.annotations } },
+    cpu: {
+      timestamp: now,
+      usageCoreNanoSeconds: { value: u?.cpuNs ?? 0n },
+    },
+    memory: {
+      timestamp: now,
+      workingSetBytes: { value: u?.workingSetBytes ?? 0n },
+      usageBytes: { value: u?.memoryBytes ?? 0n },
+    },
+    writableLayer: {
+      timestamp: now,
+      fsId: { mountpoint: deps.containerFsDir },
+      usedBytes: { value: BigInt(disk?.bytes ?? 0) },
+      inodesUsed: { value: BigInt(disk?.inodes ?? 0) },
+    },
+  });
+}
+
 /** What the spec builder needs to know about this daemon. */
 export async function readDaemonFacts(cgroupVersion: 1 | 2): Promise<DaemonFacts> {
   const status = await fs.readFile('/proc/self/status', 'utf8');
@@ -207,32 +242,7 @@ export function containerHandlers(deps: ContainerServiceDeps): Record<string, Un
     return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
   };
 
-  const statsOf = async (c: Container): Promise<ContainerStats> => {
-    const now = nowNs();
-    const r = c.record;
-    const u = await containers.usage(c).catch(() => undefined);
-    const backend = await containers.backend();
-    const wd = backend.writableDir?.(c.id);
-    const disk = wd ? await diskUsage(wd).catch(() => undefined) : undefined;
-    return ContainerStats.fromPartial({
-      attributes: { id: r.id, metadata: { ...r.metadata }, labels: { ...r.labels }, annotations: { ...r.annotations } },
-      cpu: {
-        timestamp: now,
-        usageCoreNanoSeconds: { value: u?.cpuNs ?? 0n },
-      },
-      memory: {
-        timestamp: now,
-        workingSetBytes: { value: u?.workingSetBytes ?? 0n },
-        usageBytes: { value: u?.memoryBytes ?? 0n },
-      },
-      writableLayer: {
-        timestamp: now,
-        fsId: { mountpoint: deps.containerFsDir },
-        usedBytes: { value: BigInt(disk?.bytes ?? 0) },
-        inodesUsed: { value: BigInt(disk?.inodes ?? 0) },
-      },
-    });
-  };
+  const statsOf = (c: Container): Promise<ContainerStats> => containerStatsOf(c, deps);
 
   const statsMatch = (c: Container, f: ContainerStatsFilter | undefined): boolean => {
     if (!f) return true;

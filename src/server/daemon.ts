@@ -7,7 +7,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { Config } from '../config/schema';
 import { Sandboxes } from '../containerizer/sandboxes';
-import { ContainerStats, ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
+import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import { Provisioner } from '../provisioner/provisioner';
 import { createNetworkIsolator } from '../network/cni';
 import type { Logger } from '../log';
@@ -19,7 +19,7 @@ import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
 import { Metrics } from '../metrics/metrics';
 import { startMetricsServer } from '../metrics/server';
-import { containerHandlers, startContainers } from './container-service';
+import { containerHandlers, containerStatsOf, startContainers } from './container-service';
 import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
@@ -64,22 +64,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
     closers.push(() => streaming.close());
     const streamRuntime = new StreamRuntime({ containers, sandboxes, log: log.child({ component: 'streaming' }) });
-    const containerRpcs = containerHandlers(containerDeps);
     const runtime: Handlers = {
       ...runtimeHandlers({ config, state }),
       ...podHandlers({ sandboxes, cgroupDriver: config.cgroup_driver }),
-      ...containerRpcs,
+      ...containerHandlers(containerDeps),
       ...statsHandlers({
         sandboxes,
         containers,
         // A pod's containers are reported exactly as ContainerStats reports each one.
-        containerStats: async (c) =>
-          (
-            (await (containerRpcs.containerStats as UnaryHandler)(
-              { containerId: c.id },
-              { signal: new AbortController().signal, log, method: 'ContainerStats' },
-            )) as { stats: ContainerStats }
-          ).stats,
+        containerStats: (c) => containerStatsOf(c, containerDeps),
       }),
       ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
     };

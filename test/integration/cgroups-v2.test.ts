@@ -9,6 +9,7 @@ import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/p
 import { sharesToWeight } from '../../src/containerizer/isolators/cgroups/values';
 import { ContainerState } from '../../src/gen/runtime/v1/api';
 import { TestDaemon, call, runp, startDaemon, waitForExit } from '../helpers/daemon';
+import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 
@@ -85,19 +86,6 @@ async function removeAll(d: TestDaemon): Promise<void> {
     await call(d.runtime, 'stopPodSandbox', { podSandboxId: p.id }, 60_000);
     await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }, 60_000);
   }
-}
-
-async function rmCgroupTree(rel: string): Promise<void> {
-  const root = path.join(CG, rel);
-  if (!existsSync(root)) return;
-  const dirs: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    dirs.push(dir);
-    for (const e of await fs.readdir(dir, { withFileTypes: true }))
-      if (e.isDirectory()) await walk(path.join(dir, e.name));
-  };
-  await walk(root);
-  for (const dir of dirs.sort((a, b) => b.length - a.length)) await fs.rmdir(dir).catch(() => undefined);
 }
 
 const describeV2 = V2 ? describe : describe.skip;

@@ -11,13 +11,11 @@ import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/p
 import { native } from '../../src/native';
 import { ContainerState, NamespaceMode, PodSandboxState } from '../../src/gen/runtime/v1/api';
 import { TestDaemon, call, expectRpcError, grpcCode, runp, startDaemon, waitForExit } from '../helpers/daemon';
+import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 
 const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
-const V1_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'devices', 'freezer', 'blkio'].filter((c) =>
-  existsSync(`/sys/fs/cgroup/${c}/cgroup.procs`),
-);
 
 // ---------------------------------------------------------------- helpers
 
@@ -211,22 +209,6 @@ function mountedAt(p: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .some((l) => l.split(' ')[4] === p);
-}
-
-async function rmCgroupTree(rel: string): Promise<void> {
-  for (const c of V1_CONTROLLERS) {
-    const root = path.join('/sys/fs/cgroup', c, rel);
-    if (!existsSync(root)) continue;
-    const dirs: string[] = [];
-    const walk = async (dir: string): Promise<void> => {
-      dirs.push(dir);
-      for (const e of await fs.readdir(dir, { withFileTypes: true }))
-        if (e.isDirectory()) await walk(path.join(dir, e.name));
-    };
-    await walk(root);
-    for (const dir of dirs.sort((a, b) => b.length - a.length)) await fs.rmdir(dir).catch(() => undefined);
-    if (rel.startsWith('/capsa/')) await fs.rmdir(path.join('/sys/fs/cgroup', c, 'capsa')).catch(() => undefined);
-  }
 }
 
 let images: Awaited<ReturnType<typeof ensureTestImages>>;

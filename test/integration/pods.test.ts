@@ -10,6 +10,7 @@ import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/p
 import { NamespaceMode, PodSandboxState } from '../../src/gen/runtime/v1/api';
 import { native } from '../../src/native';
 import { TestDaemon, call, expectRpcError, grpcCode, runp, startDaemon, waitForExit } from '../helpers/daemon';
+import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 
 const NSFS_MAGIC = 0x6e736673;
@@ -78,23 +79,6 @@ function sh(cmd: string, args: string[]): string {
 
 function cgroupDir(controller: string, p: string): string {
   return path.join('/sys/fs/cgroup', controller, p);
-}
-
-async function rmCgroupTree(rel: string): Promise<void> {
-  for (const c of V1_CONTROLLERS) {
-    const root = cgroupDir(c, rel);
-    if (!existsSync(root)) continue;
-    const dirs: string[] = [];
-    const walk = async (d: string): Promise<void> => {
-      dirs.push(d);
-      for (const e of await fs.readdir(d, { withFileTypes: true }))
-        if (e.isDirectory()) await walk(path.join(d, e.name));
-    };
-    await walk(root);
-    for (const d of dirs.sort((a, b) => b.length - a.length)) await fs.rmdir(d);
-    // The shared "/capsa" default root, when no other daemon uses it any more.
-    if (rel.startsWith('/capsa/')) await fs.rmdir(cgroupDir(c, '/capsa')).catch(() => undefined);
-  }
 }
 
 /** Simulates a reboot's effect on the volatile state dir: its mounts and pid holders gone, the dir wiped. */
