@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -105,6 +106,52 @@ static int target_of(const char *dest, int *fd, char out[64])
 	return 0;
 }
 
+/*
+ * A bind whose target resolves onto the container's procfs (an image
+ * symlink such as /data -> /proc/sys, or /etc/hosts -> /proc/...) would
+ * shadow what the /proc masks and read-only binds protect. Only the files
+ * lxcfs serves may be covered, and /proc by a procfs, as runc allows. `fd`
+ * is the resolved target.
+ */
+static const char *const proc_bind_ok[] = { "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+					    "/proc/swaps",   "/proc/uptime",	"/proc/loadavg", "/proc/slabinfo",
+					    "/proc/net/dev", NULL };
+
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
+
+static int check_not_procfs(int fd, const char *src, const char *dest)
+{
+	char self[64], target[PATH_MAX], root[PATH_MAX];
+	struct statfs sfs, srcfs;
+	ssize_t n, r;
+	size_t i;
+
+	if (fstatfs(fd, &sfs) < 0)
+		return err_sys("mount: statfs", dest);
+	if (sfs.f_type != PROC_SUPER_MAGIC)
+		return 0;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	n = readlink(self, target, sizeof(target) - 1);
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", g_rootfd);
+	r = readlink(self, root, sizeof(root) - 1);
+	if (n > 0 && r > 0) {
+		target[n] = '\0';
+		root[r] = '\0';
+		/* A procfs over /proc itself (runc allows it too). */
+		if (strncmp(target, root, (size_t)r) == 0 && strcmp(target + r, "/proc") == 0 &&
+		    statfs(src, &srcfs) == 0 && srcfs.f_type == PROC_SUPER_MAGIC)
+			return 0;
+		if (strncmp(target, root, (size_t)r) == 0)
+			for (i = 0; proc_bind_ok[i]; i++)
+				if (strcmp(target + r, proc_bind_ok[i]) == 0)
+					return 0;
+	}
+	return err_msg("mount %s: the target resolves into /proc (%s); refusing to mount over procfs", dest,
+		       n > 0 && r > 0 && strncmp(target, root, (size_t)r) == 0 ? target + r : "?");
+}
+
 /* ---- mounting ---- */
 
 /* Flags a bind remount must keep (locked in user namespaces). */
@@ -174,6 +221,10 @@ static int do_bind(const char *src, const char *dest, unsigned long flags, unsig
 	}
 	if (ensure_path(dest, S_ISDIR(st.st_mode)) < 0 || target_of(dest, &fd, target) < 0)
 		return -1;
+	if (check_not_procfs(fd, src, dest) < 0) {
+		close(fd);
+		return -1;
+	}
 	rc = mount(src, target, NULL, MS_BIND | (rec ? MS_REC : 0), NULL);
 	close(fd);
 	if (rc < 0) {

@@ -13,6 +13,7 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'fs';
 import * as net from 'net';
@@ -467,6 +468,33 @@ describe('capsa-monitor run', () => {
     const r = await runMonitor(['run', bad]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('mount /vol: source: no such file or directory: /nonexistent/capsa');
+  });
+
+  test('a bind whose target an image symlink sends into /proc is refused; the lxcfs files may be covered', async () => {
+    const src = mkdtempSync(path.join(root, 'vol-'));
+    writeFileSync(path.join(src, 'uptime'), '1.00 2.00\n');
+    const link = path.join(rootfs, 'into-proc');
+    symlinkSync('/proc/sys/kernel', link);
+    try {
+      const bad = writeSpec(newRunDir(), {
+        args: ['true'],
+        extraMounts: [{ destination: '/into-proc', source: src, options: ['rbind'] }],
+      });
+      const r = await runMonitor(['run', bad]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        'mount /into-proc: the target resolves into /proc (/proc/sys/kernel); refusing to mount over procfs',
+      );
+    } finally {
+      rmSync(link);
+    }
+    const ok = writeSpec(newRunDir(), {
+      args: ['cat', '/proc/uptime'],
+      extraMounts: [{ destination: '/proc/uptime', source: path.join(src, 'uptime'), options: ['rbind', 'ro'] }],
+    });
+    expect((await runMonitor(['run', ok])).code).toBe(0);
+    await exited(ok);
+    expect(logRecords(path.join(ok, 'container.log')).map((x) => x.text)).toEqual(['1.00 2.00']);
   });
 
   test('RSS of a monitor of a sleeping container', async () => {
