@@ -155,7 +155,6 @@ export class LayerStore {
     this.pool.warm(this.workers);
   }
 
-  /** Stops the unpack workers (idle workers never keep the process alive; this is for orderly shutdown). */
   /**
    * Resolves once no unpack is running. A caller that gives up stops only its
    * own wait (the unpack is shared and runs on), so a cleanup that must see
@@ -165,6 +164,7 @@ export class LayerStore {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
   }
 
+  /** Stops the unpack workers (idle workers never keep the process alive; this is for orderly shutdown). */
   async close(): Promise<void> {
     await this.pool.close();
   }

@@ -1,6 +1,7 @@
 // A small pool of unpack worker threads. Workers start on demand, stay for
-// reuse while idle (unref'd, so they never keep the process alive) and are
-// replaced if one dies. When the compiled worker script is missing (e.g.
+// reuse while idle (unref'd, so they never keep the process alive), retire
+// after IDLE_RETIRE_MS without work (each holds a V8 heap of its own, ~12
+// MiB, that an idle node should not pay for) and are replaced if one dies. When the compiled worker script is missing (e.g.
 // code run from sources), jobs run in-process instead.
 //
 // A streamed job (runStreamed) gets its layer's bytes from the main thread
@@ -27,7 +28,12 @@ interface Slot {
   worker: Worker;
   busy: boolean;
   pending?: { id: number } & Pending;
+  /** Ends the worker once it has been idle for IDLE_RETIRE_MS. */
+  retire?: NodeJS.Timeout;
 }
+
+/** Pulls come in bursts (a deployment rolls out); a minute covers the gaps within one. */
+const IDLE_RETIRE_MS = 60_000;
 
 type Reply =
   | { id: number; ok: true; result: UnpackJobResult }
@@ -51,9 +57,18 @@ export class UnpackPool {
   private nextId = 1;
   private closed = false;
 
-  constructor(size: number, log?: Logger) {
+  constructor(
+    size: number,
+    log?: Logger,
+    private readonly idleRetireMs = IDLE_RETIRE_MS,
+  ) {
     this.size = Math.max(1, size);
     this.log = log;
+  }
+
+  /** Workers alive now (busy or idle). */
+  get workers(): number {
+    return this.slots.length;
   }
 
   run(job: UnpackJob): Promise<UnpackJobResult> {
@@ -95,8 +110,8 @@ export class UnpackPool {
     let window = 0;
     let wake: (() => void) | undefined;
     let settled = false;
+    this.claim(slot);
     const result = new Promise<UnpackJobResult>((resolve, reject) => {
-      slot.busy = true;
       slot.pending = {
         id,
         resolve,
@@ -212,7 +227,7 @@ export class UnpackPool {
       }
       const item = this.queue.shift()!;
       const id = this.nextId++;
-      slot.busy = true;
+      this.claim(slot);
       slot.pending = { id, resolve: item.resolve, reject: item.reject };
       slot.worker.ref();
       slot.worker.postMessage({ id, job: item.job });
@@ -236,11 +251,13 @@ export class UnpackPool {
       slot.pending = undefined;
       slot.busy = false;
       worker.unref();
+      this.idleFrom(slot);
       if (msg.ok) p.resolve(msg.result);
       else p.reject(deserializeError(msg.error));
       this.dispatch();
     });
     const fail = (err: unknown): void => {
+      clearTimeout(slot.retire);
       const i = this.slots.indexOf(slot);
       if (i >= 0) this.slots.splice(i, 1);
       const p = slot.pending;
@@ -258,12 +275,34 @@ export class UnpackPool {
     worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
     worker.unref();
     this.slots.push(slot);
+    this.idleFrom(slot);
     return slot;
+  }
+
+  private claim(slot: Slot): void {
+    clearTimeout(slot.retire);
+    slot.retire = undefined;
+    slot.busy = true;
+  }
+
+  /** Starts the idle clock of a worker that has no job; it ends the worker unless a job comes first. */
+  private idleFrom(slot: Slot): void {
+    clearTimeout(slot.retire);
+    slot.retire = setTimeout(() => {
+      if (slot.busy || this.closed) return;
+      const i = this.slots.indexOf(slot);
+      if (i < 0) return;
+      // Out of the pool first: its exit is then no failure of anyone's job.
+      this.slots.splice(i, 1);
+      void slot.worker.terminate();
+    }, this.idleRetireMs);
+    slot.retire.unref();
   }
 
   /** Stops every worker; pending jobs fail. */
   async close(): Promise<void> {
     this.closed = true;
+    for (const slot of this.slots) clearTimeout(slot.retire);
     for (const q of this.queue.splice(0)) q.reject(new InternalError('unpack pool closed', { stage: 'unpack' }));
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
