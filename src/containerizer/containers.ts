@@ -22,7 +22,6 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
-  UnavailableError,
   asCapsaError,
 } from '../errors';
 import type { Logger } from '../log';
@@ -46,6 +45,7 @@ import {
   containerCriState,
   errorContext,
   exitReason,
+  awaitFirstCreate,
   isCreating,
   nowNs,
   runStage,
@@ -399,21 +399,16 @@ export class Containers {
       throw new AlreadyExistsError(`container name "${key}" is already in use by ${existing.id}`, ctx);
     }
     if (isCreating(existing.state) && existing.creation) {
-      try {
-        await raceAbort(
-          withTimeout('waiting for the first CreateContainer', this.timeouts.retryWait, () => existing.creation!, ctx),
-          signal,
-        );
-      } catch (err) {
-        if (isCreating(existing.state)) {
-          throw new UnavailableError(
-            `container "${key}" is still being created by an earlier identical request (id ${existing.id}); retry`,
-            ctx,
-          );
-        }
-        if (!this.byKey.has(key)) return this.create(req, signal);
-        throw err;
-      }
+      const first = await awaitFirstCreate({
+        obj: existing,
+        what: `container "${key}"`,
+        rpc: 'CreateContainer',
+        timeoutMs: this.timeouts.retryWait,
+        ctx,
+        signal,
+        nameFreed: () => !this.byKey.has(key),
+      });
+      if (first === 'redo') return this.create(req, signal);
       existing.creatorGone = false;
       return existing.id;
     }

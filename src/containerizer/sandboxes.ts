@@ -12,14 +12,7 @@ import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { CgroupDriver } from '../config/schema';
-import {
-  AlreadyExistsError,
-  CapsaError,
-  InvalidArgumentError,
-  NotFoundError,
-  UnavailableError,
-  asCapsaError,
-} from '../errors';
+import { AlreadyExistsError, CapsaError, InvalidArgumentError, NotFoundError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
@@ -40,6 +33,7 @@ import {
   SandboxCriState,
   SandboxFacts,
   errorContext,
+  awaitFirstCreate,
   isCreating,
   nowNs,
   runStage,
@@ -353,22 +347,16 @@ export class Sandboxes implements RecoveryHost {
       throw new AlreadyExistsError(`sandbox name "${spec.key}" is already in use by ${existing.id}`, ctx);
     }
     if (isCreating(existing.state) && existing.creation) {
-      try {
-        await raceAbort(
-          withTimeout('waiting for the first RunPodSandbox', this.timeouts.retryWait, () => existing.creation!, ctx),
-          signal,
-        );
-      } catch (err) {
-        if (isCreating(existing.state)) {
-          throw new UnavailableError(
-            `sandbox "${spec.key}" is still being created by an earlier identical request (id ${existing.id}); retry`,
-            ctx,
-          );
-        }
-        // The first attempt failed and released the name: make it afresh.
-        if (!this.byKey.has(spec.key)) return this.run(spec, fingerprint, signal);
-        throw err;
-      }
+      const first = await awaitFirstCreate({
+        obj: existing,
+        what: `sandbox "${spec.key}"`,
+        rpc: 'RunPodSandbox',
+        timeoutMs: this.timeouts.retryWait,
+        ctx,
+        signal,
+        nameFreed: () => !this.byKey.has(spec.key),
+      });
+      if (first === 'redo') return this.run(spec, fingerprint, signal);
       existing.creatorGone = false;
       return existing.id;
     }

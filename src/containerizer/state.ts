@@ -13,9 +13,16 @@
 // These states live in memory only. What kubelet sees (the CRI state) is
 // derived from persisted facts — timestamps, exit code, reason — never from
 // transient flags, so a restarted daemon computes the same answer.
-import { CapsaError, ErrorContext, FailedPreconditionError, InternalError, asCapsaError } from '../errors';
+import {
+  CapsaError,
+  ErrorContext,
+  FailedPreconditionError,
+  InternalError,
+  UnavailableError,
+  asCapsaError,
+} from '../errors';
 import type { Logger } from '../log';
-import { withTimeout } from '../util/timeout';
+import { raceAbort, withTimeout } from '../util/timeout';
 
 export type LifecycleState =
   'NEW' | 'RECOVERING' | 'PREPARING' | 'ISOLATING' | 'FETCHING' | 'RUNNING' | 'DESTROYING' | 'STOPPED' | 'REMOVED';
@@ -53,6 +60,44 @@ export interface Lifecycle {
   readonly kind: 'sandbox' | 'container';
   readonly id: string;
   state: LifecycleState;
+}
+
+/**
+ * A create retried (kubelet gave up on its first call) while the identical
+ * first one is still being made: waits for it, at most `timeoutMs`.
+ * 'done' when it finished; 'redo' when it failed and released the name (the
+ * caller makes it afresh). Throws Unavailable (retryable) while it is still
+ * being made, or the first call's error when the name is still taken.
+ */
+export async function awaitFirstCreate(opts: {
+  obj: Lifecycle & { creation?: Promise<unknown> };
+  /** e.g. `container "c_p_ns_uid_0"`, for the retry message. */
+  what: string;
+  /** The RPC, for the timeout's message. */
+  rpc: string;
+  timeoutMs: number;
+  ctx: ErrorContext;
+  signal: AbortSignal;
+  nameFreed: () => boolean;
+}): Promise<'done' | 'redo'> {
+  const { obj, ctx } = opts;
+  try {
+    await raceAbort(
+      withTimeout(`waiting for the first ${opts.rpc}`, opts.timeoutMs, () => obj.creation!, ctx),
+      opts.signal,
+    );
+    return 'done';
+  } catch (err) {
+    if (isCreating(obj.state)) {
+      throw new UnavailableError(
+        `${opts.what} is still being created by an earlier identical request (id ${obj.id}); retry`,
+        ctx,
+      );
+    }
+    // The first attempt failed and released the name: make it afresh.
+    if (opts.nameFreed()) return 'redo';
+    throw err;
+  }
 }
 
 export function errorContext(obj: Lifecycle, stage?: string): ErrorContext {
