@@ -8,6 +8,7 @@ import type { Container, Containers } from '../containerizer/containers';
 import type { Usage } from '../containerizer/isolator';
 import type { Sandbox, Sandboxes } from '../containerizer/sandboxes';
 import { nowNs } from '../containerizer/state';
+import { matchesFilter } from '../cri/sandbox-mapping';
 import { InvalidArgumentError, NotFoundError } from '../errors';
 import {
   ContainerStats,
@@ -88,12 +89,9 @@ export function statsHandlers(deps: StatsServiceDeps): Record<string, UnaryHandl
     });
   };
 
-  const matches = (sb: Sandbox, f: PodSandboxStatsFilter | undefined): boolean => {
-    if (!f) return true;
-    if (f.id !== '' && !sb.id.startsWith(f.id)) return false;
-    for (const [k, v] of Object.entries(f.labelSelector)) if (sb.spec.labels[k] !== v) return false;
-    return true;
-  };
+  // ListPodSandbox's filter without its state.
+  const matches = (sb: Sandbox, f: PodSandboxStatsFilter | undefined): boolean =>
+    matchesFilter(sb, f && { id: f.id, labelSelector: f.labelSelector, state: undefined });
 
   const podSandboxStats = async (req: PodSandboxStatsRequest, ctx: CallContext): Promise<PodSandboxStatsResponse> => ({
     stats: await statsOf(sandboxes.get(requireId(req.podSandboxId)), ctx.signal),

@@ -130,6 +130,23 @@ export async function runp(d: TestDaemon, config: Record<string, unknown>, timeo
   return (await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', { config }, timeoutMs)).podSandboxId;
 }
 
+/** CreateContainer in `pod` (its config passed as kubelet does); resolves to the container id. */
+export async function createContainer(
+  d: TestDaemon,
+  pod: string,
+  podCfg: Record<string, unknown>,
+  config: Record<string, unknown>,
+  timeoutMs = 30_000,
+): Promise<string> {
+  const r = await call<{ containerId: string }>(
+    d.runtime,
+    'createContainer',
+    { podSandboxId: pod, config, sandboxConfig: podCfg },
+    timeoutMs,
+  );
+  return r.containerId;
+}
+
 export function grpcCode(err: unknown): number | undefined {
   return (err as { code?: number }).code;
 }

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { sharesToWeight } from '../../src/containerizer/isolators/cgroups/values';
 import { ContainerState } from '../../src/gen/runtime/v1/api';
-import { TestDaemon, call, runp, startDaemon, waitForExit } from '../helpers/daemon';
+import { TestDaemon, call, createContainer, runp, startDaemon, waitForExit } from '../helpers/daemon';
 import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
@@ -45,14 +45,9 @@ async function run(
   podCfg: Record<string, unknown>,
   config: Record<string, unknown>,
 ): Promise<string> {
-  const r = await call<{ containerId: string }>(
-    d.runtime,
-    'createContainer',
-    { podSandboxId: pod, config, sandboxConfig: podCfg },
-    60_000,
-  );
-  await call(d.runtime, 'startContainer', { containerId: r.containerId }, 60_000);
-  return r.containerId;
+  const id = await createContainer(d, pod, podCfg, config, 60_000);
+  await call(d.runtime, 'startContainer', { containerId: id }, 60_000);
+  return id;
 }
 
 async function ctrStatus(

@@ -10,7 +10,16 @@ import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { native } from '../../src/native';
 import { ContainerState, NamespaceMode, PodSandboxState } from '../../src/gen/runtime/v1/api';
-import { TestDaemon, call, expectRpcError, grpcCode, runp, startDaemon, waitForExit } from '../helpers/daemon';
+import {
+  TestDaemon,
+  call,
+  createContainer as create,
+  expectRpcError,
+  grpcCode,
+  runp,
+  startDaemon,
+  waitForExit,
+} from '../helpers/daemon';
 import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
@@ -70,21 +79,6 @@ function ctrConfig(name: string, over: Record<string, unknown> = {}): Record<str
     linux: {},
     ...over,
   };
-}
-
-async function create(
-  d: TestDaemon,
-  pod: string,
-  podCfg: Record<string, unknown>,
-  config: Record<string, unknown>,
-): Promise<string> {
-  const r = await call<{ containerId: string }>(
-    d.runtime,
-    'createContainer',
-    { podSandboxId: pod, config, sandboxConfig: podCfg },
-    30_000,
-  );
-  return r.containerId;
 }
 
 async function start(d: TestDaemon, id: string): Promise<void> {

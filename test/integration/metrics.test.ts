@@ -10,7 +10,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { rmCgroupTree } from '../helpers/cgroups';
-import { TestDaemon, call, expectRpcError, runp, startDaemon } from '../helpers/daemon';
+import { TestDaemon, call, createContainer, expectRpcError, runp, startDaemon } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 import * as grpc from '@grpc/grpc-js';
@@ -117,15 +117,7 @@ test('CRI calls, pods and containers by state, and per-container CPU and memory 
     logPath: `${name}.log`,
     linux: {},
   });
-  const create = async (c: Record<string, unknown>): Promise<string> =>
-    (
-      await call<{ containerId: string }>(
-        d.runtime,
-        'createContainer',
-        { podSandboxId: pod, config: c, sandboxConfig: podCfg },
-        30_000,
-      )
-    ).containerId;
+  const create = (c: Record<string, unknown>): Promise<string> => createContainer(d, pod, podCfg, c);
   // One container that allocates and touches 8 MiB, then idles; one that is created but never started.
   const busy = await create(
     cfg('busy', ['sh', '-c', 'x=$(head -c 8388608 /dev/zero | tr "\\0" a); echo ready; exec sleep 3600']),
@@ -210,24 +202,13 @@ describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
     };
     const pod = await runp(d, podCfg);
     try {
-      const ctr = (
-        await call<{ containerId: string }>(
-          d.runtime,
-          'createContainer',
-          {
-            podSandboxId: pod,
-            config: {
-              metadata: { name: 'pinger', attempt: 0 },
-              image: { image: IMAGE },
-              command: ['sleep', '3600'],
-              logPath: 'pinger.log',
-              linux: {},
-            },
-            sandboxConfig: podCfg,
-          },
-          30_000,
-        )
-      ).containerId;
+      const ctr = await createContainer(d, pod, podCfg, {
+        metadata: { name: 'pinger', attempt: 0 },
+        image: { image: IMAGE },
+        command: ['sleep', '3600'],
+        logPath: 'pinger.log',
+        linux: {},
+      });
       await call(d.runtime, 'startContainer', { containerId: ctr }, 30_000);
       // The pod's netns has only lo without CNI here: give it an "eth0" (one end of a veth pair whose
       // other end stays in the pod too) and send through it (the ARP requests for a missing peer).
