@@ -2,6 +2,8 @@
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/dist/test'],
+  // the kubelet suites have their own config (jest.e2e.config.js, hack/k8s/test.sh)
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/dist/test/e2e/'],
   testMatch: ['**/*.test.js'],
   testTimeout: 60000,
   // Integration tests share host resources (cgroups, mounts, registries).
