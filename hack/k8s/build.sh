@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes commands, etcd and (with --e2e-node) the node e2e test
-# binary from the versions go.mod pins, into $CAPSA_K8S_CACHE/bin (default
-# /var/cache/capsa-k8s). A binary already built from the same go.sum is reused,
-# so a warm cache costs a few seconds. Nothing lands in the repository.
+# binary and the ginkgo CLI from the versions go.mod pins, into
+# $CAPSA_K8S_CACHE/bin (default /var/cache/capsa-k8s). A binary already built
+# from the same go.sum is reused, so a warm cache costs a few seconds. Nothing
+# lands in the repository.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${CAPSA_K8S_CACHE:-/var/cache/capsa-k8s}
@@ -69,5 +70,16 @@ if [ $e2e = 1 ] && { [ "$(cat "$bin/.e2e_node.test.stamp" 2>/dev/null)" != "$sta
   go test -c -trimpath -ldflags "$ldflags" -o "$bin/e2e_node.test.new" k8s.io/kubernetes/test/e2e_node
   mv "$bin/e2e_node.test.new" "$bin/e2e_node.test"
   echo "$stamp" > "$bin/.e2e_node.test.stamp"
+fi
+# ginkgo, to run e2e_node.test in parallel (node-e2e.sh): the CLI at the
+# version of the library the suite links, installed as its own module (its
+# dependencies are not the tools module's).
+if [ $e2e = 1 ]; then
+  ginkgo_version=$(go list -m -f '{{.Version}}' github.com/onsi/ginkgo/v2)
+  if [ "$(cat "$bin/.ginkgo.stamp" 2>/dev/null)" != "$ginkgo_version" ] || [ ! -x "$bin/ginkgo" ]; then
+    echo "build.sh: building ginkgo $ginkgo_version" >&2
+    GOFLAGS=-buildvcs=false GOBIN="$bin" go install -trimpath "github.com/onsi/ginkgo/v2/ginkgo@$ginkgo_version"
+    echo "$ginkgo_version" >"$bin/.ginkgo.stamp"
+  fi
 fi
 echo "$bin"
