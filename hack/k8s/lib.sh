@@ -86,12 +86,19 @@ stop_bg() {
   rm -f "$K8S_PIDS/$name.pid"
 }
 
-# wait_for SECONDS WHAT CMD...: polls CMD until it succeeds.
+# wait_for SECONDS WHAT CMD...: polls CMD until it succeeds; CMD exiting 3
+# means "will never succeed" (e.g. the process it waits for died).
 wait_for() {
-  local secs=$1 what=$2 i
+  local secs=$1 what=$2 i rc
   shift 2
   for ((i = 0; i < secs * 4; i++)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
+    rc=0
+    "$@" >/dev/null 2>&1 || rc=$?
+    [ $rc = 0 ] && return 0
+    if [ $rc = 3 ]; then
+      k8s_log "gave up waiting for $what"
+      return 1
+    fi
     sleep 0.25
   done
   k8s_log "timed out after ${secs}s waiting for $what"

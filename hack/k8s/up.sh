@@ -190,7 +190,9 @@ if ! running capsa; then
   start_bg capsa "$CAPSA_TOP/bin/capsa serve" node "$CAPSA_TOP/bin/capsa" serve --config "$K8S_RUN/capsa.toml" \
     ${CAPSA_K8S_CAPSA_ARGS:-}
 fi
-wait_for 60 capsa test -S "$CAPSA_SOCKET" || k8s_die "capsa: see $K8S_LOGS/capsa.log"
+# a socket file alone may be a stale one of a capsa that was killed: ask it
+capsa_serves() { "$K8S_BIN/crictl" --runtime-endpoint "unix://$CAPSA_SOCKET" --timeout 2s version; }
+wait_for 60 capsa capsa_serves || k8s_die "capsa: see $K8S_LOGS/capsa.log"
 
 # ---- kubelet ---------------------------------------------------------------
 # kubelet >= 1.35 refuses cgroup v1 unless failCgroupV1 is false; on a v2 host
@@ -240,9 +242,10 @@ if ! running kubelet; then
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=${CAPSA_K8S_KUBELET_V:-2} ${CAPSA_K8S_KUBELET_ARGS:-}
 fi
 node_ready() {
+  running kubelet || return 3
   [ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
-wait_for 180 "node $NODE_NAME Ready" node_ready || k8s_die "node not Ready: see $K8S_LOGS/kubelet.log"
+wait_for 180 "node $NODE_NAME Ready" node_ready || k8s_die "node not Ready (kubelet $(running kubelet && echo running || echo exited)): see $K8S_LOGS/kubelet.log"
 # pods need the default service account, made by the controller-manager
 wait_for 60 "the default service account" kc get serviceaccount default -n default ||
   k8s_die "no default service account: see $K8S_LOGS/kube-controller-manager.log"

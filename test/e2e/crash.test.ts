@@ -77,7 +77,7 @@ test('pods survive kill -9 of capsa and then of kubelet; nothing is recreated', 
             {
               name: 'main',
               image: BUSYBOX,
-              command: ['sh', '-c', 'while true; do date +%s%N > /beat/$HOSTNAME; sleep 0.2; done'],
+              command: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /beat/$HOSTNAME; sleep 0.2; done'],
               volumeMounts: [{ name: 'beat', mountPath: '/beat' }],
               readinessProbe: { exec: { command: ['true'] }, periodSeconds: 2 },
             },
@@ -90,24 +90,25 @@ test('pods survive kill -9 of capsa and then of kubelet; nothing is recreated', 
   const before = snapshot(await getJson(['pods', '-n', NS]));
   expect(before.size).toBe(3);
 
-  await killHard('capsa');
-  await sleep(2000);
-  await killHard('kubelet');
-  // the containers run on without either: their heartbeats keep moving
-  const beats = async (): Promise<number[]> =>
-    Promise.all(
-      (await fs.readdir(beatDir)).map(async (f) =>
-        Number((await fs.readFile(path.join(beatDir, f), 'utf8')).trim() || 0),
-      ),
-    );
-  const b1 = await beats();
-  await sleep(1500);
-  const b2 = await beats();
-  expect(b2.length).toBe(3);
-  b2.forEach((b, i) => expect(b).toBeGreaterThan(b1[i]));
-
   const restartedAt = new Date();
-  await k8sScript('up.sh');
+  try {
+    await killHard('capsa');
+    await sleep(2000);
+    await killHard('kubelet');
+    // the containers run on without either: their heartbeats keep moving
+    const beats = async (): Promise<number[]> => {
+      const files = (await fs.readdir(beatDir)).sort();
+      return Promise.all(files.map(async (f) => Number((await fs.readFile(path.join(beatDir, f), 'utf8')).trim())));
+    };
+    const b1 = await beats();
+    await sleep(1500);
+    const b2 = await beats();
+    expect(b2.length).toBe(3);
+    b2.forEach((b, i) => expect(b).toBeGreaterThan(b1[i]));
+  } finally {
+    // up.sh starts what is not running: capsa, then kubelet
+    await k8sScript('up.sh');
+  }
   await kubectl(['rollout', 'status', '-n', NS, 'deployment/steady', '--timeout=120s'], { timeoutMs: 130_000 });
   // give kubelet a few relists and pod syncs on the recovered runtime
   await sleep(20_000);
