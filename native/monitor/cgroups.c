@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +71,71 @@ int64_t cg_oom_kills(const char *memory_cgroup)
 		return v;
 	}
 	return -1;
+}
+
+int64_t cg_oom_invocations(const char *memory_cgroup)
+{
+	char path[PATH_MAX], *text;
+	int64_t v;
+
+	if (!memory_cgroup)
+		return -1;
+	snprintf(path, sizeof(path), "%s/memory.events", memory_cgroup);
+	text = read_file(path, 65536, NULL);
+	if (!text)
+		return -1;
+	v = counter(text, "oom");
+	free(text);
+	return v;
+}
+
+int cg_oom_watch(const char *memory_cgroup, int *is_v1)
+{
+	char path[PATH_MAX], line[64];
+	int efd, cfd, ofd;
+
+	*is_v1 = 0;
+	if (!memory_cgroup)
+		return -1;
+	snprintf(path, sizeof(path), "%s/memory.events", memory_cgroup);
+	if (access(path, R_OK) == 0) {
+		int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (fd >= 0 && inotify_add_watch(fd, path, IN_MODIFY) < 0) {
+			close(fd);
+			fd = -1;
+		}
+		return fd;
+	}
+	snprintf(path, sizeof(path), "%s/memory.oom_control", memory_cgroup);
+	ofd = open(path, O_RDONLY | O_CLOEXEC);
+	if (ofd < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/cgroup.event_control", memory_cgroup);
+	cfd = open(path, O_WRONLY | O_CLOEXEC);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (cfd >= 0 && efd >= 0) {
+		snprintf(line, sizeof(line), "%d %d", efd, ofd);
+		if (write_all(cfd, line, strlen(line)) == 0)
+			*is_v1 = 1;
+	}
+	if (cfd >= 0)
+		close(cfd);
+	close(ofd);
+	if (!*is_v1 && efd >= 0) {
+		close(efd);
+		efd = -1;
+	}
+	return efd;
+}
+
+int cg_oom_drain(int fd)
+{
+	char buf[4096];
+	int any = 0;
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		any = 1;
+	return any;
 }
 
 static int kill_listed(const char *procs_file, int *sent)

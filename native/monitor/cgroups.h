@@ -11,6 +11,17 @@ int cg_place(const char *const *procs_files, pid_t pid);
 /* oom_kill counter of a memory cgroup dir (v1 memory.oom_control or v2
  * memory.events); -1 when unknown. */
 int64_t cg_oom_kills(const char *memory_cgroup);
+/* The OOM-invocation count (v1: -1, the count comes from notifications;
+ * v2: memory.events "oom"); -1 when unknown. */
+int64_t cg_oom_invocations(const char *memory_cgroup);
+/* A fd that becomes readable when the memory cgroup goes out of memory:
+ * v1 an eventfd registered on memory.oom_control, v2 an inotify watch on
+ * memory.events. -1 when there is none. *is_v1 tells which. The counters
+ * must be read while the cgroup exists: a cgroup manager (systemd) may
+ * remove an emptied cgroup before the init's exit is handled. */
+int cg_oom_watch(const char *memory_cgroup, int *is_v1);
+/* Reads the pending notifications of a cg_oom_watch fd; 1 if there were any. */
+int cg_oom_drain(int fd);
 /* SIGKILLs every process listed in the cgroup.procs files until they are
  * empty or the deadline passes. Returns the number of signals sent. */
 int cg_kill_all(const char *const *procs_files, unsigned timeout_ms);

@@ -48,7 +48,9 @@ struct mon {
 	char ctl_buf[256];
 	size_t ctl_len;
 	char started_at[TS_LEN + 1], finished_at[TS_LEN + 1];
-	int64_t oom_before;
+	int64_t oom_before, oom_seen, oom_inv_before;
+	/* OOM watch (cg_oom_watch); oom_notified: v1 told of an OOM while the cgroup existed. */
+	int oom_fd, oom_v1, oom_notified;
 	struct log_file log;
 };
 
@@ -313,7 +315,9 @@ static int isolate(struct mon *m, const struct init_args *a)
 		return -1;
 	if (cg_place(m->s->cgroup_procs, m->init) < 0)
 		return -1;
-	m->oom_before = cg_oom_kills(m->s->memory_cgroup);
+	m->oom_before = m->oom_seen = cg_oom_kills(m->s->memory_cgroup);
+	m->oom_inv_before = cg_oom_invocations(m->s->memory_cgroup);
+	m->oom_fd = cg_oom_watch(m->s->memory_cgroup, &m->oom_v1);
 	if (write_pid_json("init.json", m->init, NULL) < 0)
 		return -1;
 	return chan_send(m->sock, 'G', NULL, -1);
@@ -572,7 +576,25 @@ static int on_output(struct mon *m, int *fd, struct log_stream *st)
 
 /* ---- the loop ---- */
 
-enum { T_SIG, T_SYNC, T_START, T_CTL, T_OUT, T_ERR, T_LISTEN, T_STDIN, T_ATTACH, T_CLIENT };
+enum { T_SIG, T_SYNC, T_START, T_CTL, T_OUT, T_ERR, T_LISTEN, T_STDIN, T_ATTACH, T_OOM, T_CLIENT };
+
+/* Records what the memory cgroup says right after an OOM notification, while it still exists. */
+static void on_oom(struct mon *m)
+{
+	int64_t v;
+
+	if (m->oom_fd < 0 || !cg_oom_drain(m->oom_fd))
+		return;
+	v = cg_oom_kills(m->s->memory_cgroup);
+	if (v > m->oom_seen)
+		m->oom_seen = v;
+	/* v1 also signals the eventfd when the cgroup is removed: only a notice
+	 * while it is still there is an OOM (whose kill may not be counted yet). */
+	if (m->oom_v1 && v >= 0)
+		m->oom_notified = 1;
+	else if (!m->oom_v1 && m->oom_inv_before >= 0 && cg_oom_invocations(m->s->memory_cgroup) > m->oom_inv_before)
+		m->oom_notified = 1;
+}
 
 struct pollset {
 	struct pollfd fds[24];
@@ -599,6 +621,7 @@ static void build(struct mon *m, struct pollset *p, int draining)
 	add(p, m->out_fd, POLLIN, T_OUT);
 	add(p, m->err_fd, POLLIN, T_ERR);
 	add(p, attach_fd(), POLLIN, T_ATTACH);
+	add(p, m->oom_fd, POLLIN, T_OOM);
 	if (draining)
 		return;
 	add(p, m->sock, POLLIN, T_SYNC);
@@ -643,6 +666,9 @@ static int dispatch(struct mon *m, int tag)
 	case T_ATTACH:
 		attach_handle();
 		return 0;
+	case T_OOM:
+		on_oom(m);
+		return 0;
 	default:
 		on_client(m, tag - T_CLIENT);
 		return 0;
@@ -671,7 +697,11 @@ static int poll_once(struct mon *m, int draining, int timeout)
 static void write_exit(struct mon *m)
 {
 	int64_t oom_after = cg_oom_kills(m->s->memory_cgroup);
-	int code = 0, sig = 0, oom = m->oom_before >= 0 && oom_after > m->oom_before;
+	int code = 0, sig = 0, oom;
+
+	if (oom_after < m->oom_seen)
+		oom_after = m->oom_seen; /* the cgroup is gone: what was read while it existed */
+	oom = m->oom_before >= 0 && (oom_after > m->oom_before || m->oom_notified);
 	char buf[512], started[TS_LEN + 3];
 
 	if (WIFEXITED(m->status))
@@ -699,6 +729,7 @@ static void finish(struct mon *m)
 
 	if (m->phase == PH_EXECING && m->sock >= 0)
 		on_sync(m);
+	on_oom(m); /* a notice queued with the init's death, read before the cgroup can go */
 	if (!m->own_pidns && m->s->kill_on_exit)
 		cg_kill_all(m->s->cgroup_procs, KILL_MS);
 	deadline = mono_ms() + DRAIN_MS;
@@ -744,7 +775,8 @@ int monitor_run(struct spec *s, int wait_start, int ready_fd)
 	m.ready_fd = ready_fd;
 	m.sock = m.sigfd = m.out_fd = m.err_fd = m.stdin_w = -1;
 	m.start_fd = m.start_wr = m.ctl_fd = m.ctl_wr = m.listen_fd = -1;
-	m.oom_before = -1;
+	m.oom_before = m.oom_seen = m.oom_inv_before = -1;
+	m.oom_fd = -1;
 	if (prepare(&m, &a) < 0 || spawn_init(&m, &a) < 0 || isolate(&m, &a) < 0 || await_ready(&m) < 0)
 		return start_failed(&m, g_err);
 	if (wait_start) {
