@@ -128,17 +128,24 @@ async function sweep(
     await step(`rootfs ${id}`, () => backend.destroy(id, path.join(cs.runRoot, id, 'rootfs')));
   }
 
-  // Container cgroups in the pods we know.
+  // Container cgroups in the pods we know (a pod's pid-holder scope is its sandbox's).
   const sandboxes = cs.opts.sandboxes;
+  const sandboxIds = await sandboxes.knownIds();
+  const doomed = new Set<string>();
   for (const sb of sandboxes.list()) {
     const podPath = sandboxes.handle(sb.id).cgroup.podPath;
     for (const name of await cs.cgroups.children(podPath)) {
       const m = CONTAINER_CGROUP.exec(name);
-      if (!m || m[1] === sb.id || known.has(m[1])) continue;
-      const p = podPath === '/' ? `/${name}` : `${podPath}/${name}`;
-      await step(`cgroup ${p}`, () => cs.cgroups.destroy(p, cs.timeouts.destroying, signal));
+      if (!m || sandboxIds.has(m[1]) || known.has(m[1])) continue;
+      doomed.add(podPath === '/' ? `/${name}` : `${podPath}/${name}`);
     }
   }
+  // systemd: capsa-<id>.scope units anywhere (a pod slice of kubelet's whose sandbox is gone).
+  for (const p of await cs.cgroups.scopes()) {
+    const m = CONTAINER_CGROUP.exec(path.posix.basename(p));
+    if (m && !sandboxIds.has(m[1]) && !known.has(m[1])) doomed.add(p);
+  }
+  for (const p of doomed) await step(`cgroup ${p}`, () => cs.cgroups.destroy(p, cs.timeouts.destroying, signal));
 
   // Image pins of containers that are gone.
   const images = cs.opts.provisioner.store.images;

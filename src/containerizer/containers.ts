@@ -485,6 +485,8 @@ export class Containers {
         const created = await this.launcher.create(r.runDir, spec, signal).catch((err: unknown) => {
           throw req.explainLaunchError?.(asCapsaError(err)) ?? err;
         });
+        // The init is in its cgroup: what held it until then goes (systemd: the scope's stand-in).
+        await this.cgroups.settled(r.cgroupPath);
         lap('launch');
         c.spec = spec;
         r.monitor = created.monitor;

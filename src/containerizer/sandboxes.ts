@@ -18,6 +18,7 @@ import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
 import { AnyIsolator, IsolatorChain, IsolatorStore, Usage } from './isolator';
 import { CgroupsIsolator } from './isolators/cgroups';
+import { createCgroupBackend } from './isolators/cgroups/backend';
 import { CgroupLayout, detectLayout } from './isolators/cgroups/hierarchy';
 import { CgroupManager } from './isolators/cgroups/manager';
 import { containerCgroupPath, podCgroup } from './isolators/cgroups/paths';
@@ -167,7 +168,12 @@ export class Sandboxes implements RecoveryHost {
   /** Builds the containerizer's sandbox side and recovers every checkpointed sandbox. */
   static async start(opts: SandboxesOptions): Promise<Sandboxes> {
     const layout = opts.cgroupLayout ?? (await detectLayout());
-    const s = new Sandboxes(opts, layout);
+    const cgroups = await createCgroupBackend({
+      driver: opts.cgroupDriver,
+      layout,
+      log: opts.log.child({ component: 'cgroups' }),
+    });
+    const s = new Sandboxes(opts, layout, cgroups);
     await recoverSandboxes(s);
     return s;
   }
@@ -175,13 +181,14 @@ export class Sandboxes implements RecoveryHost {
   private constructor(
     private readonly opts: SandboxesOptions,
     layout: CgroupLayout,
+    cgroups: CgroupManager,
   ) {
     this.log = opts.log;
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
     this.store = new CheckpointStore(opts.root);
     this.nsDir = path.join(opts.state, 'ns');
     this.shmDir = path.join(opts.state, 'shm');
-    this.cgroups = new CgroupManager(layout, opts.log.child({ component: 'cgroups' }));
+    this.cgroups = cgroups;
     const common = { manager: this.cgroups, driver: opts.cgroupDriver, root: opts.root, log: opts.log };
     const isolators: AnyIsolator<SandboxContext>[] = [
       new NamespacesIsolator(this.nsDir, opts.log),

@@ -57,6 +57,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       log: log.child({ component: 'containerizer' }),
       network: createNetworkIsolator(config, log),
     });
+    closers.push(async () => sandboxes.cgroups.close());
     // Then every checkpointed container (running ones keep running); it hooks into pod stop/remove.
     const { containers, deps: containerDeps } = await startContainers(config, sandboxes, provisioner, log);
     closers.push(() => containers.close());

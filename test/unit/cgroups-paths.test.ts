@@ -122,7 +122,20 @@ describe('systemd naming', () => {
     expect(scopeName(CID)).toBe(`capsa-${CID}.scope`);
     expect(containerCgroupPath('systemd', pod.path, CID)).toBe(`${pod.path}/capsa-${CID}.scope`);
     expect(pidHolderCgroupPath('systemd', pod.path, SID)).toBe(`${pod.path}/capsa-${SID}.scope`);
-    expect(podCgroup('systemd', '', SID, '/var/lib/capsa').path).toBe('/capsa.slice');
+  });
+
+  test('without a cgroup_parent a pod gets its own slice under the default parent, owned by capsa', () => {
+    expect(podCgroup('systemd', '', SID, '/var/lib/capsa')).toEqual({
+      driver: 'systemd',
+      path: `/capsa.slice/capsa-pod${SID}.slice`,
+      parent: 'capsa.slice',
+      owned: true,
+    });
+    const test = podCgroup('systemd', '', SID, '/tmp/x/root');
+    expect(test.path).toMatch(
+      new RegExp(`^/capsa\\.slice/capsa-r[0-9a-f]{12}\\.slice/capsa-r[0-9a-f]{12}-pod${SID}\\.slice$`),
+    );
+    expect(test.owned).toBe(true);
   });
 });
 

@@ -2,12 +2,16 @@
 // every hierarchy with the pod's resources, destroys it (every process in
 // the subtree killed, then rmdir leaf-first), re-adopts it on recovery and
 // sweeps capsa- cgroups nobody checkpointed. Provides `cgroup`.
+// systemd driver: the pod is a slice, a transient unit (kubelet's
+// cgroup_parent, made only if missing, or capsa's own <parent>-pod<id>.slice
+// with the pod's limits as properties); see systemd/manager.ts.
 import type { IsolatorCheckpoint } from '../../checkpoint';
 import type { CheckpointFn, Isolator, RecoverResult, Usage } from '../../isolator';
 import type { SandboxContext } from '../../sandbox-spec';
 import type { Logger } from '../../../log';
 import { CgroupManager } from './manager';
-import { CgroupDriverName, OWNED_CGROUP, defaultCgroupParent, podCgroup } from './paths';
+import { CgroupDriverName, OWNED_CGROUP, defaultCgroupParent, expandSlice, podCgroup } from './paths';
+import { SystemdCgroupManager } from './systemd/manager';
 import { CgroupResources } from './values';
 
 export interface PodCgroupState {
@@ -18,6 +22,9 @@ export interface PodCgroupState {
 }
 
 export const CGROUPS_ISOLATOR_VERSION = 1;
+
+/** Marks a cgroup_parent slice that capsa made because it was missing (systemd driver). */
+export const PARENT_SLICE_DESCRIPTION = 'capsa: a pod cgroup_parent';
 
 export interface CgroupsIsolatorOptions {
   manager: CgroupManager;
@@ -35,7 +42,6 @@ export class CgroupsIsolator implements Isolator<SandboxContext, PodCgroupState,
   readonly provides = ['cgroup'];
   /** Parents seen in checkpoints: swept for orphans along with the default one. */
   private readonly parents = new Set<string>();
-  private warnedSystemd = false;
 
   constructor(private readonly opts: CgroupsIsolatorOptions) {
     this.parents.add(podCgroup(opts.driver, '', '0'.repeat(64), opts.root).parent);
@@ -48,15 +54,21 @@ export class CgroupsIsolator implements Isolator<SandboxContext, PodCgroupState,
 
   async prepare(ctx: SandboxContext, checkpoint: CheckpointFn<PodCgroupState>): Promise<PodCgroupState> {
     const state = this.stateFor(ctx);
-    if (this.opts.driver === 'systemd' && !this.warnedSystemd) {
-      this.warnedSystemd = true;
-      this.opts.log.warn(
-        'systemd cgroup driver: transient units over D-Bus are not implemented yet; capsa creates the scope directories itself',
-      );
-    }
     // Disk before host: the checkpoint names the cgroup before it exists.
     await checkpoint(state);
     this.parents.add(state.parent);
+    const m = this.opts.manager;
+    if (m instanceof SystemdCgroupManager) {
+      // capsa's own pod slice carries the pod's limits; kubelet's (cgroup_parent) is made only if missing.
+      const how = await m.ensureSlice(
+        state.path,
+        state.owned ? ctx.spec.resources : undefined,
+        state.owned ? `capsa pod ${ctx.id}` : PARENT_SLICE_DESCRIPTION,
+      );
+      if (how === 'existed' && state.owned && ctx.spec.resources) await m.apply(state.path, ctx.spec.resources);
+      ctx.cgroup = m.handle(state.path);
+      return state;
+    }
     if (state.owned) {
       ctx.cgroup = await this.opts.manager.create(state.path, ctx.spec.resources, { delegate: true });
     } else {
@@ -86,16 +98,22 @@ export class CgroupsIsolator implements Isolator<SandboxContext, PodCgroupState,
 
   async cleanup(ctx: SandboxContext, state: PodCgroupState | undefined, signal: AbortSignal): Promise<void> {
     const s = state ?? this.stateFor(ctx);
-    if (!s.owned) return; // kubelet's slice; our scopes are their owners' to remove
+    const m = this.opts.manager;
+    if (!s.owned) {
+      // kubelet's slice stays; one capsa made for a cgroup_parent goes once no pod uses it.
+      if (m instanceof SystemdCgroupManager && (await m.description(s.path)) === PARENT_SLICE_DESCRIPTION) {
+        await m.removeIfEmpty(s.path);
+      }
+      return;
+    }
     await this.opts.manager.destroy(s.path, this.opts.destroyTimeoutMs ?? 20000, signal);
     await this.removeEmptyDefaultParent(s.parent);
   }
 
   /** The daemon's default parent is ours: drop it (and /capsa) once empty. Kubelet's parents are not. */
   private async removeEmptyDefaultParent(parent: string): Promise<void> {
-    if (this.opts.driver !== 'cgroupfs') return;
-    if (parent !== defaultCgroupParent('cgroupfs', this.opts.root)) return;
-    let p = parent;
+    if (parent !== defaultCgroupParent(this.opts.driver, this.opts.root)) return;
+    let p = this.opts.driver === 'systemd' ? expandSlice(parent) : parent;
     while (p !== '/' && p !== '') {
       if (!(await this.opts.manager.removeIfEmpty(p))) return;
       p = p.slice(0, p.lastIndexOf('/')) || '/';
@@ -114,13 +132,21 @@ export class CgroupsIsolator implements Isolator<SandboxContext, PodCgroupState,
 
   /** capsa-<id> cgroups under our parents whose sandbox has no checkpoint. */
   async sweep(known: ReadonlySet<string>, signal: AbortSignal): Promise<string[]> {
-    if (this.opts.driver !== 'cgroupfs') return [];
+    const systemd = this.opts.driver === 'systemd';
     const removed: string[] = [];
     for (const parent of this.parents) {
-      for (const name of await this.opts.manager.children(parent)) {
-        const m = OWNED_CGROUP.exec(name);
-        if (!m || m[2] || m[3] || known.has(m[1])) continue;
-        const p = parent === '/' ? `/${name}` : `${parent}/${name}`;
+      // systemd: only capsa's own pod slices (<default parent stem>-pod<id>.slice); kubelet's are kubelet's.
+      const dir = systemd ? (parent.endsWith('.slice') ? expandSlice(parent) : undefined) : parent;
+      if (dir === undefined) continue;
+      for (const name of await this.opts.manager.children(dir)) {
+        let id: string | undefined;
+        if (systemd) id = /-pod([0-9a-f]{64})\.slice$/.exec(name)?.[1];
+        else {
+          const m = OWNED_CGROUP.exec(name);
+          id = m && !m[2] && !m[3] ? m[1] : undefined;
+        }
+        if (!id || known.has(id)) continue;
+        const p = dir === '/' ? `/${name}` : `${dir}/${name}`;
         this.opts.log.info({ cgroup: p }, 'destroying orphaned pod cgroup');
         await this.opts.manager.destroy(p, this.opts.destroyTimeoutMs ?? 20000, signal);
         removed.push(p);

@@ -16,7 +16,8 @@ import {
 import type { Logger } from '../../../log';
 import { sleep } from '../../../util/timeout';
 import { CgroupLayout, Hierarchy } from './hierarchy';
-import { cgroupAncestry, cgroupDir } from './paths';
+import type { CgroupBackend } from './backend';
+import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
 import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
 
 /** What a cgroup looks like to its users (the monitor, stats, a container spec). */
@@ -43,7 +44,9 @@ function isGone(err: unknown): boolean {
   return errno(err) === 'ENOENT' || errno(err) === 'ENODEV';
 }
 
-export class CgroupManager {
+export class CgroupManager implements CgroupBackend {
+  readonly driver: CgroupDriverName = 'cgroupfs';
+
   constructor(
     readonly layout: CgroupLayout,
     private readonly log: Logger,
@@ -61,7 +64,7 @@ export class CgroupManager {
     return { version: this.layout.version, path: cgPath, dirs, procs, memory: dirs.memory };
   }
 
-  private dirOf(cgPath: string, controller: string): string | undefined {
+  protected dirOf(cgPath: string, controller: string): string | undefined {
     const h = this.layout.hierarchies.find((x) => x.controllers.includes(controller));
     return h ? cgroupDir(h.mount, cgPath) : undefined;
   }
@@ -152,6 +155,16 @@ export class CgroupManager {
     }
   }
 
+  /** cgroupfs: processes are placed by path alone, nothing to drop. */
+  async settled(_cgPath: string): Promise<void> {}
+
+  /** cgroupfs makes no units. */
+  async scopes(): Promise<string[]> {
+    return [];
+  }
+
+  close(): void {}
+
   /** Writes the resources into an existing cgroup (create and UpdateContainerResources). */
   async apply(cgPath: string, r: CgroupResources): Promise<void> {
     const writes = this.writesFor(r);
@@ -170,7 +183,7 @@ export class CgroupManager {
     for (const w of writes) await this.write(cgPath, w);
   }
 
-  private async write(cgPath: string, w: CgroupWrite): Promise<void> {
+  protected async write(cgPath: string, w: CgroupWrite): Promise<void> {
     const dir = this.dirOf(cgPath, w.controller);
     if (!dir) {
       if (w.controller === 'hugetlb') {
@@ -248,7 +261,7 @@ export class CgroupManager {
     await this.removeTree(cgPath, deadline, signal);
   }
 
-  private async killAll(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
+  protected async killAll(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
     const freezer = this.layout.version === 1 ? this.dirOf(cgPath, 'freezer') : undefined;
     const v2dir = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
     let pids = await this.pids(cgPath);
@@ -272,7 +285,7 @@ export class CgroupManager {
     }
   }
 
-  private async removeTree(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
+  protected async removeTree(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
     for (const { dir } of this.hierarchyDirs(cgPath)) {
       const dirs = (await subtree(dir)).sort((a, b) => b.length - a.length);
       for (const d of dirs) {

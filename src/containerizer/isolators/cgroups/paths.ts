@@ -6,14 +6,14 @@
 //   pid holder   <pod>/capsa-<sandbox id>-init           (a leaf: v2 forbids processes in inner nodes)
 //   container    <pod>/capsa-<container id>
 //
-// systemd driver: kubelet owns the pod slice (cgroup_parent, given as a
-// slice name like "kubepods-burstable-pod<uid>.slice" or as a cgroupfs path
-// that kubelet's conversion turns into one); capsa adds transient scopes:
+// systemd driver (transient units over D-Bus, systemd/manager.ts): kubelet
+// owns the pod slice (cgroup_parent, given as a slice name like
+// "kubepods-burstable-pod<uid>.slice" or as a cgroupfs path that kubelet's
+// conversion turns into one); capsa adds transient scopes:
 //   pod          the parent slice itself, expanded: /kubepods.slice/kubepods-burstable.slice/…pod<uid>.slice
+//                (no cgroup_parent: capsa's own slice <default parent stem>-pod<sandbox id>.slice)
 //   pid holder   <pod>/capsa-<sandbox id>.scope
 //   container    <pod>/capsa-<container id>.scope
-// Creating the units over D-Bus (StartTransientUnit with Delegate=yes) is not
-// implemented yet: the driver creates the same directories itself.
 import { createHash } from 'crypto';
 import * as path from 'path';
 
@@ -117,7 +117,7 @@ export interface PodCgroup {
   path: string;
   /** The parent as used (normalized); for sweeping and for removing an empty default parent. */
   parent: string;
-  /** capsa made it and removes it; false for kubelet's systemd slice. */
+  /** capsa made it and removes it; false for kubelet's systemd slice (cgroup_parent). */
   owned: boolean;
 }
 
@@ -125,6 +125,11 @@ export interface PodCgroup {
 export function podCgroup(driver: CgroupDriverName, parent: string, sandboxId: string, root: string): PodCgroup {
   const given = parent === '' ? defaultCgroupParent(driver, root) : parent;
   if (driver === 'systemd') {
+    if (parent === '') {
+      // capsa's own pod slice, like the cgroupfs driver's capsa-<id>: its limits are the pod's.
+      const slice = `${given.slice(0, -'.slice'.length)}-pod${sandboxId}.slice`;
+      return { driver, path: expandSlice(slice), parent: given, owned: true };
+    }
     const slice = systemdParentSlice(given);
     return { driver, path: expandSlice(slice), parent: slice, owned: false };
   }

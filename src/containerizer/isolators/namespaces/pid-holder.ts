@@ -102,6 +102,7 @@ export class PidHolderIsolator implements Isolator<SandboxContext, PidHolderStat
     if (ctx.namespaces.ipc) args.push('--ipc', ctx.namespaces.ipc);
     for (const f of leaf.procs) args.push('--cgroup-procs', f);
     const pid = await runPause(findPauseBinary(), args, this.opts.startTimeoutMs ?? 10000, signal);
+    await this.opts.manager.settled(cgroupPath);
     const startTime = await processStartTime(pid);
     if (startTime === undefined)
       throw new InternalError(`capsa-pause init ${pid} died right after start`, { sandboxId: ctx.id });
