@@ -15,8 +15,9 @@ cd "$root"
 pkgs=(protobuf-compiler iproute2 iptables containernetworking-plugins zstd ca-certificates libseccomp-dev)
 if [[ "${1:-}" == "--test" ]]; then
   # Tests: a real registry, image build tools, Debian's busybox for test
-  # images, htpasswd for the auth registry, openssl for TLS/token tests.
-  pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl jq)
+  # images, htpasswd for the auth registry, openssl for TLS/token tests;
+  # systemd and dbus for the systemd cgroup driver's suite (hack/sysd).
+  pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl jq systemd dbus)
 fi
 
 missing=()
