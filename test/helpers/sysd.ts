@@ -36,8 +36,8 @@ export class SysdEnv {
   ) {}
 
   /** Starts systemd (with a dbus-daemon system bus), `share` dirs visible inside at the same paths. */
-  static async start(name: string, share: string[]): Promise<SysdEnv> {
-    const r = await run(['start', name], { ...process.env, SYSD_SHARE: share.join(' '), SYSD_DBUS: '1' }, 60_000);
+  static async start(name: string, share: string[], timeoutMs = 60_000): Promise<SysdEnv> {
+    const r = await run(['start', name], { ...process.env, SYSD_SHARE: share.join(' '), SYSD_DBUS: '1' }, timeoutMs);
     if (r.code !== 0) throw new Error(`sysd-ns start ${name} failed (${r.code}): ${r.stderr}`);
     return new SysdEnv(name, Number(r.stdout.trim()));
   }
