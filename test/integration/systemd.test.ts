@@ -250,6 +250,16 @@ describeSysd('systemd cgroup driver (real systemd in namespaces, capsa as capsa.
         }
       }
 
+      // ExecSync runs in the scope too; stats read the scope's cgroup.
+      const ex = await call(d.runtime, 'execSync', {
+        containerId: id,
+        cmd: ['sh', '-c', 'echo in-scope'],
+        timeout: 10n,
+      });
+      expect({ code: ex.exitCode, out: ex.stdout.toString() }).toEqual({ code: 0, out: 'in-scope\n' });
+      const stats = await call(d.runtime, 'containerStats', { containerId: id });
+      expect(BigInt(stats.stats.memory.usageBytes.value)).toBeGreaterThan(0n);
+
       // Update: through the unit (and the files systemd does not own).
       await call(d.runtime, 'updateContainerResources', {
         containerId: id,
@@ -297,6 +307,12 @@ describeSysd('systemd cgroup driver (real systemd in namespaces, capsa as capsa.
       expect(await cgFile('memory', expandSlice(slice), v2 ? 'memory.max' : 'memory.limit_in_bytes')).toBe(
         String(256 << 20),
       );
+      // UpdatePodSandboxResources: the slice's properties.
+      await call(d.runtime, 'updatePodSandboxResources', {
+        podSandboxId: pod,
+        resources: { memoryLimitInBytes: 512n << 20n, cpuShares: 1024n },
+      });
+      expect(await show(slice, v2 ? 'MemoryMax' : 'MemoryLimit')).toBe(String(512 << 20));
       const oom = await createContainer(
         d as TestDaemon,
         pod,
