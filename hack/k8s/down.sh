@@ -46,7 +46,8 @@ for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_bg 
 # kubelet's volume mounts (tmpfs for secrets and tokens, emptyDir medium
 # Memory, bind mounts of subPaths) under its root dir, deepest first.
 if [ -d "$K8S_DIR/kubelet" ]; then
-  awk -v d="$K8S_DIR/kubelet/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+  # (kubelet also bind-mounts its root dir onto itself to make it shared)
+  awk -v d="$K8S_DIR/kubelet" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || k8s_log "cannot unmount $m"; done
 fi
 # QoS and pod cgroups kubelet made (kubepods under every v1 hierarchy, or v2).

@@ -2,7 +2,7 @@
 // check that the cluster left nothing of capsa's or kubelet's behind.
 import { existsSync, promises as fs } from 'fs';
 import { listCapsaLeaks } from '../helpers/leaks';
-import { CAPSA_SOCKET, K8S_DIR, K8S_RUN, k8sScript } from '../helpers/k8s';
+import { CAPSA_SOCKET, K8S_BIN, K8S_DIR, K8S_RUN, k8sScript } from '../helpers/k8s';
 import * as path from 'path';
 
 export default async function teardown(): Promise<void> {
@@ -11,7 +11,11 @@ export default async function teardown(): Promise<void> {
     return;
   }
   process.stderr.write(await k8sScript('down.sh', [], 300_000));
-  const leaks = await listCapsaLeaks([K8S_DIR, K8S_RUN, path.dirname(CAPSA_SOCKET)]);
+  // the cluster's pods live under kubelet's kubepods cgroup; other capsa
+  // daemons on this machine (tests, critest) are not this cluster's business
+  const leaks = await listCapsaLeaks([K8S_DIR, K8S_RUN, path.dirname(CAPSA_SOCKET)], {
+    cgroupParents: ['kubepods', 'kubepods.slice'],
+  });
   for (const h of await fs.readdir('/sys/fs/cgroup')) {
     for (const q of ['kubepods', 'kubepods.slice']) {
       const d = path.join('/sys/fs/cgroup', h, q);
@@ -22,7 +26,7 @@ export default async function teardown(): Promise<void> {
   for (const p of procs) {
     if (!/^\d+$/.test(p)) continue;
     const cmd = await fs.readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-    if (/(^|\/)(capsa-monitor|kubelet|kube-apiserver|etcd)\0/.test(cmd) && cmd.includes('capsa')) {
+    if (cmd.startsWith(K8S_BIN + '/') || (cmd.includes('/bin/capsa\0serve') && cmd.includes(K8S_RUN))) {
       leaks.push(`process: ${p} ${cmd.replace(/\0/g, ' ')}`);
     }
   }

@@ -89,13 +89,14 @@ test('HTTP liveness: agnhost liveness turns unhealthy after 10 s and is restarte
   expect(containerStatus(p, 'main').restartCount).toBeGreaterThanOrEqual(1);
 }, 150_000);
 
+// netexec's /healthz answers 200 once its UDP server is up
 test('HTTP and TCP readiness against agnhost netexec', async () => {
   await apply(
     podOf('http-ready', [
       {
         name: 'main',
         image: AGNHOST,
-        args: ['netexec', '--http-port=8080', '--udp-port=-1'],
+        args: ['netexec', '--http-port=8080', '--udp-port=8081'],
         readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
         livenessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1, failureThreshold: 3 },
       },
@@ -104,7 +105,7 @@ test('HTTP and TCP readiness against agnhost netexec', async () => {
       {
         name: 'main',
         image: AGNHOST,
-        args: ['netexec', '--http-port=8080', '--udp-port=-1'],
+        args: ['netexec', '--http-port=8080', '--udp-port=8081'],
         readinessProbe: { tcpSocket: { port: 8999 }, periodSeconds: 1 },
       },
     ]),

@@ -59,7 +59,10 @@ test('a static pod from the manifest dir runs and is mirrored in the API', async
     metadata: { name: 'e2e-static', namespace: NS },
     spec: { containers: [sh('main', 'echo static; exec sleep 3600')], terminationGracePeriodSeconds: 1 },
   };
-  await fs.writeFile(file, JSON.stringify(manifest));
+  // kubelet reads the dir as files change: write aside (dot files are ignored), then rename
+  const tmp = path.join(path.dirname(file), '.e2e-static.json.tmp');
+  await fs.writeFile(tmp, JSON.stringify(manifest));
+  await fs.rename(tmp, file);
   try {
     const mirror = `e2e-static-${NODE}`;
     const p = await waitPod(NS, mirror, 'Running', (p) => isReady(p));
