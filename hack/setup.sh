@@ -17,7 +17,8 @@ if [[ "${1:-}" == "--test" ]]; then
   # Tests: a real registry, image build tools, Debian's busybox for test
   # images, htpasswd for the auth registry, openssl for TLS/token tests;
   # systemd and dbus for the systemd cgroup driver's suite (hack/sysd).
-  pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl jq systemd dbus)
+  # curl: the kubelet e2e cluster's health checks (hack/k8s).
+  pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl jq systemd dbus curl)
 fi
 
 missing=()

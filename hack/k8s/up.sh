@@ -235,6 +235,8 @@ podLogsDir: $K8S_DIR/pod-logs
 $gates
 EOF
 if ! running kubelet; then
+  other=$(pgrep -x kubelet | head -1 || true)
+  [ -z "$other" ] || k8s_die "another kubelet (pid $other) runs on this machine: one node, one kubelet"
   k8s_log "starting kubelet ($NODE_NAME, $NODE_IP)"
   # shellcheck disable=SC2086
   start_bg kubelet "$K8S_BIN/kubelet" "$K8S_BIN/kubelet" --config "$K8S_RUN/kubelet.yaml" \
