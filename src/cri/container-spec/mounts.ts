@@ -20,7 +20,7 @@
 
 import { createHash } from 'crypto';
 import * as path from 'path';
-import { InternalError, InvalidArgumentError } from '../../errors';
+import { InternalError, InvalidArgumentError, UnimplementedError } from '../../errors';
 import { MountPropagation, type Mount } from '../../gen/runtime/v1/api';
 import type { MountSpec } from './types';
 import { checkString, IMAGE_FIELD, isWithin, pathDepth } from './values';
@@ -256,7 +256,9 @@ export async function criMounts(
     }
     seen.add(dest);
     if (m.image !== undefined && m.image.image !== '') {
-      throw new InvalidArgumentError(`${f}.image`, 'image volume mounts are not supported');
+      // Not served yet (issue 11): UNIMPLEMENTED, which kubelet and critest read as "no
+      // image volumes here", where InvalidArgument would blame a well-formed request.
+      throw new UnimplementedError(`${f}.image: image volume mounts are not supported yet`, { field: `${f}.image` });
     }
     if (m.uidMappings.length > 0)
       throw new InvalidArgumentError(`${f}.uid_mappings`, 'ID-mapped mounts are not supported');
