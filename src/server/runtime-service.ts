@@ -64,7 +64,9 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): Record<string, UnaryH
       },
       info,
       runtimeHandlers: [],
-      features: undefined,
+      // SupplementalGroupsPolicy (Strict leaves out the image's /etc/group) and
+      // ContainerStatus.user are served; kubelet and critest only use them when this says so.
+      features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
     };
   };
 
