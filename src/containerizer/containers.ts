@@ -32,6 +32,7 @@ import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
 import type { ContainerRecord, ContainerRequest, LaunchSpec } from './container-spec';
 import { recoverContainers } from './containers-recovery';
+import { ContainerEventKind, ContainerEvents } from './events';
 import type { CgroupManager } from './isolators/cgroups/manager';
 import type { CgroupResources } from './isolators/cgroups/values';
 import type { ExecResult, Launcher, LaunchStatus } from './launcher/launcher';
@@ -168,6 +169,8 @@ export interface ContainersOptions {
   /** The rootfs backends' per-container state (<root>/rootfs), swept on recovery. */
   backendStateDir: string;
   timeouts?: Partial<ContainerTimeouts>;
+  /** Where lifecycle events go (GetContainerEvents); a private bus when absent. */
+  events?: ContainerEvents;
 }
 
 function pinOwner(id: string): string {
@@ -202,6 +205,7 @@ export class Containers {
   readonly timeouts: ContainerTimeouts;
   readonly log: Logger;
   readonly runRoot: string;
+  readonly events: ContainerEvents;
   private readonly byId = new Map<string, Container>();
   private readonly byKey = new Map<string, Container>();
   private poller?: NodeJS.Timeout;
@@ -220,6 +224,11 @@ export class Containers {
     this.timeouts = { ...DEFAULT_CONTAINER_TIMEOUTS, ...opts.timeouts };
     this.store = new CheckpointStore(opts.root);
     this.runRoot = path.join(opts.state, 'containers');
+    this.events = opts.events ?? new ContainerEvents();
+  }
+
+  private publish(kind: ContainerEventKind, c: Container, at: bigint = nowNs()): void {
+    this.events.publish({ kind, containerId: c.id, sandboxId: c.record.sandboxId, at });
   }
 
   get cgroups(): CgroupManager {
@@ -497,6 +506,7 @@ export class Containers {
       },
     });
     transition(c, 'RUNNING', this.log, 'created');
+    this.publish('created', c, r.createdAt);
     this.watch(c);
     log.info(
       {
@@ -644,6 +654,7 @@ export class Containers {
     }
     transition(c, 'STOPPED', this.log, r.reason);
     c.exitSeen();
+    this.publish('stopped', c, r.finishedAt);
     this.log.info(
       { containerId: c.id, exitCode: r.exitCode, reason: r.reason, message: r.message },
       'container exited',
@@ -680,6 +691,7 @@ export class Containers {
       r.startedAt = started.startedAt;
       r.init = started.init;
       await this.persist(c);
+      this.publish('started', c, r.startedAt);
       this.log.info({ containerId: c.id, pid: started.init.pid }, 'container started');
       return;
     } catch (err) {
@@ -690,6 +702,7 @@ export class Containers {
         r.startedAt = st.startedAt ?? nowNs();
         if (st.init) r.init = st.init;
         await this.persist(c);
+        this.publish('started', c, r.startedAt);
         return;
       }
       if (st.state === 'created') {
@@ -801,6 +814,7 @@ export class Containers {
       }
       this.forget(c);
       transition(c, 'REMOVED', this.log, 'removed');
+      this.publish('deleted', c);
       this.log.info({ containerId: c.id }, 'container removed');
     });
   }

@@ -20,6 +20,7 @@ import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './ins
 import { Metrics } from '../metrics/metrics';
 import { startMetricsServer } from '../metrics/server';
 import { containerHandlers, containerStatsOf, startContainers } from './container-service';
+import { eventHandlers } from './events-service';
 import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
@@ -76,6 +77,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         containerStats: (c) => containerStatsOf(c, containerDeps),
       }),
       ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
+      ...eventHandlers({ sandboxes, containers }),
     };
     const image: Handlers = {
       ...imageHandlers({ provisioner, containerFsDir: path.join(config.root, 'rootfs') }),

@@ -10,13 +10,20 @@ export interface CallContext {
   signal: AbortSignal;
   log: Logger;
   method: string;
+  /** Streams only: resolves once the transport takes writes again after `send` returned false. */
+  drained?: () => Promise<void>;
 }
 
 export type UnaryHandler<Req = unknown, Res = unknown> = (req: Req, ctx: CallContext) => Promise<Res>;
-/** Server-streaming handler: calls `send` per message, resolves when the stream ends. */
+/**
+ * Server-streaming handler: calls `send` per message, resolves when the
+ * stream ends. `send` returns false when the transport's buffer is full (the
+ * message is still queued): a handler that can outrun its reader waits for
+ * `ctx.drained()`.
+ */
 export type StreamHandler<Req = unknown, Res = unknown> = (
   req: Req,
-  send: (msg: Res) => void,
+  send: (msg: Res) => boolean,
   ctx: CallContext,
 ) => Promise<void>;
 
@@ -184,9 +191,8 @@ function streamingImpl(
   return (call) => {
     const started = process.hrtime.bigint();
     const { ctx, done } = callContext(call, method, log);
-    const send = (msg: unknown): void => {
-      if (!call.cancelled) call.write(msg);
-    };
+    const send = (msg: unknown): boolean => (call.cancelled ? false : call.write(msg));
+    ctx.drained = () => new Promise<void>((resolve) => call.once('drain', () => resolve()));
     const run = handler ? handler(call.request, send, ctx) : Promise.reject(unimplemented(method));
     run.then(
       () => {

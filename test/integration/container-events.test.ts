@@ -1,0 +1,141 @@
+// GetContainerEvents through the socket (kubelet's evented PLEG): every
+// subscriber sees each container's CREATED, STARTED, STOPPED and DELETED in
+// order, with its pod's status and the pod's container statuses of that
+// moment; a stream opened later sees only what happens after it.
+import * as path from 'path';
+import * as grpc from '@grpc/grpc-js';
+import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
+import {
+  ContainerEventResponse,
+  ContainerEventType,
+  ContainerState,
+  GetEventsRequest,
+} from '../../src/gen/runtime/v1/api';
+import { rmCgroupTree } from '../helpers/cgroups';
+import { TestDaemon, call, createContainer, runp, startDaemon } from '../helpers/daemon';
+import { assertNoCapsaLeaks } from '../helpers/leaks';
+import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
+
+const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
+let reg: TestRegistry;
+let d: TestDaemon;
+
+beforeAll(async () => {
+  const images = await ensureTestImages();
+  reg = await startRegistry();
+  await reg.push(images.busybox.layout, 'capsa-test/busybox:latest');
+  d = await startDaemon({ toml: `[registries."registry.example.test"]\nmirrors = ["${reg.url}"]\n` });
+  await call(d.image, 'pullImage', { image: { image: IMAGE } }, 120_000);
+}, 600_000);
+
+afterAll(async () => {
+  try {
+    await d?.stop();
+    await assertNoCapsaLeaks([d.dir], { cgroupParents: [defaultCgroupParent('cgroupfs', d.root)] });
+    await rmCgroupTree(defaultCgroupParent('cgroupfs', d.root));
+  } finally {
+    await d?.cleanup();
+    await reg?.stop();
+  }
+}, 120_000);
+
+interface Subscription {
+  events: ContainerEventResponse[];
+  stream: grpc.ClientReadableStream<ContainerEventResponse>;
+  ended: Promise<grpc.StatusObject | Error>;
+}
+
+function subscribe(): Subscription {
+  const stream = d.runtime.getContainerEvents(GetEventsRequest.fromPartial({}));
+  const events: ContainerEventResponse[] = [];
+  stream.on('data', (e: ContainerEventResponse) => events.push(e));
+  const ended = new Promise<grpc.StatusObject | Error>((resolve) => {
+    stream.on('status', resolve);
+    stream.on('error', resolve);
+  });
+  return { events, stream, ended };
+}
+
+async function until(what: string, test: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const T = ContainerEventType;
+
+test('CREATED, STARTED, STOPPED and DELETED reach every subscriber, in order, with the pod and container statuses of the moment', async () => {
+  const a = subscribe();
+  const b = subscribe();
+  await new Promise((r) => setTimeout(r, 300)); // both streams open on the server
+  const uid = `events-${process.pid}`;
+  const podCfg = {
+    metadata: { name: 'evpod', uid, namespace: 'evns', attempt: 0 },
+    hostname: 'evpod',
+    logDirectory: path.join(d.dir, 'logs', uid),
+    linux: {},
+  };
+  const pod = await runp(d, podCfg);
+  const cfg = {
+    metadata: { name: 'main', attempt: 0 },
+    image: { image: IMAGE },
+    command: ['sh', '-c', 'exit 3'],
+    logPath: 'main.log',
+    linux: {},
+  };
+  const id = await createContainer(d, pod, podCfg, cfg);
+  await call(d.runtime, 'startContainer', { containerId: id }, 30_000);
+  await until('STOPPED', () => a.events.some((e) => e.containerEventType === T.CONTAINER_STOPPED_EVENT));
+  await call(d.runtime, 'removeContainer', { containerId: id }, 30_000);
+  await until('DELETED on both', () =>
+    [a, b].every((s) => s.events.some((e) => e.containerEventType === T.CONTAINER_DELETED_EVENT)),
+  );
+
+  for (const s of [a, b]) {
+    const ours = s.events.filter((e) => e.containerId === id);
+    expect(ours.map((e) => e.containerEventType)).toEqual([
+      T.CONTAINER_CREATED_EVENT,
+      T.CONTAINER_STARTED_EVENT,
+      T.CONTAINER_STOPPED_EVENT,
+      T.CONTAINER_DELETED_EVENT,
+    ]);
+    const [created, started, stopped, deleted] = ours;
+    for (const e of ours) {
+      expect(e.podSandboxStatus?.id).toBe(pod);
+      expect(e.podSandboxStatus?.metadata?.uid).toBe(uid);
+      expect(e.createdAt).toBeGreaterThan(0n);
+    }
+    expect(created.createdAt <= started.createdAt && started.createdAt <= stopped.createdAt).toBe(true);
+    expect(deleted.createdAt >= stopped.createdAt).toBe(true);
+    const statusOf = (e: ContainerEventResponse) => e.containersStatuses.find((c) => c.id === id);
+    expect(statusOf(created)?.state).toBe(ContainerState.CONTAINER_CREATED);
+    expect(statusOf(started)?.state).toBe(ContainerState.CONTAINER_RUNNING);
+    expect(statusOf(stopped)?.state).toBe(ContainerState.CONTAINER_EXITED);
+    expect(statusOf(stopped)?.exitCode).toBe(3);
+    expect(statusOf(deleted)).toBeUndefined();
+  }
+
+  // a subscriber from now on sees only what happens from now on
+  const late = subscribe();
+  await new Promise((r) => setTimeout(r, 300));
+  const id2 = await createContainer(d, pod, podCfg, {
+    ...cfg,
+    metadata: { name: 'second', attempt: 0 },
+    logPath: 'second.log',
+  });
+  await until('the late subscriber sees CREATED', () => late.events.length > 0);
+  expect(late.events.map((e) => [e.containerId, e.containerEventType])).toEqual([[id2, T.CONTAINER_CREATED_EVENT]]);
+
+  // removing the pod removes its container: DELETED, then no pod status once it is gone
+  await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 30_000);
+  await call(d.runtime, 'removePodSandbox', { podSandboxId: pod }, 30_000);
+  await until('DELETED of the second', () =>
+    late.events.some((e) => e.containerId === id2 && e.containerEventType === T.CONTAINER_DELETED_EVENT),
+  );
+
+  // a client that goes away ends only its own stream
+  for (const s of [a, b, late]) s.stream.cancel();
+  for (const s of [a, b, late]) expect(((await s.ended) as grpc.StatusObject).code).toBe(grpc.status.CANCELLED);
+}, 120_000);
