@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: set-up (with test dependencies), lint, format
-# check, typecheck, the whole jest suite (unit + integration, as root), then
-# the kubelet end-to-end suites on a one-node cluster (hack/k8s/test.sh; set
+# check, typecheck, the CRI API against upstream (hack/check-api.sh), the
+# whole jest suite (unit + integration, as root), critest v1.37.0
+# (hack/critest/run.sh: builds critest from Go modules on first use, then
+# about two minutes; CAPSA_SKIP_CRITEST=1 leaves it out), then the kubelet
+# end-to-end suites on a one-node cluster (hack/k8s/test.sh; set
 # CAPSA_SKIP_K8S=1 to leave them out of a local run).
 set -euo pipefail
 
@@ -15,8 +18,14 @@ echo "== format"
 npx --no-install prettier --check . --log-level warn
 echo "== typecheck"
 npx --no-install tsc -p tsconfig.json --noEmit
+echo "== CRI API against k8s.io/cri-api"
+bash hack/check-api.sh
 echo "== jest"
 npx --no-install jest "$@"
+if [[ "${CAPSA_SKIP_CRITEST:-0}" != 1 ]]; then
+  echo "== critest v1.37.0"
+  bash hack/critest/run.sh -v v1.37.0
+fi
 if [[ "${CAPSA_SKIP_K8S:-0}" != 1 ]]; then
   echo "== kubelet e2e"
   bash hack/k8s/test.sh
