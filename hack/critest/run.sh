@@ -3,7 +3,7 @@
 # daemon of its own and prints a summary per version. Everything is private
 # to the run: a loopback registry on a free port serving hack/critest/
 # images.sh's images, a CNI bridge with a free subnet, capsa's root, state
-# and socket in a temp dir under /tmp, no metrics port.
+# and socket in a temp dir under /tmp, no metrics port, an IPC namespace.
 #
 #   hack/critest/run.sh [-v VERSION]... [-k] [-- CRITEST_ARGS...]
 #     -v v1.37.0|v1.26.1   a version to run (repeatable; default both)
@@ -141,7 +141,10 @@ EOF
     printf '[registries."%s"]\nmirrors = ["http://%s"]\n' "$host" "$reg"
   done
 } >"$tmp/capsa.toml"
-node "$root/dist/src/cli.js" serve --config "$tmp/capsa.toml" --root "$tmp/root" --state "$tmp/state" \
+# capsa and critest share an IPC namespace of their own: critest's HostIpc
+# specs make SysV shm segments with ipcmk on the "host" and never remove
+# them; here they go when the namespace does.
+unshare --ipc node "$root/dist/src/cli.js" serve --config "$tmp/capsa.toml" --root "$tmp/root" --state "$tmp/state" \
   --socket "$sock" --metrics-address '' --cni-conf-dir "$tmp/net.d" --log-level "${CAPSA_LOG_LEVEL:-info}" \
   >"$tmp/capsa.log" 2>&1 </dev/null &
 capsa_pid=$!
@@ -164,7 +167,7 @@ for v in "${versions[@]}"; do
   log "critest $v"
   start=$(date +%s)
   set +e
-  (cd "$tmp" && "$cache/bin/critest-$v" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
+  (cd "$tmp" && nsenter --ipc="/proc/$capsa_pid/ns/ipc" "$cache/bin/critest-$v" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
     --ginkgo.no-color --ginkgo.v --ginkgo.json-report="$out/critest-$v.json" \
     --ginkgo.skip="$internet_bound" "$@") >"$out/critest-$v.txt" 2>&1
   vrc=$?
