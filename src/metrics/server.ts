@@ -1,11 +1,13 @@
 // The Prometheus endpoint: GET /metrics on metrics_address (plain HTTP, as
 // kubelet's and containerd's are; bind it to loopback or a node-local
-// address). Anything else is 404/405. A failure to bind stops the daemon's
-// start with the address named, like a taken socket path would.
+// address), and GET /healthz (observability/health.ts). Anything else is
+// 404/405. A failure to bind stops the daemon's start with the address
+// named, like a taken socket path would.
 import * as http from 'http';
 import type { AddressInfo } from 'net';
 import type { Logger } from '../log';
 import { splitAddress, urlHost } from '../util/address';
+import type { Health } from '../observability/health';
 import { Metrics } from './metrics';
 
 export interface MetricsServer {
@@ -17,16 +19,31 @@ export interface MetricsServer {
 /** A scrape that takes longer than this is answered 503 rather than left hanging. */
 const SCRAPE_TIMEOUT_MS = 10_000;
 
-export async function startMetricsServer(address: string, metrics: Metrics, log: Logger): Promise<MetricsServer> {
+export async function startMetricsServer(
+  address: string,
+  metrics: Metrics,
+  log: Logger,
+  health?: Health,
+): Promise<MetricsServer> {
   const { host, port } = splitAddress(address, 'metrics_address');
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
-    if (url !== '/metrics') {
+    if (url !== '/metrics' && !(url === '/healthz' && health)) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' }).end('method not allowed\n');
+      return;
+    }
+    if (url === '/healthz' && health) {
+      void health
+        .check()
+        .catch((err: Error) => ({ ok: false, reason: `health check failed: ${err.message}` }))
+        .then((h) => {
+          res.writeHead(h.ok ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+          res.end(req.method === 'HEAD' ? undefined : `${h.reason}\n`);
+        });
       return;
     }
     let timer: NodeJS.Timeout | undefined;

@@ -19,6 +19,7 @@ import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
 import { Metrics } from '../metrics/metrics';
 import { startMetricsServer } from '../metrics/server';
+import { Health } from '../observability/health';
 import { containerHandlers, containerStatsOf, startContainers } from './container-service';
 import { eventHandlers } from './events-service';
 import { imageHandlers } from './image-service';
@@ -46,11 +47,25 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   // Undone in reverse on a failed start, and on shutdown.
   const closers: (() => Promise<void>)[] = [];
   try {
+    // The metrics listener comes first: its /healthz tells what start-up is doing.
+    const health = new Health();
+    const metrics = new Metrics();
+    if (config.metrics_address !== '') {
+      const endpoint = await startMetricsServer(
+        config.metrics_address,
+        metrics,
+        log.child({ component: 'metrics' }),
+        health,
+      );
+      closers.push(() => endpoint.close());
+    }
     await prepareSocketPath(config.socket);
+    health.starting('opening the image store');
     const state = await loadRuntimeState(config.root);
     const provisioner = await Provisioner.open({ config, log, syncLayers: config.sync_layers });
     closers.push(() => provisioner.close());
     // The containerizer re-adopts every checkpointed sandbox before we serve.
+    health.starting('recovering pod sandboxes');
     const sandboxes = await Sandboxes.start({
       root: config.root,
       state: config.state,
@@ -60,6 +75,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     closers.push(async () => sandboxes.cgroups.close());
     // Then every checkpointed container (running ones keep running); it hooks into pod stop/remove.
+    health.starting('recovering containers');
     const { containers, deps: containerDeps } = await startContainers(config, sandboxes, provisioner, log);
     closers.push(() => containers.close());
     // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
@@ -88,7 +104,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     });
     const rpcLog = log.child({ component: 'cri' });
-    const metrics = new Metrics();
     metrics.attach({
       sandboxes: () =>
         sandboxes.list().map((sb) => ({
@@ -117,10 +132,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ImageServiceService,
       instrumentService(ImageServiceService as unknown as Record<string, MethodDef>, image, rpcLog, observe),
     );
-    if (config.metrics_address !== '') {
-      const endpoint = await startMetricsServer(config.metrics_address, metrics, log.child({ component: 'metrics' }));
-      closers.push(() => endpoint.close());
-    }
+    health.starting('binding the CRI socket');
     // We accept on the socket ourselves and hand each connection to grpc-js,
     // through the authority rewriter only when its first request needs it
     // (see h2-authority.ts for why).
@@ -139,8 +151,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       });
     });
     await secureSocket(config.socket);
+    await health.servingOn(config.socket, () => listener.listening);
     log.info({ socket: config.socket, root: config.root, state: config.state }, 'capsa is serving');
-    return { socket: config.socket, stop: () => shutdown(server, listener, config, lock, closers, log) };
+    return {
+      socket: config.socket,
+      stop: () => {
+        health.shuttingDown();
+        return shutdown(server, listener, config, lock, closers, log);
+      },
+    };
   } catch (err) {
     await closeAll(closers, log);
     await lock.release();
