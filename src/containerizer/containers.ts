@@ -34,6 +34,7 @@ import type { ContainerRecord, ContainerRequest, LaunchSpec } from './container-
 import { recoverContainers } from './containers-recovery';
 import { ContainerEventKind, ContainerEvents } from './events';
 import type { CgroupManager } from './isolators/cgroups/manager';
+import type { CgroupStats } from './isolators/cgroups/stats';
 import type { CgroupResources } from './isolators/cgroups/values';
 import type { ExecResult, Launcher, LaunchStatus } from './launcher/launcher';
 import { isAlive, isStartFailure } from './launcher/monitor-launcher';
@@ -913,6 +914,12 @@ export class Containers {
   async usage(c: Container): Promise<{ cpuNs?: bigint; memoryBytes?: bigint; workingSetBytes?: bigint } | undefined> {
     if (c.isFinished() || c.state !== 'RUNNING') return undefined;
     return this.cgroups.usage(c.record.cgroupPath);
+  }
+
+  /** Every counter of a running container's cgroup (CRI metrics); undefined when it has none. */
+  async stats(c: Container): Promise<CgroupStats | undefined> {
+    if (c.isFinished() || c.state !== 'RUNNING') return undefined;
+    return this.cgroups.stats(c.record.cgroupPath);
   }
 
   async backend(): Promise<Backend> {

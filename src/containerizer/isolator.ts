@@ -13,6 +13,7 @@
 import { CapsaError, ErrorContext, InternalError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import type { IsolatorCheckpoint } from './checkpoint';
+import type { CgroupStats } from './isolators/cgroups/stats';
 import type { InterfaceUsage } from './isolators/namespaces/netdev';
 
 /** Names of what isolators produce for each other, e.g. "netns", "cgroup", "pod-files". */
@@ -33,6 +34,8 @@ export interface Usage {
   process?: { count: number };
   /** Interface counters of the pod's network namespace (loopback left out). */
   network?: { interfaces: InterfaceUsage[] };
+  /** Every counter of the pod's cgroup (CRI metrics), cpu/memory/process above being its summary. */
+  cgroup?: CgroupStats;
 }
 
 export interface Isolator<Ctx, S = unknown, R = unknown> {

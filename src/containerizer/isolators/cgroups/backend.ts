@@ -12,6 +12,7 @@ import type { CgroupLayout, Hierarchy } from './hierarchy';
 import { CgroupHandle, CgroupManager } from './manager';
 import { SystemdCgroupManager } from './systemd/manager';
 import type { CgroupDriverName } from './paths';
+import type { CgroupStats } from './stats';
 import type { CgroupResources } from './values';
 
 export interface CgroupUsage {
@@ -42,6 +43,8 @@ export interface CgroupBackend {
   destroy(cgPath: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
   removeIfEmpty(cgPath: string): Promise<boolean>;
   usage(cgPath: string): Promise<CgroupUsage>;
+  /** Every counter stats.ts knows (metrics); usage() is its summary. */
+  stats(cgPath: string, scope?: 'all' | 'usage'): Promise<CgroupStats>;
   /** Cgroup paths of every capsa-<id>.scope unit systemd has (cgroupfs: none), for the orphan sweep. */
   scopes(): Promise<string[]>;
   /** Releases connections (daemon shutdown). */

@@ -85,14 +85,15 @@ export class CgroupsIsolator implements Isolator<SandboxContext, PodCgroupState,
   }
 
   async usage(_ctx: SandboxContext, state: PodCgroupState): Promise<Usage> {
-    const u = await this.opts.manager.usage(state.path);
+    const s = await this.opts.manager.stats(state.path);
     return {
-      cpu: u.cpuNs === undefined ? undefined : { usageCoreNanoSeconds: u.cpuNs },
+      cpu: s.cpu.usageNs === undefined ? undefined : { usageCoreNanoSeconds: s.cpu.usageNs },
       memory:
-        u.memoryBytes === undefined
+        s.memory.usageBytes === undefined
           ? undefined
-          : { usageBytes: u.memoryBytes, workingSetBytes: u.workingSetBytes ?? 0n },
-      process: { count: u.processes },
+          : { usageBytes: s.memory.usageBytes, workingSetBytes: s.memory.workingSetBytes ?? 0n },
+      process: { count: s.processes },
+      cgroup: s,
     };
   }
 

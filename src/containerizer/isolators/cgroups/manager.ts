@@ -18,6 +18,7 @@ import { sleep } from '../../../util/timeout';
 import { CgroupLayout, Hierarchy } from './hierarchy';
 import type { CgroupBackend } from './backend';
 import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
+import { CgroupStats, readCgroupStats } from './stats';
 import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
 
 /** What a cgroup looks like to its users (the monitor, stats, a container spec). */
@@ -322,35 +323,32 @@ export class CgroupManager implements CgroupBackend {
     return all;
   }
 
+  /** What the kernel counts for the cgroup (subtree included): stats.ts; 'usage' reads only the summary's files. */
+  async stats(cgPath: string, scope: 'all' | 'usage' = 'all'): Promise<CgroupStats> {
+    const processes = (await this.pids(cgPath)).length;
+    // v2 has one directory; cpu.stat and memory.* are there whichever controllers are enabled.
+    const unified = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
+    return readCgroupStats(
+      this.layout.version,
+      processes,
+      async (controller, file) => {
+        const dir = unified ?? this.dirOf(cgPath, controller);
+        return dir ? readStatFile(path.join(dir, file)) : undefined;
+      },
+      scope,
+    );
+  }
+
   /** Cumulative usage of the cgroup (subtree included, as the kernel counts it). */
   async usage(
     cgPath: string,
   ): Promise<{ cpuNs?: bigint; memoryBytes?: bigint; workingSetBytes?: bigint; processes: number }> {
-    const processes = (await this.pids(cgPath)).length;
-    if (this.layout.version === 2) {
-      const dir = this.hierarchyDirs(cgPath)[0].dir;
-      const cpu = statField(await readText(path.join(dir, 'cpu.stat')), 'usage_usec');
-      const mem = await readBig(path.join(dir, 'memory.current'));
-      const inactive = statField(await readText(path.join(dir, 'memory.stat')), 'inactive_file') ?? 0n;
-      return {
-        processes,
-        cpuNs: cpu === undefined ? undefined : cpu * 1000n,
-        memoryBytes: mem,
-        workingSetBytes: mem === undefined ? undefined : mem > inactive ? mem - inactive : 0n,
-      };
-    }
-    const acct = this.dirOf(cgPath, 'cpuacct');
-    const memDir = this.dirOf(cgPath, 'memory');
-    const cpuNs = acct ? await readBig(path.join(acct, 'cpuacct.usage')) : undefined;
-    const mem = memDir ? await readBig(path.join(memDir, 'memory.usage_in_bytes')) : undefined;
-    const inactive = memDir
-      ? (statField(await readText(path.join(memDir, 'memory.stat')), 'total_inactive_file') ?? 0n)
-      : 0n;
+    const s = await this.stats(cgPath, 'usage');
     return {
-      processes,
-      cpuNs,
-      memoryBytes: mem,
-      workingSetBytes: mem === undefined ? undefined : mem > inactive ? mem - inactive : 0n,
+      processes: s.processes,
+      cpuNs: s.cpu.usageNs,
+      memoryBytes: s.memory.usageBytes,
+      workingSetBytes: s.memory.workingSetBytes,
     };
   }
 }
@@ -457,7 +455,12 @@ async function readNumber(file: string): Promise<number | undefined> {
   return b === undefined ? undefined : Number(b);
 }
 
-function statField(text: string | undefined, key: string): bigint | undefined {
-  const m = text ? new RegExp(`^${key} (\\d+)$`, 'm').exec(text) : null;
-  return m ? BigInt(m[1]) : undefined;
+/** A stat file; absent, or refused by this kernel (kmem accounting off: EOPNOTSUPP), is undefined. */
+async function readStatFile(file: string): Promise<string | undefined> {
+  try {
+    return await readText(file);
+  } catch (err) {
+    if (errno(err) === 'EOPNOTSUPP' || errno(err) === 'EINVAL') return undefined;
+    throw asInternal(err, file);
+  }
 }

@@ -1,11 +1,15 @@
-// /proc/net/dev → per-interface counters (the pod's network stats).
+// /proc/net/dev → per-interface counters (the pod's network stats and metrics).
 
 export interface InterfaceUsage {
   name: string;
   rxBytes: bigint;
+  rxPackets: bigint;
   rxErrors: bigint;
+  rxDropped: bigint;
   txBytes: bigint;
+  txPackets: bigint;
   txErrors: bigint;
+  txDropped: bigint;
 }
 
 /**
@@ -24,7 +28,9 @@ export function parseNetDev(text: string): InterfaceUsage[] {
       .trim()
       .split(/\s+/);
     if (name === '' || name.includes('|') || f.length < 16 || !f.every((x) => /^\d+$/.test(x))) continue;
-    out.push({ name, rxBytes: BigInt(f[0]), rxErrors: BigInt(f[2]), txBytes: BigInt(f[8]), txErrors: BigInt(f[10]) });
+    const [rxBytes, rxPackets, rxErrors, rxDropped] = f.slice(0, 4).map(BigInt);
+    const [txBytes, txPackets, txErrors, txDropped] = f.slice(8, 12).map(BigInt);
+    out.push({ name, rxBytes, rxPackets, rxErrors, rxDropped, txBytes, txPackets, txErrors, txDropped });
   }
   return out;
 }

@@ -1,0 +1,181 @@
+// The cgroup stat parsers, fed the kernel's own file formats (v1 from a 6.x
+// kernel's memory/cpu/cpuacct/pids hierarchies, v2 from the unified one).
+import {
+  V1_STAT_FILES,
+  V2_STAT_FILES,
+  parseFlatKeyed,
+  parseV1Stats,
+  parseV2Stats,
+  readCgroupStats,
+} from '../../src/containerizer/isolators/cgroups/stats';
+
+const V1: Record<string, string> = {
+  'cpuacct.usage': '2500000001\n',
+  'cpuacct.usage_user': '1500000000\n',
+  'cpuacct.usage_sys': '900000000\n',
+  'cpuacct.stat': 'user 140\nsystem 80\n',
+  'cpu.stat': 'nr_periods 120\nnr_throttled 7\nthrottled_time 3500000000\nnr_bursts 0\nburst_time 0\n',
+  'memory.usage_in_bytes': '10485760\n',
+  'memory.max_usage_in_bytes': '16777216\n',
+  'memory.failcnt': '3\n',
+  'memory.kmem.usage_in_bytes': '655360\n',
+  'memory.stat': [
+    // The cgroup's own counters come first; the hierarchical total_* ones are what we report.
+    'cache 1',
+    'rss 2',
+    'mapped_file 3',
+    'inactive_file 4',
+    'swap 5',
+    'total_cache 4194304',
+    'total_rss 6291456',
+    'total_mapped_file 1048576',
+    'total_swap 8192',
+    'total_inactive_file 2097152',
+    'total_active_file 1048576',
+    '',
+  ].join('\n'),
+  'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n',
+  'pids.current': '5\n',
+  'pids.max': 'max\n',
+};
+
+const V2: Record<string, string> = {
+  'cpu.stat': [
+    'usage_usec 2500001',
+    'user_usec 1500000',
+    'system_usec 1000001',
+    'nr_periods 40',
+    'nr_throttled 4',
+    'throttled_usec 2000000',
+    'nr_bursts 0',
+    'burst_usec 0',
+    '',
+  ].join('\n'),
+  'memory.current': '20971520\n',
+  'memory.peak': '31457280\n',
+  'memory.swap.current': '4096\n',
+  'memory.stat': [
+    'anon 8388608',
+    'file 12582912',
+    'kernel 1310720',
+    'kernel_stack 65536',
+    'slab 500000',
+    'file_mapped 2097152',
+    'inactive_file 25165824',
+    '',
+  ].join('\n'),
+  'memory.events': 'low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\noom_group_kill 0\n',
+  'pids.current': '12\n',
+  'pids.max': '1024\n',
+};
+
+test('parseFlatKeyed reads "key value" lines and skips what is not', () => {
+  expect(parseFlatKeyed('a 1\nb 22\n\nbad line here\nc x\n')).toEqual(
+    new Map([
+      ['a', 1n],
+      ['b', 22n],
+    ]),
+  );
+  expect(parseFlatKeyed(undefined).size).toBe(0);
+});
+
+test('v1: cpuacct ns, CFS throttling, the hierarchical memory.stat fields, OOM kills and tasks', () => {
+  expect(parseV1Stats(V1, 3)).toEqual({
+    cpu: {
+      usageNs: 2500000001n,
+      userNs: 1500000000n,
+      systemNs: 900000000n,
+      periods: 120n,
+      throttledPeriods: 7n,
+      throttledNs: 3500000000n,
+    },
+    memory: {
+      usageBytes: 10485760n,
+      workingSetBytes: 10485760n - 2097152n,
+      maxUsageBytes: 16777216n,
+      rssBytes: 6291456n,
+      cacheBytes: 4194304n,
+      mappedFileBytes: 1048576n,
+      swapBytes: 8192n,
+      kernelBytes: 655360n,
+      failcnt: 3n,
+      oomKills: 2n,
+    },
+    processes: 3,
+    threads: 5n,
+    threadsMax: 0n,
+  });
+});
+
+test('v1 on an older kernel: user/system from cpuacct.stat ticks (USER_HZ 100), the rest absent', () => {
+  const old = { ...V1, 'cpuacct.usage_user': undefined, 'cpuacct.usage_sys': undefined };
+  const s = parseV1Stats(old, 1);
+  expect(s.cpu.userNs).toBe(140n * 10_000_000n);
+  expect(s.cpu.systemNs).toBe(80n * 10_000_000n);
+  const bare = parseV1Stats({ 'cpuacct.usage': '7\n' }, 0);
+  expect(bare.cpu).toEqual({ usageNs: 7n });
+  // Nothing the kernel did not say becomes a number.
+  expect(Object.values(bare.memory).every((v) => v === undefined)).toBe(true);
+  expect(bare.threads).toBeUndefined();
+});
+
+test('v2: usec → ns, anon/file split, peak, swap, memory.events max and oom_kill, pids limit', () => {
+  expect(parseV2Stats(V2, 4)).toEqual({
+    cpu: {
+      usageNs: 2500001000n,
+      userNs: 1500000000n,
+      systemNs: 1000001000n,
+      periods: 40n,
+      throttledPeriods: 4n,
+      throttledNs: 2000000000n,
+    },
+    memory: {
+      usageBytes: 20971520n,
+      // inactive_file above usage: the working set is 0, never negative.
+      workingSetBytes: 0n,
+      maxUsageBytes: 31457280n,
+      rssBytes: 8388608n,
+      cacheBytes: 12582912n,
+      mappedFileBytes: 2097152n,
+      swapBytes: 4096n,
+      kernelBytes: 1310720n,
+      failcnt: 9n,
+      oomKills: 1n,
+    },
+    processes: 4,
+    threads: 12n,
+    threadsMax: 1024n,
+  });
+});
+
+test('v2 before 5.18: kernel memory is the sum of the parts the kernel documents it as', () => {
+  const stat = 'anon 1\nfile 2\nkernel_stack 65536\npagetables 4096\nslab 500000\ninactive_file 0\n';
+  expect(parseV2Stats({ ...V2, 'memory.stat': stat }, 0).memory.kernelBytes).toBe(65536n + 4096n + 500000n);
+  expect(parseV2Stats({ ...V2, 'memory.stat': 'anon 1\n' }, 0).memory.kernelBytes).toBeUndefined();
+});
+
+test.each([1, 2] as const)(
+  'readCgroupStats v%i reads every listed file, and only three for the usage summary',
+  async (v) => {
+    const files = v === 1 ? V1 : V2;
+    const asked: string[] = [];
+    const read = async (_controller: string, file: string): Promise<string | undefined> => {
+      asked.push(file);
+      return files[file];
+    };
+    const all = await readCgroupStats(v, 2, read);
+    expect(asked.sort()).toEqual((v === 1 ? V1_STAT_FILES : V2_STAT_FILES).map((f) => f[1]).sort());
+    expect(all).toEqual(v === 1 ? parseV1Stats(files, 2) : parseV2Stats(files, 2));
+
+    asked.length = 0;
+    const usage = await readCgroupStats(v, 2, read, 'usage');
+    expect(asked).toHaveLength(3);
+    expect(usage.cpu.usageNs).toBe(all.cpu.usageNs);
+    expect(usage.memory.usageBytes).toBe(all.memory.usageBytes);
+    expect(usage.memory.workingSetBytes).toBe(all.memory.workingSetBytes);
+  },
+);
+
+test('v1 files name the controller whose hierarchy holds them', () => {
+  for (const [controller, file] of V1_STAT_FILES) expect(file.startsWith(`${controller}.`)).toBe(true);
+});
