@@ -51,10 +51,14 @@ if [ -d "$K8S_DIR/kubelet" ]; then
     while read -r m; do umount -l "$m" 2>/dev/null || k8s_log "cannot unmount $m"; done
 fi
 # QoS and pod cgroups kubelet made (kubepods under every v1 hierarchy, or v2).
-for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/*/kubepods.slice /sys/fs/cgroup/kubepods /sys/fs/cgroup/kubepods.slice; do
-  [ -d "$h" ] || continue
-  find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
-  [ -d "$h" ] && k8s_log "cgroup $h still has processes: $(find "$h" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')"
+for r in $(cgroup_root_dirs); do
+  for h in "$r/kubepods" "$r/kubepods.slice"; do
+    [ -d "$h" ] || continue
+    find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
+    [ -d "$h" ] && k8s_log "cgroup $h still has processes: $(find "$h" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')"
+  done
+  # a cgroup root of the cluster's own goes too
+  [ "$CGROUP_ROOT" = / ] || rmdir "$r" 2>/dev/null || true
 done
 # The CNI bridge and the host-local leases (CNI DEL removed the veths and NAT rules).
 ip link del "$CNI_BRIDGE" 2>/dev/null || true

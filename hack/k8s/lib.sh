@@ -24,6 +24,12 @@ SERVICE_CIDR=${CAPSA_K8S_SERVICE_CIDR:-10.96.0.0/16}
 APISERVER_PORT=${CAPSA_K8S_APISERVER_PORT:-6443}
 ETCD_PORT=${CAPSA_K8S_ETCD_PORT:-23790}
 REGISTRY_ADDR=${CAPSA_K8S_REGISTRY:-127.0.0.1:5100}
+KUBELET_PORT=${CAPSA_K8S_KUBELET_PORT:-10250}
+KUBELET_HEALTHZ_PORT=${CAPSA_K8S_KUBELET_HEALTHZ_PORT:-10248}
+# kubelet's cgroup root: "/" (kubepods at the top, as on a real node), or a
+# cgroup of its own so this cluster's kubelet can share the machine with
+# another kubelet (a node e2e run) without either touching the other's pods.
+CGROUP_ROOT=${CAPSA_K8S_CGROUP_ROOT:-/}
 KUBECONFIG_ADMIN=$K8S_DIR/pki/admin.kubeconfig
 # The components in start order; down.sh stops them in reverse.
 K8S_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler capsa kubelet)
@@ -106,3 +112,15 @@ wait_for() {
 }
 
 kc() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+
+# The cgroup dirs of $CGROUP_ROOT (one per v1 hierarchy, or the v2 one).
+cgroup_root_dirs() {
+  local h
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    echo "/sys/fs/cgroup${CGROUP_ROOT%/}"
+    return
+  fi
+  for h in /sys/fs/cgroup/*/; do
+    [ -f "$h/cgroup.procs" ] && echo "${h%/}${CGROUP_ROOT%/}"
+  done
+}

@@ -224,6 +224,10 @@ clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 healthzBindAddress: 127.0.0.1
 cgroupsPerQOS: true
+cgroupRoot: $CGROUP_ROOT
+port: $KUBELET_PORT
+healthzPort: $KUBELET_HEALTHZ_PORT
+readOnlyPort: 0
 enforceNodeAllocatable: [pods]
 serializeImagePulls: false
 rotateCertificates: false
@@ -236,7 +240,11 @@ $gates
 EOF
 if ! running kubelet; then
   other=$(pgrep -x kubelet | head -1 || true)
-  [ -z "$other" ] || k8s_die "another kubelet (pid $other) runs on this machine: one node, one kubelet"
+  [ -z "$other" ] || [ "$CGROUP_ROOT" != / ] ||
+    k8s_die "another kubelet (pid $other) runs on this machine and would share kubepods (set CAPSA_K8S_CGROUP_ROOT and ports to run beside it)"
+  if [ "$CGROUP_ROOT" != / ]; then
+    for d in $(cgroup_root_dirs); do mkdir -p "$d"; done
+  fi
   k8s_log "starting kubelet ($NODE_NAME, $NODE_IP)"
   # shellcheck disable=SC2086
   start_bg kubelet "$K8S_BIN/kubelet" "$K8S_BIN/kubelet" --config "$K8S_RUN/kubelet.yaml" \

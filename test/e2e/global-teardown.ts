@@ -2,7 +2,7 @@
 // check that the cluster left nothing of capsa's or kubelet's behind.
 import { existsSync, promises as fs } from 'fs';
 import { listCapsaLeaks } from '../helpers/leaks';
-import { CAPSA_SOCKET, K8S_BIN, K8S_DIR, K8S_RUN, k8sScript } from '../helpers/k8s';
+import { CAPSA_SOCKET, CGROUP_ROOT, K8S_BIN, K8S_DIR, K8S_RUN, k8sScript } from '../helpers/k8s';
 import * as path from 'path';
 
 export default async function teardown(): Promise<void> {
@@ -14,11 +14,11 @@ export default async function teardown(): Promise<void> {
   // the cluster's pods live under kubelet's kubepods cgroup; other capsa
   // daemons on this machine (tests, critest) are not this cluster's business
   const leaks = await listCapsaLeaks([K8S_DIR, K8S_RUN, path.dirname(CAPSA_SOCKET)], {
-    cgroupParents: ['kubepods', 'kubepods.slice'],
+    cgroupParents: ['kubepods', 'kubepods.slice'].map((q) => path.join(CGROUP_ROOT, q)),
   });
   for (const h of await fs.readdir('/sys/fs/cgroup')) {
     for (const q of ['kubepods', 'kubepods.slice']) {
-      const d = path.join('/sys/fs/cgroup', h, q);
+      const d = path.join('/sys/fs/cgroup', h, CGROUP_ROOT, q);
       if (existsSync(d)) leaks.push(`cgroup: ${d}`);
     }
   }
@@ -26,7 +26,8 @@ export default async function teardown(): Promise<void> {
   for (const p of procs) {
     if (!/^\d+$/.test(p)) continue;
     const cmd = await fs.readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.startsWith(K8S_BIN + '/') || (cmd.includes('/bin/capsa\0serve') && cmd.includes(K8S_RUN))) {
+    const ours = cmd.includes(K8S_DIR) || cmd.includes(K8S_RUN);
+    if (ours && (cmd.startsWith(K8S_BIN + '/') || cmd.includes('/bin/capsa\0serve'))) {
       leaks.push(`process: ${p} ${cmd.replace(/\0/g, ' ')}`);
     }
   }

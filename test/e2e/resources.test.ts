@@ -6,6 +6,7 @@ import * as path from 'path';
 import { BUSYBOX } from './images';
 import {
   apply,
+  CGROUP_ROOT,
   containerStatus,
   isReady,
   kubectl,
@@ -61,7 +62,7 @@ async function containerCgroup(name: string, controller: string): Promise<string
   if (rel !== '/') return V2 ? path.join('/sys/fs/cgroup', rel) : path.join('/sys/fs/cgroup', controller, rel);
   // a private cgroup namespace shows "/": look the container up from the host side by its pod uid
   const uid = (await pod(NS, name)).metadata.uid as string;
-  const base = V2 ? '/sys/fs/cgroup/kubepods' : `/sys/fs/cgroup/${controller}/kubepods`;
+  const base = path.join(V2 ? '/sys/fs/cgroup' : `/sys/fs/cgroup/${controller}`, CGROUP_ROOT, 'kubepods');
   const hits: string[] = [];
   const walk = async (d: string, depth: number): Promise<void> => {
     if (depth > 4) return;
@@ -88,7 +89,7 @@ test("QoS classes are placed in kubelet's hierarchy", async () => {
     const p = await pod(NS, name);
     expect(p.status.qosClass).toBe(qos);
     const dir = await containerCgroup(name, 'memory');
-    const root = V2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/memory';
+    const root = path.join(V2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/memory', CGROUP_ROOT);
     // capsa nests a pod's containers in the sandbox's own cgroup (Mesos nested containers)
     expect(path.relative(root, dir)).toMatch(
       new RegExp(`^${parent}/pod${p.metadata.uid}/capsa-[0-9a-f]{64}/capsa-[0-9a-f]{64}$`),

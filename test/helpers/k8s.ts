@@ -15,6 +15,8 @@ export const K8S_RUN = process.env.CAPSA_K8S_RUN ?? '/run/capsa-k8s';
 export const KUBECONFIG = path.join(K8S_DIR, 'pki', 'admin.kubeconfig');
 export const NODE = process.env.CAPSA_K8S_NODE ?? 'capsa-node';
 export const CAPSA_SOCKET = process.env.CAPSA_K8S_SOCKET ?? '/run/capsa/capsa.sock';
+/** kubelet's cgroup root (hack/k8s/lib.sh CGROUP_ROOT): kubepods lives under it. */
+export const CGROUP_ROOT = process.env.CAPSA_K8S_CGROUP_ROOT ?? '/';
 
 /** Runs a hack/k8s script (up.sh, down.sh, …), failing with its output. */
 export async function k8sScript(name: string, args: string[] = [], timeoutMs = 600_000): Promise<string> {

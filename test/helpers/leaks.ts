@@ -100,7 +100,7 @@ export async function listCapsaLeaks(dirs: string[], opts: LeakOptions = {}): Pr
       continue;
     }
     if (argv.length === 0 || !path.basename(argv[0]).startsWith('capsa-')) continue;
-    if (argv.some((a) => roots.some((r) => a.startsWith(r)))) leaks.push(`process: ${entry} ${argv.join(' ')}`);
+    if (argv.some((a) => under(a, roots))) leaks.push(`process: ${entry} ${argv.join(' ')}`);
   }
   return leaks;
 }
