@@ -7,7 +7,7 @@
 #   sysd-ns.sh start NAME       prints the host pid of the namespace's PID 1 once
 #                               systemd answers on its private bus
 #   sysd-ns.sh exec NAME CMD... runs CMD inside, in the root cgroup of every
-#                               hierarchy (where a host daemon would be)
+#                               hierarchy (v1), or a leaf of systemd's tree (v2)
 #   sysd-ns.sh stop NAME        poweroff, SIGKILL if it hangs, remove the cgroups
 #
 # Env for start:
@@ -38,6 +38,23 @@ own_cgroups() {
   done </proc/self/cgroup
 }
 
+# Breadth-first over the descendants of $1: the one whose last NSpid is 1
+# (script may run its command through a shell, so the depth varies).
+find_pid1() {
+  local queue=("$1") p
+  while [ ${#queue[@]} -gt 0 ]; do
+    p=${queue[0]}
+    queue=("${queue[@]:1}")
+    if awk '/^NSpid:/ { exit !(NF > 2 && $NF == 1) }' "/proc/$p/status" 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+    # shellcheck disable=SC2207 # pids: no spaces
+    queue+=($(cat /proc/"$p"/task/*/children 2>/dev/null || true))
+  done
+  return 1
+}
+
 case "$cmd" in
 start)
   [ ! -e "$state/pid" ] || { echo "sysd-ns: $name is running (stop it first)" >&2; exit 1; }
@@ -60,7 +77,8 @@ start)
     d="$base/capsa-sysd-$name"
     mkdir -p "$d"
     echo "$d $mp$rel" >>"$state/cgroups"
-    if [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then # v1 cpuset children start empty
+    if [ "$(stat -f -c %T "$mp")" != cgroup2fs ] && [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then
+      # v1 cpuset children start empty
       cat "$base/cpuset.cpus" >"$d/cpuset.cpus"
       cat "$base/cpuset.mems" >"$d/cpuset.mems"
     fi
@@ -74,18 +92,20 @@ start)
   ) &
   spid=$!
   pid1=''
-  for _ in $(seq 1 200); do # script -> unshare -> the namespace's PID 1
-    upid=$(cat /proc/$spid/task/*/children 2>/dev/null | awk '{print $1}' || true)
-    [ -n "$upid" ] && pid1=$(cat /proc/"$upid"/task/*/children 2>/dev/null | awk '{print $1}' || true)
+  for _ in $(seq 1 200); do # the first descendant of script that is PID 1 of a new PID namespace
+    pid1=$(find_pid1 "$spid" || true)
     [ -n "$pid1" ] && break
     sleep 0.05
   done
   [ -n "$pid1" ] || { echo "sysd-ns: no PID 1 appeared" >&2; exit 1; }
   echo "$pid1" >"$state/pid"
-  # script and unshare stay host processes: out of systemd's root cgroups before it starts.
-  while read -r _ orig; do
-    echo "$spid" >"$orig/cgroup.procs"
-    echo "$upid" >"$orig/cgroup.procs"
+  # script, its shell and unshare stay host processes: out of systemd's root
+  # cgroups before it starts (on v2 a process left there, invisible to
+  # systemd, keeps it from passing controllers down).
+  while read -r d orig; do
+    for p in $(cat "$d/cgroup.procs"); do
+      [ "$p" = "$pid1" ] || echo "$p" 2>/dev/null >"$orig/cgroup.procs" || true
+    done
   done <"$state/cgroups"
   touch "$state/go"
   for _ in $(seq 1 600); do
@@ -105,10 +125,18 @@ start)
 exec)
   shift 2
   pid1=$(cat "$state/pid")
-  # The root of each hierarchy: /sys/fs/cgroup itself on v2, each mount under it on v1/hybrid.
+  if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    # v2: a leaf of systemd's tree, joined from out here (inside the cgroup
+    # namespace a move from a cgroup outside it is refused, and the root
+    # itself has controllers on: no processes allowed there).
+    leaf="$(awk 'NR == 1 { print $1 }' "$state/cgroups")/capsa-sysd-exec"
+    mkdir -p "$leaf"
+    echo $$ >"$leaf/cgroup.procs"
+    exec nsenter -t "$pid1" -m -p -C -u -i --wdns=/ -- "$@"
+  fi
+  # v1/hybrid: the root of every hierarchy, as a host daemon would be.
   exec nsenter -t "$pid1" -m -p -C -u -i --wdns=/ -- /bin/sh -c \
-    'if [ -e /sys/fs/cgroup/cgroup.procs ]; then echo $$ >/sys/fs/cgroup/cgroup.procs
-     else for f in /sys/fs/cgroup/*/cgroup.procs; do echo $$ >"$f"; done; fi; exec "$@"' sh "$@"
+    'for f in /sys/fs/cgroup/*/cgroup.procs; do echo $$ >"$f"; done; exec "$@"' sh "$@"
   ;;
 stop)
   pid1=$(cat "$state/pid" 2>/dev/null || true)

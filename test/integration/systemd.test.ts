@@ -138,6 +138,7 @@ describeSysd('systemd cgroup driver (real systemd in namespaces, capsa as capsa.
 
   // A failed test must not leave its pods to the next one.
   afterEach(async () => {
+    if (!d?.runtime) return;
     const pods = (await call<{ items: { id: string }[] }>(d.runtime, 'listPodSandbox', {}).catch(() => ({ items: [] })))
       .items;
     for (const p of pods) {
