@@ -22,6 +22,7 @@ import { startMetricsServer } from '../metrics/server';
 import { Health } from '../observability/health';
 import { containerHandlers, containerStatsOf, startContainers } from './container-service';
 import { eventHandlers } from './events-service';
+import { metricsHandlers } from './metrics-service';
 import { imageHandlers } from './image-service';
 import { podHandlers } from './pod-service';
 import { loadRuntimeState, runtimeHandlers } from './runtime-service';
@@ -94,6 +95,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       }),
       ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
       ...eventHandlers({ sandboxes, containers }),
+      ...metricsHandlers({
+        sandboxes,
+        containers,
+        containerStats: (c) => containerStatsOf(c, containerDeps),
+        containerFsDir: containerDeps.containerFsDir,
+      }),
     };
     const image: Handlers = {
       ...imageHandlers({ provisioner, containerFsDir: path.join(config.root, 'rootfs') }),
