@@ -5,7 +5,7 @@ import { renderConfig } from './config/render';
 import { defaultConfig } from './config/schema';
 import { imageCommand } from './cli/image-import';
 import { CapsaError } from './errors';
-import { createLogger } from './log';
+import { createDaemonLogger } from './observability/logging';
 import { startDaemon } from './server/daemon';
 import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from './server/runtime-info';
 
@@ -56,8 +56,11 @@ export function parseFlags(args: string[]): ParsedFlags {
 async function serve(args: string[]): Promise<number> {
   const flags = parseFlags(args);
   const { config, file } = loadConfig(flags);
-  const log = createLogger(config.log_level);
-  log.info({ configFile: file ?? '(built-in defaults)', cgroupDriver: config.cgroup_driver }, 'starting capsa');
+  const log = createDaemonLogger({ level: config.log_level, format: config.log_format });
+  log.info(
+    { pid: process.pid, configFile: file ?? '(built-in defaults)', cgroupDriver: config.cgroup_driver },
+    'starting capsa',
+  );
   let daemon;
   try {
     daemon = await startDaemon(config, log);

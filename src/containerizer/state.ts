@@ -114,7 +114,7 @@ export function transition(obj: Lifecycle, to: LifecycleState, log: Logger, why?
     throw new FailedPreconditionError(`${obj.kind} ${obj.id} cannot go from ${from} to ${to}`, errorContext(obj));
   }
   obj.state = to;
-  log.debug({ [obj.kind === 'sandbox' ? 'sandboxId' : 'containerId']: obj.id, from, to, why }, 'transition');
+  log.info({ [obj.kind === 'sandbox' ? 'sandboxId' : 'containerId']: obj.id, from, to, why }, 'transition');
 }
 
 export interface StageOptions<T> {

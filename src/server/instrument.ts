@@ -62,7 +62,7 @@ export function toStatus(err: CapsaError): grpc.StatusObject {
   return { code: CODES[err.kind], details, metadata: new grpc.Metadata() };
 }
 
-/** Calls polled by kubelet every few seconds log at debug, not info. */
+/** Calls polled by kubelet every few seconds: their failures (NotFound mostly) log at debug, not warn. */
 export function isChatty(method: string): boolean {
   return /^(List|Status$|Version$|ImageFsInfo$|ImageStatus$|PodSandboxStatus$|ContainerStatus$|ContainerStats$|PodSandboxStats$)/.test(
     method,
@@ -147,8 +147,8 @@ function logResult(
   const fields = { method, ...requestIds(req), ms: Math.round(ms * 100) / 100 };
   observe?.(method, err ? grpc.status[CODES[err.kind]] : 'OK', ms / 1000);
   if (!err) {
-    if (isChatty(method)) log.debug({ ...fields, code: 'OK' }, 'rpc');
-    else log.info({ ...fields, code: 'OK' }, 'rpc');
+    // One line per call at debug; what a call changed is logged at info by transition().
+    log.debug({ ...fields, code: 'OK' }, 'rpc');
     return;
   }
   const code = grpc.status[CODES[err.kind]];
