@@ -85,7 +85,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const streamRuntime = new StreamRuntime({ containers, sandboxes, log: log.child({ component: 'streaming' }) });
     const runtime: Handlers = {
       ...runtimeHandlers({ config, state }),
-      ...podHandlers({ sandboxes, cgroupDriver: config.cgroup_driver }),
+      ...podHandlers({ sandboxes, containers, cgroupDriver: config.cgroup_driver }),
       ...containerHandlers(containerDeps),
       ...statsHandlers({
         sandboxes,

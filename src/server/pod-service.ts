@@ -2,7 +2,9 @@
 // RemovePodSandbox, PodSandboxStatus, ListPodSandbox (and its streaming
 // twin), UpdatePodSandboxResources. Status and List are answered from
 // memory. Validation and CRI shapes live in src/cri/sandbox-mapping.ts.
+import type { Containers } from '../containerizer/containers';
 import type { Sandboxes } from '../containerizer/sandboxes';
+import { toContainerStatus } from '../cri/container-mapping';
 import {
   criResources,
   matchesFilter,
@@ -34,7 +36,11 @@ import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
 
 export interface PodServiceDeps {
   sandboxes: Sandboxes;
+  /** For the statuses of a pod's containers in PodSandboxStatus. */
+  containers: Containers;
   cgroupDriver: 'cgroupfs' | 'systemd';
+  /** The configured runtime_handlers (besides the default one). */
+  runtimeHandlers: readonly string[];
 }
 
 /** Sandboxes per StreamPodSandboxes message. */
@@ -47,7 +53,11 @@ function requireId(id: string): string {
 
 export function podHandlers(deps: PodServiceDeps): Record<string, UnaryHandler | StreamHandler> {
   const { sandboxes } = deps;
-  const mapping = { cgroupDriver: deps.cgroupDriver, cgroupVersion: sandboxes.cgroups.layout.version };
+  const mapping = {
+    cgroupDriver: deps.cgroupDriver,
+    cgroupVersion: sandboxes.cgroups.layout.version,
+    runtimeHandlers: deps.runtimeHandlers,
+  };
 
   const runPodSandbox = async (req: RunPodSandboxRequest, ctx: CallContext): Promise<RunPodSandboxResponse> => {
     const spec = sandboxSpecFromRequest(req, mapping);
@@ -70,10 +80,17 @@ export function podHandlers(deps: PodServiceDeps): Record<string, UnaryHandler |
 
   const podSandboxStatus = async (req: PodSandboxStatusRequest): Promise<PodSandboxStatusResponse> => {
     const sb = sandboxes.get(requireId(req.podSandboxId));
+    // With a timestamp set, kubelet's evented PLEG takes the pod's container
+    // statuses from this answer instead of asking ContainerStatus for each:
+    // they must all be here, as of the same moment (an empty list made
+    // kubelet think the pod had no containers and create them again).
     return {
       status: toPodSandboxStatus(sb),
       info: req.verbose ? verboseInfo(sb) : {},
-      containersStatuses: [],
+      containersStatuses: deps.containers
+        .list()
+        .filter((c) => c.record.sandboxId === sb.id)
+        .map(toContainerStatus),
       timestamp: nowNs(),
     };
   };

@@ -139,3 +139,50 @@ test('CREATED, STARTED, STOPPED and DELETED reach every subscriber, in order, wi
   for (const s of [a, b, late]) s.stream.cancel();
   for (const s of [a, b, late]) expect(((await s.ended) as grpc.StatusObject).code).toBe(grpc.status.CANCELLED);
 }, 120_000);
+
+test('PodSandboxStatus carries every container of the pod with a timestamp (evented PLEG reads them from it)', async () => {
+  const uid = `evstatus-${process.pid}`;
+  const podCfg = {
+    metadata: { name: 'evstatus', uid, namespace: 'evns', attempt: 0 },
+    hostname: 'evstatus',
+    logDirectory: path.join(d.dir, 'logs', uid),
+    linux: {},
+  };
+  const pod = await runp(d, podCfg);
+  const cfg = (name: string, command: string[]) => ({
+    metadata: { name, attempt: 0 },
+    image: { image: IMAGE },
+    command,
+    logPath: `${name}.log`,
+    linux: {},
+  });
+  const done = await createContainer(d, pod, podCfg, cfg('done', ['true']));
+  const idle = await createContainer(d, pod, podCfg, cfg('idle', ['sleep', '3600']));
+  await call(d.runtime, 'startContainer', { containerId: done }, 30_000);
+  const before = BigInt(Date.now()) * 1_000_000n;
+  let st = await call(d.runtime, 'podSandboxStatus', { podSandboxId: pod });
+  for (
+    let i = 0;
+    i < 100 &&
+    st.containersStatuses.find((c: { id: string }) => c.id === done)?.state !== ContainerState.CONTAINER_EXITED;
+    i++
+  ) {
+    await new Promise((r) => setTimeout(r, 100));
+    st = await call(d.runtime, 'podSandboxStatus', { podSandboxId: pod });
+  }
+  expect(BigInt(st.timestamp)).toBeGreaterThanOrEqual(before);
+  const byId = new Map(st.containersStatuses.map((c: { id: string }) => [c.id, c]));
+  expect([...byId.keys()].sort()).toEqual([done, idle].sort());
+  expect(byId.get(done)).toMatchObject({
+    state: ContainerState.CONTAINER_EXITED,
+    exitCode: 0,
+    metadata: { name: 'done' },
+  });
+  expect(byId.get(idle)).toMatchObject({ state: ContainerState.CONTAINER_CREATED, metadata: { name: 'idle' } });
+  // the same statuses ContainerStatus gives, one by one
+  for (const id of [done, idle]) {
+    expect((await call(d.runtime, 'containerStatus', { containerId: id })).status).toEqual(byId.get(id));
+  }
+  await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 30_000);
+  await call(d.runtime, 'removePodSandbox', { podSandboxId: pod }, 30_000);
+}, 120_000);
