@@ -80,8 +80,20 @@ function setValue(config: Config, def: KeyDef, value: unknown, source: string, n
   const fail = (detail: string): never => {
     throw new ConfigError(source, name, detail);
   };
-  const kind = def.kind;
   const target = config as unknown as Record<string, unknown>;
+  setKind(def, value, target, source, fail);
+  const problem = def.check?.(target[def.key]);
+  if (problem !== undefined) fail(problem);
+}
+
+function setKind(
+  def: KeyDef,
+  value: unknown,
+  target: Record<string, unknown>,
+  source: string,
+  fail: (detail: string) => never,
+): void {
+  const kind = def.kind;
   if (typeof kind === 'object') {
     if (typeof value !== 'string' || !kind.oneOf.includes(value)) fail(`must be one of ${kind.oneOf.join(', ')}`);
     target[def.key] = value;

@@ -30,6 +30,7 @@ export interface Config {
   pull_stall_timeout: number;
   shutdown_timeout: number;
   sync_layers: boolean;
+  runtime_handlers: string[];
   registries: Record<string, RegistryConfig>;
 }
 
@@ -41,6 +42,8 @@ export interface KeyDef {
   /** Default value, or a function that computes it from the host. */
   default: () => unknown;
   help: string;
+  /** Checks a value of the right kind further; returns what is wrong with it. */
+  check?: (value: unknown) => string | undefined;
 }
 
 /** systemd as PID 1 leaves /run/systemd/system behind (sd_booted's test). */
@@ -113,7 +116,26 @@ export const KEYS: readonly KeyDef[] = [
     default: () => true,
     help: 'syncfs each unpacked layer before it becomes visible (false: faster pulls, a crash may lose layer data)',
   },
+  {
+    key: 'runtime_handlers',
+    kind: 'string[]',
+    default: () => [],
+    help: 'RuntimeClass handler names served besides the default one, each running pods as the default does (e.g. "test-handler", which Kubernetes\' node conformance suite expects)',
+    check: checkRuntimeHandlers,
+  },
 ];
+
+/** RuntimeClass.handler's rule: a DNS-1123 label. */
+const HANDLER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+function checkRuntimeHandlers(value: unknown): string | undefined {
+  const names = value as string[];
+  for (const n of names) {
+    if (!HANDLER_NAME.test(n)) return `"${n.slice(0, 80)}" is not a DNS-1123 label (a RuntimeClass handler name)`;
+  }
+  if (new Set(names).size !== names.length) return 'names a handler twice';
+  return undefined;
+}
 
 export const DEFAULT_CONFIG_PATH = '/etc/capsa/capsa.toml';
 

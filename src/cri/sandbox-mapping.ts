@@ -30,6 +30,8 @@ import { checkHostResources } from './host-limits';
 export interface MappingOptions {
   cgroupDriver: 'cgroupfs' | 'systemd';
   cgroupVersion: 1 | 2;
+  /** The configured runtime_handlers: names served besides the default (""). */
+  runtimeHandlers?: readonly string[];
 }
 
 /** kubelet's sandbox name: unique while the sandbox exists. */
@@ -170,10 +172,15 @@ export function sandboxSpecFromRequest(req: RunPodSandboxRequest, opts: MappingO
   }
   // Before anything serializes the request (the fingerprint's toJSON throws on them).
   checkEnums(config, 'config');
-  if (req.runtimeHandler !== '') {
+  // A named handler runs the pod exactly as the default one does: the names
+  // exist so that RuntimeClasses an operator set up (or a test suite expects)
+  // find a handler here.
+  const handlers = opts.runtimeHandlers ?? [];
+  if (req.runtimeHandler !== '' && !handlers.includes(req.runtimeHandler)) {
+    const known = ['""', ...handlers.map((h) => `"${h}"`)].join(', ');
     throw new InvalidArgumentError(
       'runtime_handler',
-      `unknown runtime handler "${req.runtimeHandler}" (capsa has only the default one)`,
+      `unknown runtime handler "${req.runtimeHandler.slice(0, 80)}" (capsa serves ${known}; see runtime_handlers)`,
     );
   }
 

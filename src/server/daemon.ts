@@ -85,7 +85,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const streamRuntime = new StreamRuntime({ containers, sandboxes, log: log.child({ component: 'streaming' }) });
     const runtime: Handlers = {
       ...runtimeHandlers({ config, state }),
-      ...podHandlers({ sandboxes, containers, cgroupDriver: config.cgroup_driver }),
+      ...podHandlers({
+        sandboxes,
+        containers,
+        cgroupDriver: config.cgroup_driver,
+        runtimeHandlers: config.runtime_handlers,
+      }),
       ...containerHandlers(containerDeps),
       ...statsHandlers({
         sandboxes,

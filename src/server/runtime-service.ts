@@ -63,7 +63,13 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): Record<string, UnaryH
         ],
       },
       info,
-      runtimeHandlers: [],
+      // kubelet copies these into the Node's status.runtimeHandlers and
+      // rejects a pod asking for recursive read-only mounts or a user
+      // namespace on a handler that lacks them: capsa has neither yet.
+      runtimeHandlers: ['', ...deps.config.runtime_handlers].map((name) => ({
+        name,
+        features: { recursiveReadOnlyMounts: false, userNamespaces: false },
+      })),
       // SupplementalGroupsPolicy (Strict leaves out the image's /etc/group) and
       // ContainerStatus.user are served; kubelet and critest only use them when this says so.
       features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },

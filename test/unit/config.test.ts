@@ -88,6 +88,22 @@ describe('config loading', () => {
     expect(renderConfig(defaultConfig())).toContain('sync_layers = true');
   });
 
+  test('runtime_handlers: none by default; DNS-1123 labels from TOML or a flag, each once', () => {
+    expect(defaultConfig().runtime_handlers).toEqual([]);
+    const ok = loadConfig({ configPath: file('runtime_handlers = ["test-handler", "runc"]') }).config;
+    expect(ok.runtime_handlers).toEqual(['test-handler', 'runc']);
+    expect(
+      loadConfig({ configPath: file(''), overrides: { runtime_handlers: 'a,b-1' } }).config.runtime_handlers,
+    ).toEqual(['a', 'b-1']);
+    for (const bad of ['["Test"]', '["a_b"]', '["-a"]', `["${'a'.repeat(64)}"]`, '[""]']) {
+      expect(() => loadConfig({ configPath: file(`runtime_handlers = ${bad}`) })).toThrow(
+        /key "runtime_handlers": .* is not a DNS-1123 label/,
+      );
+    }
+    expect(() => loadConfig({ configPath: file('runtime_handlers = ["a", "a"]') })).toThrow(/names a handler twice/);
+    expect(() => loadConfig({ configPath: file('runtime_handlers = "a"') })).toThrow(/list of strings/);
+  });
+
   test('rendered defaults load back to the same config', () => {
     const defaults = defaultConfig();
     const { config } = loadConfig({ configPath: file(renderConfig(defaults)) });
