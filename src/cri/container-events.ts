@@ -1,12 +1,12 @@
 // A containerizer lifecycle event as the CRI ContainerEventResponse kubelet's
 // evented PLEG reads: the event, its pod's status and the statuses of the
-// pod's containers at that moment (a deleted container is no longer among
-// them; its pod may be gone too, then the pod status is absent).
+// pod's containers at that moment, newest first (a deleted container is no
+// longer among them; its pod may be gone too, then the pod status is absent).
 import type { ContainerEvent, ContainerEventKind } from '../containerizer/events';
 import type { Container } from '../containerizer/containers';
 import type { Sandbox } from '../containerizer/sandboxes';
 import { ContainerEventResponse, ContainerEventType } from '../gen/runtime/v1/api';
-import { toContainerStatus } from './container-mapping';
+import { podContainerStatuses } from './container-mapping';
 import { toPodSandboxStatus } from './sandbox-mapping';
 
 const TYPES: Record<ContainerEventKind, ContainerEventType> = {
@@ -26,6 +26,6 @@ export function toContainerEventResponse(
     containerEventType: TYPES[e.kind],
     createdAt: e.at,
     podSandboxStatus: sandbox ? toPodSandboxStatus(sandbox) : undefined,
-    containersStatuses: podContainers.map(toContainerStatus),
+    containersStatuses: podContainerStatuses(podContainers),
   };
 }

@@ -360,6 +360,18 @@ export function containerVerboseInfo(c: Container, spec: unknown): Record<string
   return { info: JSON.stringify(info) };
 }
 
+/**
+ * The statuses of a pod's containers, newest first, as kubelet orders them
+ * itself when it asks container by container: it takes the first status of
+ * a name as the current one (PodSandboxStatus and container events hand it
+ * the list ready-made).
+ */
+export function podContainerStatuses(containers: readonly Container[]): ContainerStatus[] {
+  return containers
+    .map(toContainerStatus)
+    .sort((a, b) => (a.createdAt === b.createdAt ? a.id.localeCompare(b.id) : a.createdAt > b.createdAt ? -1 : 1));
+}
+
 /** ListContainers' filter: id prefix, state, sandbox id (or prefix), every label equal. */
 export function matchesContainerFilter(c: Container, f: ContainerFilter | undefined): boolean {
   if (!f) return true;

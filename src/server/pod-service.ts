@@ -4,7 +4,7 @@
 // memory. Validation and CRI shapes live in src/cri/sandbox-mapping.ts.
 import type { Containers } from '../containerizer/containers';
 import type { Sandboxes } from '../containerizer/sandboxes';
-import { toContainerStatus } from '../cri/container-mapping';
+import { podContainerStatuses } from '../cri/container-mapping';
 import {
   criResources,
   matchesFilter,
@@ -87,10 +87,7 @@ export function podHandlers(deps: PodServiceDeps): Record<string, UnaryHandler |
     return {
       status: toPodSandboxStatus(sb),
       info: req.verbose ? verboseInfo(sb) : {},
-      containersStatuses: deps.containers
-        .list()
-        .filter((c) => c.record.sandboxId === sb.id)
-        .map(toContainerStatus),
+      containersStatuses: podContainerStatuses(deps.containers.list().filter((c) => c.record.sandboxId === sb.id)),
       timestamp: nowNs(),
     };
   };
