@@ -149,7 +149,7 @@ static int kill_listed(const char *procs_file, int *sent)
 		long pid = strtol(p, &end, 10);
 		if (end == p)
 			break;
-		if (pid > 0) {
+		if (pid > 0 && pid != getpid()) { /* the monitor may share systemd's cgroup of the scope */
 			found++;
 			if (kill((pid_t)pid, SIGKILL) == 0)
 				(*sent)++;

@@ -313,7 +313,7 @@ static int isolate(struct mon *m, const struct init_args *a)
 	if (a->new_userns && (write_map(m->init, "uid_map", m->s->uid_maps, m->s->nuid_maps) < 0 ||
 			      write_map(m->init, "gid_map", m->s->gid_maps, m->s->ngid_maps) < 0))
 		return -1;
-	if (cg_place(m->s->cgroup_procs, m->init) < 0)
+	if (cg_place(m->s->monitor_cgroup_procs, getpid()) < 0 || cg_place(m->s->cgroup_procs, m->init) < 0)
 		return -1;
 	m->oom_before = m->oom_seen = cg_oom_kills(m->s->memory_cgroup);
 	m->oom_inv_before = cg_oom_invocations(m->s->memory_cgroup);

@@ -520,10 +520,15 @@ static int parse_capsa(struct spec *s, const struct jval *v)
 {
 	s->kill_on_exit = 1;
 	if (!v || v->type == J_NULL)
-		return str_array(&s->doc, NULL, "capsa.cgroupProcs", &s->cgroup_procs);
+		return str_array(&s->doc, NULL, "capsa.cgroupProcs", &s->cgroup_procs) < 0 ||
+			       str_array(&s->doc, NULL, "capsa.monitorCgroupProcs", &s->monitor_cgroup_procs) < 0
+		       ? -1
+		       : 0;
 	if (v->type != J_OBJ)
 		return err_msg("spec: capsa: expected an object");
 	return str_array(&s->doc, json_get(v, "cgroupProcs"), "capsa.cgroupProcs", &s->cgroup_procs) < 0 ||
+			       str_array(&s->doc, json_get(v, "monitorCgroupProcs"), "capsa.monitorCgroupProcs",
+					 &s->monitor_cgroup_procs) < 0 ||
 			       opt_str(v, "memoryCgroup", "capsa.memoryCgroup", &s->memory_cgroup) < 0 ||
 			       opt_str(v, "logPath", "capsa.logPath", &s->log_path) < 0 ||
 			       opt_bool(v, "stdin", "capsa.stdin", &s->stdin_) < 0 ||

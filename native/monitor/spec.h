@@ -88,6 +88,9 @@ struct spec {
 	unsigned long root_prop;
 	/* capsa extension */
 	const char **cgroup_procs; /* NULL-terminated */
+	/* Where the monitor itself goes (systemd driver, v1: the scope in systemd's
+	 * own hierarchies, so the unit outlives the init until the exit is recorded). */
+	const char **monitor_cgroup_procs;
 	const char *memory_cgroup;
 	const char *log_path;
 	int stdin_, stdin_once;

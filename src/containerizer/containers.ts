@@ -491,6 +491,7 @@ export class Containers {
         lap('cgroup');
         spec.capsa.cgroupProcs = cg.procs;
         if (cg.memory) spec.capsa.memoryCgroup = cg.memory;
+        if (cg.monitorProcs) spec.capsa.monitorCgroupProcs = cg.monitorProcs;
         if (r.logPath !== '') await fs.mkdir(path.dirname(r.logPath), { recursive: true, mode: 0o755 });
         const created = await this.launcher.create(r.runDir, spec, signal).catch((err: unknown) => {
           throw req.explainLaunchError?.(asCapsaError(err)) ?? err;

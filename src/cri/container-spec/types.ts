@@ -122,6 +122,8 @@ export interface CapsaExtension {
   cgroupProcs?: string[];
   /** The memory cgroup the monitor watches for OOM kills; filled in by the cgroups isolator. */
   memoryCgroup?: string;
+  /** cgroup.procs files the monitor joins itself (systemd driver on v1: the scope in systemd's hierarchies). */
+  monitorCgroupProcs?: string[];
   /** What CRI asked for; the filter itself is linux.seccomp. AppArmor is not enforced yet. */
   seccomp: ProfileSpec;
   apparmor: ProfileSpec;

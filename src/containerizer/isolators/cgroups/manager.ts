@@ -32,6 +32,12 @@ export interface CgroupHandle {
   procs: string[];
   /** The memory controller's directory (OOM events), when there is one. */
   memory?: string;
+  /**
+   * cgroup.procs files the container's monitor joins (systemd driver on v1:
+   * systemd's own hierarchies, so the scope lives until the monitor has
+   * recorded the exit; systemd removes an empty scope at once).
+   */
+  monitorProcs?: string[];
 }
 
 /** Controllers a v2 pod cgroup delegates to its children when the host has them. */

@@ -14,7 +14,10 @@
 //           delegated scope allows, in every hierarchy including systemd's
 //           own (name=systemd, and the unified one on a hybrid host), so the
 //           unit lists it. A stand-in orphaned by a crash of capsa sees EOF
-//           and exits.
+//           and exits. On v1 the monitor joins the scope in systemd's own
+//           hierarchies only (no controller: nothing of it is charged to the
+//           container): systemd removes a scope as soon as it is empty, and
+//           the monitor must read the OOM counter and record the exit first.
 //   update  SetUnitProperties (runtime), which systemd applies before it
 //           answers; the properties outlive `systemctl daemon-reload`.
 //   destroy the processes killed (freezer + SIGKILL, as for cgroupfs), then
@@ -129,7 +132,11 @@ export class SystemdCgroupManager extends CgroupManager implements CgroupBackend
     const h = super.handle(cgPath);
     // systemd's own hierarchies first: the unit knows the process from the moment it is placed.
     const extra = this.tracking.map((mnt) => path.join(cgroupDir(mnt, cgPath), 'cgroup.procs'));
-    return { ...h, procs: [...new Set([...extra, ...h.procs])] };
+    return {
+      ...h,
+      procs: [...new Set([...extra, ...h.procs])],
+      monitorProcs: extra.length > 0 && unitOf(cgPath)?.endsWith('.scope') ? extra : undefined,
+    };
   }
 
   override async exists(cgPath: string): Promise<boolean> {
@@ -255,6 +262,8 @@ export class SystemdCgroupManager extends CgroupManager implements CgroupBackend
           // As runc: no ordering against shutdown.target; capsa stops its containers itself.
           { name: 'DefaultDependencies', signature: 'b', value: false },
           { name: 'CollectMode', signature: 's', value: 'inactive-or-failed' },
+          // A stop by systemd (or an admin) gives the container 10 s after SIGTERM, as a CRI stop would.
+          { name: 'TimeoutStopUSec', signature: 't', value: 10_000_000n },
           ...properties,
         ],
         ctx,
