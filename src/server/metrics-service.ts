@@ -9,6 +9,7 @@
 // are src/cri/metrics-descriptors.ts.
 import { promises as fs } from 'fs';
 import type { Container, Containers } from '../containerizer/containers';
+import type { Usage } from '../containerizer/isolator';
 import type { Sandbox, Sandboxes } from '../containerizer/sandboxes';
 import { FsSample, MetricsInput, Subject, metricDescriptors, metricsOf } from '../cri/metrics-descriptors';
 import { NotFoundError, asCapsaError } from '../errors';
@@ -108,7 +109,7 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
     filesystem: Omit<FsSample, 'usedBytes'> | undefined,
     ctx: CallContext,
   ): Promise<PodSandboxMetrics | undefined> => {
-    let u;
+    let u: Usage;
     try {
       u = await sandboxes.usage(sb.id, ctx.signal);
     } catch (err) {
