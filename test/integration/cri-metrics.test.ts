@@ -8,7 +8,6 @@
 import { execFileSync } from 'child_process';
 import { existsSync, readFileSync } from 'fs';
 import * as path from 'path';
-import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import {
   Metric,
   MetricDescriptor,
@@ -17,35 +16,27 @@ import {
   StreamPodSandboxMetricsRequest,
   StreamPodSandboxMetricsResponse,
 } from '../../src/gen/runtime/v1/api';
-import { rmCgroupTree } from '../helpers/cgroups';
-import { TestDaemon, call, createContainer, runp, startDaemon } from '../helpers/daemon';
-import { assertNoCapsaLeaks } from '../helpers/leaks';
-import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
+import { TestDaemon, call, createContainer, runp } from '../helpers/daemon';
+import {
+  BUSYBOX_IMAGE as IMAGE,
+  BusyboxDaemon,
+  startBusyboxDaemon,
+  stopBusyboxDaemon,
+} from '../helpers/busybox-daemon';
 
-const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
 const MIB = 1024 * 1024;
 const CG = '/sys/fs/cgroup';
 
-let reg: TestRegistry;
+let b: BusyboxDaemon;
 let d: TestDaemon;
 
 beforeAll(async () => {
-  const images = await ensureTestImages();
-  reg = await startRegistry();
-  await reg.push(images.busybox.layout, 'capsa-test/busybox:latest');
-  d = await startDaemon({ toml: `[registries."registry.example.test"]\nmirrors = ["${reg.url}"]\n` });
-  await call(d.image, 'pullImage', { image: { image: IMAGE } }, 120_000);
+  b = await startBusyboxDaemon();
+  d = b.d;
 }, 600_000);
 
 afterAll(async () => {
-  try {
-    await d?.stop();
-    await assertNoCapsaLeaks([d.dir], { cgroupParents: [defaultCgroupParent('cgroupfs', d.root)] });
-    await rmCgroupTree(defaultCgroupParent('cgroupfs', d.root));
-  } finally {
-    await d?.cleanup();
-    await reg?.stop();
-  }
+  await stopBusyboxDaemon(b);
 }, 120_000);
 
 function podConfig(name: string): Record<string, unknown> {

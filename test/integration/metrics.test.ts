@@ -8,15 +8,16 @@ import * as http from 'http';
 import * as os from 'os';
 import * as net from 'net';
 import * as path from 'path';
-import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
-import { rmCgroupTree } from '../helpers/cgroups';
 import { TestDaemon, call, createContainer, expectRpcError, runp, startDaemon } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
-import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
+import {
+  BUSYBOX_IMAGE as IMAGE,
+  BusyboxDaemon,
+  startBusyboxDaemon,
+  stopBusyboxDaemon,
+} from '../helpers/busybox-daemon';
 import * as grpc from '@grpc/grpc-js';
 import type { PodSandboxStats } from '../../src/gen/runtime/v1/api';
-
-const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
 
 interface Sample {
   name: string;
@@ -69,31 +70,18 @@ function boundAddress(d: TestDaemon): string {
   return m[1];
 }
 
-let reg: TestRegistry;
+let b: BusyboxDaemon;
 let d: TestDaemon;
 let address: string;
 
 beforeAll(async () => {
-  const images = await ensureTestImages();
-  reg = await startRegistry();
-  await reg.push(images.busybox.layout, 'capsa-test/busybox:latest');
-  d = await startDaemon({
-    toml: `[registries."registry.example.test"]\nmirrors = ["${reg.url}"]\n`,
-    args: ['--metrics-address', '127.0.0.1:0'],
-  });
+  b = await startBusyboxDaemon({ args: ['--metrics-address', '127.0.0.1:0'] });
+  d = b.d;
   address = boundAddress(d);
-  await call(d.image, 'pullImage', { image: { image: IMAGE } }, 120_000);
 }, 600_000);
 
 afterAll(async () => {
-  try {
-    await d?.stop();
-    await assertNoCapsaLeaks([d.dir], { cgroupParents: [defaultCgroupParent('cgroupfs', d.root)] });
-    await rmCgroupTree(defaultCgroupParent('cgroupfs', d.root));
-  } finally {
-    await d?.cleanup();
-    await reg?.stop();
-  }
+  await stopBusyboxDaemon(b);
 }, 120_000);
 
 test('CRI calls, pods and containers by state, and per-container CPU and memory from the cgroup', async () => {
