@@ -27,6 +27,8 @@ export interface ContainerImageInfo {
   id: string;
   /** A repo digest when the image has one, else the id (CRI image_ref). */
   ref: string;
+  /** The image's repo tags when the container was created (checkpoints before them have none). */
+  repoTags?: string[];
 }
 
 /** What the spec builder is given once the rootfs exists. */

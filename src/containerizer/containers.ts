@@ -371,6 +371,7 @@ export class Containers {
         userSpecified: req.image.userSpecified,
         id: image.id,
         ref: image.repoDigests[0] ?? image.id,
+        repoTags: [...image.repoTags],
       },
       chainIds: image.layers.map((l) => l.chainId),
       labels: { ...req.labels },

@@ -6,7 +6,7 @@ import { createHash } from 'crypto';
 import * as os from 'os';
 import * as path from 'path';
 import type { Container } from '../containerizer/containers';
-import type { BuiltSpec, ContainerRequest, SpecBuildInput } from '../containerizer/container-spec';
+import type { BuiltSpec, ContainerImageInfo, ContainerRequest, SpecBuildInput } from '../containerizer/container-spec';
 import { signalNumber } from '../containerizer/launcher/signals';
 import { CapsaError, InvalidArgumentError } from '../errors';
 import {
@@ -27,6 +27,7 @@ import { EXEC_ARGS_LIMIT, buildContainerSpec, containerLogPath, hostSpecIo, prep
 import { checkArg } from './container-spec/values';
 import type { Rlimit } from './container-spec/linux';
 import { buildResources } from './container-spec/resources';
+import { normalizeReference } from '../provisioner/store/reference';
 import { canonicalJson } from '../util/canonical-json';
 import { checkEnums } from './enums';
 import { checkHostResources } from './host-limits';
@@ -266,10 +267,32 @@ function criState(c: Container): ContainerState {
   }
 }
 
-function imageSpec(c: Container): ImageSpec {
+/**
+ * ContainerStatus.image.image, which kubelet shows as the container's image:
+ * the tag the pod named (kubelet sends it as user_specified_image and the
+ * image id as image), else the image's first tag, else what CreateContainer
+ * was given. containerd answers the first tag; the bare id had kubelet report
+ * "sha256:…", so a pod whose image was changed never showed the new one.
+ */
+export function statusImageName(i: ContainerImageInfo): string {
+  const tags = i.repoTags ?? [];
+  for (const asked of [i.userSpecified, i.requested]) {
+    if (asked === '') continue;
+    let name: string;
+    try {
+      name = normalizeReference(asked);
+    } catch {
+      continue; // an id or something unparsable: no tag to match
+    }
+    if (tags.includes(name)) return name;
+  }
+  return tags[0] ?? i.requested;
+}
+
+function imageSpec(c: Container, name: string = c.record.image.requested): ImageSpec {
   const i = c.record.image;
   return {
-    image: i.requested,
+    image: name,
     annotations: { ...i.annotations },
     userSpecifiedImage: i.userSpecified,
     runtimeHandler: '',
@@ -304,7 +327,7 @@ export function toContainerStatus(c: Container): ContainerStatus {
     startedAt: r.startedAt ?? 0n,
     finishedAt: r.finishedAt ?? 0n,
     exitCode: finished ? (r.exitCode ?? 0) : 0,
-    image: imageSpec(c),
+    image: imageSpec(c, statusImageName(r.image)),
     imageRef: r.image.ref,
     reason: c.reason(),
     message: finished ? (r.message ?? '') : '',
