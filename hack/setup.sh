@@ -19,6 +19,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # systemd and dbus for the systemd cgroup driver's suite (hack/sysd).
   # curl: the kubelet e2e cluster's health checks (hack/k8s).
   pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl jq systemd dbus curl)
+  # The package's test (make deb, hack/deb-root-test.sh): a Debian 12 root
+  # from Debian's mirror, the host's nodejs repacked into it.
+  pkgs+=(mmdebstrap dpkg-repack)
 fi
 
 missing=()

@@ -34,6 +34,8 @@ export interface StartOptions {
   /** Reuse an existing dir (restart tests). */
   dir?: string;
   timeoutMs?: number;
+  /** The program to run with node (default the checkout's dist/src/cli.js; e.g. an installed bin/capsa). */
+  cli?: string;
 }
 
 export function waitForExit(proc: ChildProcess, timeoutMs = 20000): Promise<number | null> {
@@ -59,7 +61,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   await fs.writeFile(file, opts.toml ?? '');
   args.push('--config', file, ...(opts.args ?? []));
   let out = '';
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [opts.cli ?? CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   // CAPSA_TEST_DAEMON_START_MS: slow hosts (hack/test-cgroup-v2.sh's emulated VM) need more.
