@@ -68,8 +68,10 @@ export function checkStringMap(field: string, m: Record<string, string>): void {
     }
   }
 }
-// sethostname(2) takes at most 64 bytes; a DNS label-ish name.
-const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$/;
+// sethostname(2) takes at most 64 bytes; a DNS name, maybe ending in a dot:
+// kubelet's setHostnameAsFQDN hostname is "<pod>.<subdomain>.<ns>.svc.<cluster
+// domain>", which ends in "." when the cluster domain is empty.
+const HOSTNAME = /^(?=.{1,64}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\.?$/;
 const SEARCH = /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$/;
 const OPTION = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/;
 

@@ -58,6 +58,9 @@ describe('RunPodSandbox validation', () => {
     ],
     ['bad hostname', req({}, { hostname: 'a b' }), 'InvalidArgument', 'config.hostname'],
     ['long hostname', req({}, { hostname: 'h'.repeat(65) }), 'InvalidArgument', 'config.hostname'],
+    ['long hostname with a dot', req({}, { hostname: `${'h'.repeat(64)}.` }), 'InvalidArgument', 'config.hostname'],
+    ['hostname of a dot', req({}, { hostname: '.' }), 'InvalidArgument', 'config.hostname'],
+    ['hostname ending in two dots', req({}, { hostname: 'a..' }), 'InvalidArgument', 'config.hostname'],
     [
       'dns server',
       req({}, { dnsConfig: { servers: ['8.8.8.8', 'nameserver evil'] } }),
@@ -209,6 +212,14 @@ describe('the spec', () => {
 
   test('an empty hostname defaults to the pod name', () => {
     expect(sandboxSpecFromRequest(req({}, { hostname: '' }), opts).hostname).toBe('web');
+  });
+
+  test("kubelet's FQDN hostname with an empty cluster domain (a trailing dot) is taken as it is", () => {
+    // setHostnameAsFQDN: "<pod>.<subdomain>.<namespace>.svc.<cluster domain>"
+    const fqdn = 'hostfqdn-35741.t.hostfqdn-3699.svc.';
+    expect(sandboxSpecFromRequest(req({}, { hostname: fqdn }), opts).hostname).toBe(fqdn);
+    const max = `${'h'.repeat(63)}.`; // 64 bytes, sethostname's limit
+    expect(sandboxSpecFromRequest(req({}, { hostname: max }), opts).hostname).toBe(max);
   });
 
   test('an IPC sysctl with host IPC is refused, a net one is fine', () => {
