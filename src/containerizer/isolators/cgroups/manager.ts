@@ -18,6 +18,7 @@ import { sleep } from '../../../util/timeout';
 import { CgroupLayout, Hierarchy } from './hierarchy';
 import type { CgroupBackend } from './backend';
 import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
+import { countFds } from './fds';
 import { CgroupStats, readCgroupStats } from './stats';
 import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
 
@@ -331,18 +332,27 @@ export class CgroupManager implements CgroupBackend {
 
   /** What the kernel counts for the cgroup (subtree included): stats.ts; 'usage' reads only the summary's files. */
   async stats(cgPath: string, scope: 'all' | 'usage' = 'all'): Promise<CgroupStats> {
-    const processes = (await this.pids(cgPath)).length;
+    const pids = await this.pids(cgPath);
     // v2 has one directory; cpu.stat and memory.* are there whichever controllers are enabled.
     const unified = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
-    return readCgroupStats(
+    const s = await readCgroupStats(
       this.layout.version,
-      processes,
+      pids.length,
       async (controller, file) => {
         const dir = unified ?? this.dirOf(cgPath, controller);
         return dir ? readStatFile(path.join(dir, file)) : undefined;
       },
       scope,
     );
+    if (scope === 'all') {
+      // The same processes as the count above (the subtree's); a /proc we may not read costs these two only.
+      try {
+        Object.assign(s, await countFds(pids));
+      } catch (err) {
+        this.log.warn({ path: cgPath, err: (err as Error).message }, 'cgroup stats: open files not counted');
+      }
+    }
+    return s;
   }
 
   /** Cumulative usage of the cgroup (subtree included, as the kernel counts it). */
