@@ -20,7 +20,7 @@
 // name would be found by none. Exact CPU time stays available where kubelet
 // reads it for scheduling and eviction: ContainerStats/PodSandboxStats
 // (usage_core_nano_seconds, /metrics/resource and the summary API).
-import type { CgroupStats } from '../containerizer/isolators/cgroups/stats';
+import type { BlkioEntry, CgroupStats } from '../containerizer/isolators/cgroups/stats';
 import type { InterfaceUsage } from '../containerizer/isolators/namespaces/netdev';
 import { InternalError } from '../errors';
 import { Metric, MetricDescriptor, MetricType } from '../gen/runtime/v1/api';
@@ -51,6 +51,7 @@ function family(name: string, help: string, type: MetricType, extra: readonly st
 
 /** Every metric capsa can report; help texts are cAdvisor's. */
 export const FAMILIES = {
+  lastSeen: family('container_last_seen', 'Last time a container was seen by the exporter', GAUGE),
   cpuUser: family('container_cpu_user_seconds_total', 'Cumulative user cpu time consumed in seconds.', COUNTER),
   cpuSystem: family('container_cpu_system_seconds_total', 'Cumulative system cpu time consumed in seconds.', COUNTER),
   // cAdvisor labels the total cpu="total" when per-CPU usage is off, as kubelet runs it.
@@ -79,8 +80,17 @@ export const FAMILIES = {
   ),
   memoryMaxUsage: family('container_memory_max_usage_bytes', 'Maximum memory usage recorded in bytes', GAUGE),
   memoryWorkingSet: family('container_memory_working_set_bytes', 'Current working set in bytes.', GAUGE),
+  // failure_type pgfault|pgmajfault, scope container (the cgroup's own) | hierarchy (its subtree's).
+  memoryFailures: family(
+    'container_memory_failures_total',
+    'Cumulative count of memory allocation failures.',
+    COUNTER,
+    ['failure_type', 'scope'],
+  ),
   oomEvents: family('container_oom_events_total', 'Count of out of memory events observed for the container', COUNTER),
   processes: family('container_processes', 'Number of processes running inside the container.', GAUGE),
+  fileDescriptors: family('container_file_descriptors', 'Number of open file descriptors for the container.', GAUGE),
+  sockets: family('container_sockets', 'Number of open sockets for the container.', GAUGE),
   threads: family('container_threads', 'Number of threads running inside the container', GAUGE),
   threadsMax: family(
     'container_threads_max',
@@ -137,7 +147,29 @@ export const FAMILIES = {
   ),
   fsInodesTotal: family('container_fs_inodes_total', 'Number of Inodes', GAUGE, ['device']),
   fsInodesFree: family('container_fs_inodes_free', 'Number of available Inodes', GAUGE, ['device']),
+  // Block I/O as the cgroup counts it per device (cAdvisor's DiskIo, not the filesystem's own counters).
+  fsReadsBytes: family('container_fs_reads_bytes_total', 'Cumulative count of bytes read', COUNTER, ['device']),
+  fsReads: family('container_fs_reads_total', 'Cumulative count of reads completed', COUNTER, ['device']),
+  fsWritesBytes: family('container_fs_writes_bytes_total', 'Cumulative count of bytes written', COUNTER, ['device']),
+  fsWrites: family('container_fs_writes_total', 'Cumulative count of writes completed', COUNTER, ['device']),
+  blkioDeviceUsage: family('container_blkio_device_usage_total', 'Blkio Device bytes usage', COUNTER, [
+    'device',
+    'major',
+    'minor',
+    'operation',
+  ]),
   startTime: family('container_start_time_seconds', 'Start time of the container since unix epoch in seconds.', GAUGE),
+  // The limits in force, read from the cgroup as cAdvisor reads its ContainerSpec (0: none).
+  specCpuPeriod: family('container_spec_cpu_period', 'CPU period of the container.', GAUGE),
+  specCpuQuota: family('container_spec_cpu_quota', 'CPU quota of the container.', GAUGE),
+  specCpuShares: family('container_spec_cpu_shares', 'CPU share of the container.', GAUGE),
+  specMemoryLimit: family('container_spec_memory_limit_bytes', 'Memory limit for the container.', GAUGE),
+  specMemoryReservation: family(
+    'container_spec_memory_reservation_limit_bytes',
+    'Memory reservation limit for the container.',
+    GAUGE,
+  ),
+  specMemorySwapLimit: family('container_spec_memory_swap_limit_bytes', 'Memory swap limit for the container.', GAUGE),
 } as const;
 
 export type FamilyKey = keyof typeof FAMILIES;
@@ -165,6 +197,10 @@ export interface MetricsInput {
   fs?: FsSample;
   /** Unix ns. */
   startedAt?: bigint;
+  /** When the cgroup was read, unix ns (container_last_seen). */
+  seenAt?: bigint;
+  /** Block devices by "major:minor" → their /dev path, cAdvisor's device label (unknown: /dev/block/M:m). */
+  devices?: ReadonlyMap<string, string>;
 }
 
 const NS_PER_SECOND = 1_000_000_000n;
@@ -226,9 +262,27 @@ export function metricsOf(subject: Subject, input: MetricsInput): Metric[] {
     add('memoryKernel', m.kernelBytes);
     add('memoryFailcnt', m.failcnt);
     add('oomEvents', m.oomKills);
+    for (const [type, f] of [
+      ['pgfault', m.pgfault],
+      ['pgmajfault', m.pgmajfault],
+    ] as const) {
+      add('memoryFailures', f?.container, [type, 'container']);
+      add('memoryFailures', f?.hierarchy, [type, 'hierarchy']);
+    }
     add('processes', cg.processes);
     add('threads', cg.threads);
     add('threadsMax', cg.threadsMax);
+    add('fileDescriptors', cg.fileDescriptors);
+    add('sockets', cg.sockets);
+    if (cg.blkio) out.push(...blkioMetrics(subject, cg.blkio, input.devices ?? new Map()));
+    const spec = cg.spec;
+    add('specCpuPeriod', spec.cpuPeriodUs);
+    // cAdvisor leaves out a quota of 0 (none).
+    add('specCpuQuota', spec.cpuQuotaUs === 0n ? undefined : spec.cpuQuotaUs);
+    add('specCpuShares', spec.cpuShares);
+    add('specMemoryLimit', spec.memoryLimitBytes);
+    add('specMemoryReservation', spec.memoryReservationBytes);
+    add('specMemorySwapLimit', spec.memorySwapLimitBytes);
   }
   for (const i of input.interfaces ?? []) {
     const at = [i.name];
@@ -250,5 +304,34 @@ export function metricsOf(subject: Subject, input: MetricsInput): Metric[] {
     add('fsInodesFree', fs.inodesFree, at);
   }
   add('startTime', wholeSeconds(input.startedAt));
+  add('lastSeen', wholeSeconds(input.seenAt));
   return out.filter((m): m is Metric => m !== undefined);
+}
+
+/**
+ * Per device: every operation the kernel counts in bytes
+ * (container_blkio_device_usage_total), and the Read/Write bytes and
+ * operations again under the fs names, as cAdvisor derives them.
+ */
+function blkioMetrics(
+  subject: Subject,
+  io: NonNullable<CgroupStats['blkio']>,
+  devices: ReadonlyMap<string, string>,
+): (Metric | undefined)[] {
+  const out: (Metric | undefined)[] = [];
+  const key = (e: BlkioEntry): string => `${e.major}:${e.minor}`;
+  // A device gone from sysfs still needs a label of its own (two "" would collide): udev's /dev/block/M:m.
+  const name = (k: string): string => devices.get(k) ?? `/dev/block/${k}`;
+  for (const e of io.serviceBytes) {
+    out.push(sample('blkioDeviceUsage', subject, e.value, [name(key(e)), String(e.major), String(e.minor), e.op]));
+  }
+  for (const [fam, entries, op] of [
+    ['fsReadsBytes', io.serviceBytes, 'Read'],
+    ['fsReads', io.serviced, 'Read'],
+    ['fsWritesBytes', io.serviceBytes, 'Write'],
+    ['fsWrites', io.serviced, 'Write'],
+  ] as const) {
+    for (const e of entries) if (e.op === op) out.push(sample(fam, subject, e.value, [name(key(e))]));
+  }
+  return out;
 }

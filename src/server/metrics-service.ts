@@ -4,12 +4,15 @@
 // Every ready pod gives its own series (its cgroup, which the containers'
 // cgroups nest in, and its network namespace's interfaces) and one set per
 // running container (its cgroup and its writable layer). Nothing is cached
-// or polled: each call reads the kernel now (timestamps 0), through the same
-// readers as PodSandboxStats and ContainerStats. The names, labels and units
-// are src/cri/metrics-descriptors.ts.
+// or polled: each call reads the kernel now (timestamps 0, last_seen the
+// read's time), through the same readers as PodSandboxStats and
+// ContainerStats. The names, labels and units are
+// src/cri/metrics-descriptors.ts.
 import { promises as fs } from 'fs';
+import * as path from 'path';
 import type { Container, Containers } from '../containerizer/containers';
 import type { Usage } from '../containerizer/isolator';
+import type { CgroupStats } from '../containerizer/isolators/cgroups/stats';
 import type { Sandbox, Sandboxes } from '../containerizer/sandboxes';
 import { FsSample, MetricsInput, Subject, metricDescriptors, metricsOf } from '../cri/metrics-descriptors';
 import { NotFoundError, asCapsaError } from '../errors';
@@ -63,6 +66,37 @@ async function filesystemOf(dir: string): Promise<Omit<FsSample, 'usedBytes'>> {
   return { device, capacityBytes: st.blocks * st.bsize, inodesTotal: st.files, inodesFree: st.ffree };
 }
 
+type DeviceNamer = (cg: CgroupStats | undefined) => Promise<ReadonlyMap<string, string>>;
+
+/**
+ * Names the block devices a cgroup's I/O counters mention, as cAdvisor does:
+ * /dev/<kernel name>, from sysfs's major:minor links. One per call: a
+ * major:minor is looked up once, and a number freed and reused (loop
+ * devices) is not remembered across scrapes.
+ */
+function deviceNamer(): DeviceNamer {
+  const names = new Map<string, string>();
+  const tried = new Set<string>();
+  return async (cg) => {
+    for (const e of [...(cg?.blkio?.serviceBytes ?? []), ...(cg?.blkio?.serviced ?? [])]) {
+      const k = `${e.major}:${e.minor}`;
+      if (tried.has(k)) continue;
+      tried.add(k);
+      try {
+        names.set(k, `/dev/${path.basename(await fs.readlink(`/sys/dev/block/${k}`))}`);
+      } catch {
+        // Gone from sysfs (a detached device whose counters remain): the builder labels it by number.
+      }
+    }
+    return names;
+  };
+}
+
+/** Now, unix ns: when the cgroup was read (container_last_seen). */
+function now(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
 export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryHandler | StreamHandler> {
   const { sandboxes, containers } = deps;
 
@@ -94,11 +128,13 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
     sb: Sandbox,
     c: Container,
     filesystem: Omit<FsSample, 'usedBytes'> | undefined,
+    devices: DeviceNamer,
   ): Promise<ContainerMetrics | undefined> => {
     const cgroup = await containers.stats(c);
     if (!cgroup) return undefined;
+    const seenAt = now();
     const layer = (await deps.containerStats(c)).writableLayer;
-    const input: MetricsInput = { cgroup, startedAt: c.record.startedAt };
+    const input: MetricsInput = { cgroup, startedAt: c.record.startedAt, seenAt, devices: await devices(cgroup) };
     if (filesystem && layer?.usedBytes) input.fs = { ...filesystem, usedBytes: layer.usedBytes.value };
     return { containerId: c.id, metrics: metricsOf(containerSubject(sb, c), input) };
   };
@@ -107,6 +143,7 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
   const podMetrics = async (
     sb: Sandbox,
     filesystem: Omit<FsSample, 'usedBytes'> | undefined,
+    devices: DeviceNamer,
     ctx: CallContext,
   ): Promise<PodSandboxMetrics | undefined> => {
     let u: Usage;
@@ -116,6 +153,7 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
       if (err instanceof NotFoundError) return undefined;
       throw err;
     }
+    const seenAt = now();
     const own = containers.list().filter((c) => c.record.sandboxId === sb.id && c.criState() === 'CONTAINER_RUNNING');
     const cms: ContainerMetrics[] = [];
     for (const c of own) {
@@ -123,7 +161,7 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
       const m = await withTimeout(
         'container metrics',
         CONTAINER_TIMEOUT_MS,
-        () => containerMetrics(sb, c, filesystem),
+        () => containerMetrics(sb, c, filesystem, devices),
         { containerId: c.id },
         ctx.signal,
       ).catch((err: unknown) => {
@@ -138,6 +176,8 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
         cgroup: u.cgroup,
         interfaces: u.network?.interfaces,
         startedAt: sb.facts.createdAt,
+        seenAt,
+        devices: await devices(u.cgroup),
       }),
       containerMetrics: cms,
     };
@@ -155,11 +195,12 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
       warn(ctx.log, err, { path: deps.containerFsDir });
       return undefined;
     });
+    const devices = deviceNamer();
     let batch: PodSandboxMetrics[] = [];
     for (const sb of ready) {
       ctx.signal.throwIfAborted();
       // A pod that cannot be read is left out (and logged): kubelet still gets every other pod.
-      const m = await podMetrics(sb, filesystem, ctx).catch((err: unknown) => {
+      const m = await podMetrics(sb, filesystem, devices, ctx).catch((err: unknown) => {
         warn(ctx.log, err, { podSandboxId: sb.id });
         return undefined;
       });

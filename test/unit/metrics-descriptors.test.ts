@@ -35,10 +35,38 @@ const FULL_CGROUP: CgroupStats = {
     kernelBytes: 5n,
     failcnt: 1n,
     oomKills: 1n,
+    pgfault: { container: 11n, hierarchy: 111n },
+    pgmajfault: { container: 1n, hierarchy: 2n },
   },
   processes: 2,
   threads: 3n,
   threadsMax: 0n,
+  fileDescriptors: 12n,
+  sockets: 4n,
+  blkio: {
+    serviceBytes: [
+      ...['Read', 'Write', 'Sync', 'Async', 'Discard', 'Total'].map((op, i) => ({
+        major: 254,
+        minor: 0,
+        op,
+        value: BigInt(4096 * (i + 1)),
+      })),
+      { major: 7, minor: 3, op: 'Read', value: 512n },
+    ],
+    serviced: [
+      { major: 254, minor: 0, op: 'Read', value: 3n },
+      { major: 254, minor: 0, op: 'Write', value: 5n },
+      { major: 7, minor: 3, op: 'Read', value: 1n },
+    ],
+  },
+  spec: {
+    cpuShares: 1024n,
+    cpuPeriodUs: 100000n,
+    cpuQuotaUs: 20000n,
+    memoryLimitBytes: 64n << 20n,
+    memoryReservationBytes: 0n,
+    memorySwapLimitBytes: 64n << 20n,
+  },
 };
 
 const IFACE = {
@@ -54,6 +82,9 @@ const FULL: MetricsInput = {
   ],
   fs: { device: '/dev/vda1', usedBytes: 4096n, capacityBytes: 1n << 40n, inodesTotal: 1000n, inodesFree: 900n },
   startedAt: 1_700_000_000_999_999_999n,
+  seenAt: 1_700_000_100_500_000_000n,
+  // 7:3 is not named: a device gone from sysfs.
+  devices: new Map([['254:0', '/dev/vda']]),
 };
 
 const POD: Subject = { container: '', id: '/kubepods/podabc', image: '', name: '', namespace: 'ns', pod: 'p' };
@@ -140,8 +171,81 @@ test('values: whole seconds truncated, bytes and counts as read, one series per 
   expect(wholeSeconds(undefined)).toBeUndefined();
 });
 
+test('memory failures: pgfault and pgmajfault, the cgroup own and its subtree, as cAdvisor labels them', () => {
+  const ms = byName(metricsOf(CTR, FULL), 'container_memory_failures_total');
+  expect(ms.map((m) => [...m.labelValues.slice(-2), m.value!.value])).toEqual([
+    ['pgfault', 'container', 11n],
+    ['pgfault', 'hierarchy', 111n],
+    ['pgmajfault', 'container', 1n],
+    ['pgmajfault', 'hierarchy', 2n],
+  ]);
+  expect(described.get('container_memory_failures_total')!.labelKeys.slice(-2)).toEqual(['failure_type', 'scope']);
+});
+
+test('open files and sockets, last seen in whole seconds, the limits in force', () => {
+  const ms = metricsOf(CTR, FULL);
+  const one = (name: string): bigint | undefined => {
+    const found = byName(ms, name);
+    expect(found.length).toBeLessThanOrEqual(1);
+    return found[0]?.value!.value;
+  };
+  expect(one('container_file_descriptors')).toBe(12n);
+  expect(one('container_sockets')).toBe(4n);
+  expect(one('container_last_seen')).toBe(1_700_000_100n);
+  expect(one('container_spec_cpu_period')).toBe(100000n);
+  expect(one('container_spec_cpu_quota')).toBe(20000n);
+  expect(one('container_spec_cpu_shares')).toBe(1024n);
+  expect(one('container_spec_memory_limit_bytes')).toBe(64n << 20n);
+  expect(one('container_spec_memory_swap_limit_bytes')).toBe(64n << 20n);
+  // 0: no reservation, sent as cAdvisor sends it.
+  expect(one('container_spec_memory_reservation_limit_bytes')).toBe(0n);
+  // No quota (0) is left out, as cAdvisor does; no period read, no period sample.
+  const noQuota = metricsOf(CTR, { cgroup: { ...FULL_CGROUP, spec: { cpuQuotaUs: 0n } } });
+  expect(byName(noQuota, 'container_spec_cpu_quota')).toEqual([]);
+  expect(byName(noQuota, 'container_spec_cpu_period')).toEqual([]);
+});
+
+test('block I/O: every operation per device in bytes, and the read/write bytes and counts under the fs names', () => {
+  const ms = metricsOf(CTR, FULL);
+  const usage = byName(ms, 'container_blkio_device_usage_total');
+  expect(described.get('container_blkio_device_usage_total')!.labelKeys.slice(-4)).toEqual([
+    'device',
+    'major',
+    'minor',
+    'operation',
+  ]);
+  expect(usage.map((m) => [...m.labelValues.slice(-4), m.value!.value])).toEqual([
+    ['/dev/vda', '254', '0', 'Read', 4096n],
+    ['/dev/vda', '254', '0', 'Write', 8192n],
+    ['/dev/vda', '254', '0', 'Sync', 12288n],
+    ['/dev/vda', '254', '0', 'Async', 16384n],
+    ['/dev/vda', '254', '0', 'Discard', 20480n],
+    ['/dev/vda', '254', '0', 'Total', 24576n],
+    ['/dev/block/7:3', '7', '3', 'Read', 512n],
+  ]);
+  const at = (name: string): [string, bigint][] => byName(ms, name).map((m) => [m.labelValues.at(-1)!, m.value!.value]);
+  expect(at('container_fs_reads_bytes_total')).toEqual([
+    ['/dev/vda', 4096n],
+    ['/dev/block/7:3', 512n],
+  ]);
+  expect(at('container_fs_writes_bytes_total')).toEqual([['/dev/vda', 8192n]]);
+  expect(at('container_fs_reads_total')).toEqual([
+    ['/dev/vda', 3n],
+    ['/dev/block/7:3', 1n],
+  ]);
+  expect(at('container_fs_writes_total')).toEqual([['/dev/vda', 5n]]);
+  // A kernel that counts no I/O (v1 blk-throttle without a rule): no samples, not zeros.
+  const none = metricsOf(CTR, { cgroup: { ...FULL_CGROUP, blkio: { serviceBytes: [], serviced: [] } } });
+  expect(none.filter((m) => /blkio|fs_(reads|writes)/.test(m.name))).toEqual([]);
+});
+
 test('what the kernel did not give is left out, not sent as 0', () => {
-  const partial: CgroupStats = { cpu: { usageNs: 5_000_000_000n }, memory: { usageBytes: 1n }, processes: 0 };
+  const partial: CgroupStats = {
+    cpu: { usageNs: 5_000_000_000n },
+    memory: { usageBytes: 1n },
+    processes: 0,
+    spec: {},
+  };
   const ms = metricsOf(POD, { cgroup: partial });
   expect(ms.map((m) => m.name).sort()).toEqual(
     ['container_cpu_usage_seconds_total', 'container_memory_usage_bytes', 'container_processes'].sort(),
