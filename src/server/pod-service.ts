@@ -31,7 +31,6 @@ import {
   UpdatePodSandboxResourcesRequest,
   UpdatePodSandboxResourcesResponse,
 } from '../gen/runtime/v1/api';
-import { nowNs } from '../containerizer/state';
 import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
 
 export interface PodServiceDeps {
@@ -80,15 +79,18 @@ export function podHandlers(deps: PodServiceDeps): Record<string, UnaryHandler |
 
   const podSandboxStatus = async (req: PodSandboxStatusRequest): Promise<PodSandboxStatusResponse> => {
     const sb = sandboxes.get(requireId(req.podSandboxId));
-    // With a timestamp set, kubelet's evented PLEG takes the pod's container
-    // statuses from this answer instead of asking ContainerStatus for each:
-    // they must all be here, as of the same moment (an empty list made
-    // kubelet think the pod had no containers and create them again).
+    // The pod's container statuses ride along, newest first. The timestamp
+    // stays 0 on purpose: with it set, kubelet 1.37 under EventedPLEG takes
+    // its pod status from this answer but never fills the *active* (current
+    // sandbox) container statuses from it, so it thinks no init container
+    // ever ran and restarts completed ones forever. At 0 it asks
+    // ContainerStatus per container, as without the gate (kubelet suite with
+    // EventedPLEG=true; kuberuntime_manager.go GetPodStatus).
     return {
       status: toPodSandboxStatus(sb),
       info: req.verbose ? verboseInfo(sb) : {},
       containersStatuses: podContainerStatuses(deps.containers.list().filter((c) => c.record.sandboxId === sb.id)),
-      timestamp: nowNs(),
+      timestamp: 0n,
     };
   };
 
