@@ -20,8 +20,9 @@
 # upstream's are multi-arch. The images are stand-ins assembled from this
 # machine's Debian packages (glibc, not Alpine's musl) that keep what the specs
 # rely on: commands, ports, users, files.
-#   e2e-test-images/busybox      Debian's dynamic busybox, every applet hardlinked in /bin (as the
-#                                official image), glibc, CMD sh
+#   e2e-test-images/busybox      busybox 1.37.0 (the release the official image is), its defconfig,
+#                                dynamic against glibc, every applet hardlinked in /bin (as the
+#                                official image), CMD sh; see busybox_bin
 #   e2e-test-images/agnhost      agnhost built from k8s.io/kubernetes/test/images/agnhost (static,
 #                                main.Version = the tag) on the busybox layer, plus bash, curl, ip, ss,
 #                                ipcs; /agnhost-2 symlink, /uploads, porter's localhost.{crt,key},
@@ -54,7 +55,7 @@
 # manifest list the registry already has is not pushed again. Layer tars are
 # sorted, owned by numeric ids, dated $EPOCH and gzipped with -n, so digests
 # repeat from run to run (and from machine to machine with the same packages).
-# Needs (apt): docker-registry, skopeo, jq, curl, gcc + libc6-dev, busybox, dpkg,
+# Needs (apt): docker-registry, skopeo, jq, curl, gcc + libc6-dev, make, bzip2, dpkg,
 # util-linux, iproute2, bash, dash, hostname; Go for agnhost/nnp. Runs as root.
 set -euo pipefail
 
@@ -434,10 +435,55 @@ accounts() {
   chmod 0640 "$r/etc/shadow"
 }
 
+# busybox_bin: the busybox of every image, built once into $BIN. The official
+# image is the upstream release built with its defconfig; Debian 12's busybox
+# (1.35, Debian's config) is not that: it lacks applets specs run (nmeter,
+# which the container lifecycle specs time their log lines with), its ash drops
+# environment variables whose names are not identifiers (the envFrom specs
+# print `data-1=value-1`) and its `wget -T` crashes. The release tarball comes
+# from Debian's source package of it, through apt with a private source list
+# and state (the machine's apt configuration is not touched), and must match
+# the sha256 pinned here. Dynamic against glibc (the official image is static):
+# the base layer's libc serves the programs the other images add.
+BUSYBOX_VERSION=1.37.0
+BUSYBOX_SUITE=trixie
+BUSYBOX_ORIG_SHA256=3311dff32e746499f4df0d5df04d7eb396382d7e108bb9250e7b519b837043a4
+busybox_bin() {
+  local out=$BIN/busybox-$BUSYBOX_VERSION src=$IMG/src apt=$IMG/apt tb stamp v mirror b
+  tb=$src/busybox_$BUSYBOX_VERSION.orig.tar.bz2
+  stamp="$BUSYBOX_ORIG_SHA256 $(gcc --version | head -1)"
+  if [ -x "$out" ] && [ "$(cat "$BIN/.busybox.stamp" 2>/dev/null)" = "$stamp" ]; then
+    echo "$out"
+    return
+  fi
+  if ! echo "$BUSYBOX_ORIG_SHA256  $tb" | sha256sum -c --status 2>/dev/null; then
+    log "fetching the busybox $BUSYBOX_VERSION release (Debian $BUSYBOX_SUITE source package)"
+    mirror=$(awk '$1 == "URIs:" { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null)
+    mkdir -p "$apt/lists/partial" "$apt/cache" "$src"
+    echo "deb-src ${mirror:-http://deb.debian.org/debian} $BUSYBOX_SUITE main" >"$apt/sources.list"
+    local o=(-q -o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+      -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" -o APT::Sandbox::User=root)
+    apt-get "${o[@]}" update >&2 || die "apt-get update of $apt/sources.list failed"
+    v=$(apt-cache "${o[@]}" showsrc busybox | awk '$1 == "Version:" { print $2 }' | grep -F ":$BUSYBOX_VERSION-" | head -1)
+    [ -n "$v" ] || die "Debian $BUSYBOX_SUITE has no busybox $BUSYBOX_VERSION source package"
+    (cd "$src" && apt-get "${o[@]}" source --download-only "busybox=$v" >&2) || die "apt-get source busybox=$v failed"
+    echo "$BUSYBOX_ORIG_SHA256  $tb" | sha256sum -c --status || die "$tb does not have the pinned sha256"
+  fi
+  log "building busybox $BUSYBOX_VERSION (defconfig)"
+  b=$WORK/busybox-src
+  rm -rf "$b"
+  mkdir -p "$b"
+  tar -xjf "$tb" -C "$b" --strip-components=1
+  (cd "$b" && make -s defconfig >/dev/null && nice -n 10 make -s -j1 busybox >&2) || die "busybox build failed"
+  install -m 0755 "$b/busybox" "$out"
+  echo "$stamp" >"$BIN/.busybox.stamp"
+  rm -rf "$b"
+  echo "$out"
+}
+
 build_base() {
   local r=$BASE_ROOT bb a
-  bb=$(pkgfile busybox /bin/busybox)
-  [[ $(ldd "$bb" 2>&1) == *libc.so* ]] || die "$bb is not the dynamically linked busybox (busybox-static runs applets in-process)"
+  bb=$(busybox_bin)
   mkdir -p "$r"/{bin,dev,etc,home,proc,root,sys,tmp,usr/bin,usr/sbin,var/spool/mail,var/www}
   chmod 1777 "$r/tmp"
   chmod 0700 "$r/root"
