@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: set-up (with test dependencies), lint, format
 # check, typecheck, the CRI API against upstream (hack/check-api.sh), the
-# whole jest suite (unit + integration, as root), critest v1.37.0
+# whole jest suite (unit + integration, as root), the unit tests and daemon
+# smoke tests again on Node 24 (hack/test-node24.sh), critest v1.37.0
 # (hack/critest/run.sh: builds critest from Go modules on first use, then
 # about two minutes; CAPSA_SKIP_CRITEST=1 leaves it out), then the kubelet
 # end-to-end suites on a one-node cluster (hack/k8s/test.sh; set
@@ -22,6 +23,8 @@ echo "== CRI API against k8s.io/cri-api"
 bash hack/check-api.sh
 echo "== jest"
 npx --no-install jest "$@"
+echo "== jest on Node 24: unit tests and daemon smoke tests (hack/test-node24.sh --all: the whole suite)"
+bash hack/test-node24.sh
 if [[ "${CAPSA_SKIP_CRITEST:-0}" != 1 ]]; then
   echo "== critest v1.37.0"
   bash hack/critest/run.sh -v v1.37.0

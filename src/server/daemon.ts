@@ -15,6 +15,7 @@ import { withTimeout } from '../util/timeout';
 import { StreamRuntime } from '../streaming/runtime';
 import { startStreamingServer } from '../streaming/server';
 import { acceptConnection } from './h2-authority';
+import { inFlightCalls } from './in-flight';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
 import { Metrics } from '../metrics/metrics';
@@ -48,7 +49,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   // Undone in reverse on a failed start, and on shutdown.
   const closers: (() => Promise<void>)[] = [];
   try {
-    // The metrics listener comes first: its /healthz tells what start-up is doing.
+    // A live daemon's socket is refused first (the clearest message), then the
+    // metrics listener starts: its /healthz tells what the rest of start-up is doing.
+    await prepareSocketPath(config.socket);
     const health = new Health();
     const metrics = new Metrics();
     if (config.metrics_address !== '') {
@@ -60,7 +63,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       );
       closers.push(() => endpoint.close());
     }
-    await prepareSocketPath(config.socket);
     health.starting('opening the image store');
     const state = await loadRuntimeState(config.root);
     const provisioner = await Provisioner.open({ config, log, syncLayers: config.sync_layers });
@@ -192,7 +194,9 @@ async function shutdown(
   listener.close();
   try {
     await withTimeout('graceful shutdown', config.shutdown_timeout * 1000, () => {
-      return new Promise<void>((resolve, reject) => server.tryShutdown((err) => (err ? reject(err) : resolve())));
+      return new Promise<void>((resolve, reject) => server.tryShutdown((err) => (err ? reject(err) : resolve()))).then(
+        () => inFlightCalls.idle(),
+      );
     });
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'in-flight calls did not finish; closing them');

@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { CapsaError, ErrorKind, asCapsaError, describeContext } from '../errors';
 import type { Logger } from '../log';
+import { inFlightCalls } from './in-flight';
 
 export interface CallContext {
   /** Aborts when the client cancels or its deadline passes. */
@@ -129,9 +130,13 @@ function callContext(
   const onCancel = (): void =>
     controller.abort(new CapsaError('DeadlineExceeded', `${method} cancelled by the client`));
   call.on('cancelled', onCancel);
+  inFlightCalls.begin();
   return {
     ctx: { signal: controller.signal, log, method },
-    done: () => call.removeListener('cancelled', onCancel),
+    done: () => {
+      call.removeListener('cancelled', onCancel);
+      inFlightCalls.end();
+    },
   };
 }
 

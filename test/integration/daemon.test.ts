@@ -416,7 +416,9 @@ describe('capsa CLI', () => {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
+    // The daemon logs on stderr.
     s.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    s.stderr.on('data', (b: Buffer) => (out += b.toString()));
     const deadline = Date.now() + 15000;
     while (!/capsa is serving/.test(out) && Date.now() < deadline && s.exitCode === null) {
       await new Promise((res) => setTimeout(res, 25));

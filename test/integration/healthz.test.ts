@@ -140,15 +140,19 @@ test('/healthz: 503 during recovery, 200 serving, 503 without the socket, 503 wh
   await fs.rename(moved, d.socket);
   expect(await get(url)).toEqual({ status: 200, body: 'ok\n' });
 
-  // A pull from a registry that accepts and never answers stays in flight; SIGTERM then waits for it.
-  stalled = net.createServer((s) => held.push(s));
+  // A pull from a registry that never answers stays in flight; SIGTERM then waits for it. capsa
+  // probes a loopback registry with https first: that connection is closed (no TLS here), and the
+  // plain HTTP request that follows is held, unanswered.
+  stalled = net.createServer((s) => {
+    s.once('data', (b: Buffer) => (b[0] === 0x16 ? s.destroy() : held.push(s)));
+  });
   await new Promise<void>((r) => stalled!.listen(0, '127.0.0.1', r));
   const regPort = (stalled.address() as net.AddressInfo).port;
   const pull = call(d.image, 'pullImage', { image: { image: `127.0.0.1:${regPort}/stalled:latest` } }, 60_000).then(
     () => 'pulled',
     (err: Error) => err.message,
   );
-  await waitFor('the pull to reach the registry', async () => held.length > 0);
+  await waitFor('the pull to reach the registry over http', async () => held.length > 0);
   d.proc.kill('SIGTERM');
   await waitFor('shutdown to start', async () => /shutting down/.test(d!.output()));
   expect(await get(url)).toEqual({ status: 503, body: 'shutting down\n' });
