@@ -46,10 +46,11 @@ fi
 # npm packages: reinstall only when the lock file changed since the last install.
 stamp=node_modules/.capsa-lock-stamp
 if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
-  # `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional
-  # packages out of the lock file and `npm ci` then refuses it as out of sync.
-  echo "setup: npm install"
-  npm install --no-audit --no-fund --loglevel=error
+  # `npm ci` installs exactly the lock file and never rewrites it. The lock
+  # lists every platform's optional packages (as `npm install` writes it);
+  # without them `npm ci` refuses it as out of sync.
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
 

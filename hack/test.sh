@@ -15,6 +15,8 @@ cd "$root"
 bash hack/setup.sh --test
 echo "== lint"
 npx --no-install eslint .
+echo "== layers and import cycles"
+npx --no-install depcruise src --config .dependency-cruiser.cjs
 echo "== format"
 npx --no-install prettier --check . --log-level warn
 echo "== typecheck"

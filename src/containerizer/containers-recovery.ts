@@ -22,9 +22,29 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import { asCapsaError } from '../errors';
+import type { Logger } from '../log';
+import type { Backend } from '../provisioner/backends/backend';
+import type { Provisioner } from '../provisioner/provisioner';
 import { withTimeout } from '../util/timeout';
-import type { Containers } from './containers';
+import type { CheckpointStore } from './checkpoint';
+import type { CgroupManager } from './isolators/cgroups/manager';
+import type { Launcher } from './launcher/launcher';
 import { killChecked } from './launcher/monitor-launcher';
+import type { Sandboxes } from './sandboxes';
+
+/** What container recovery needs from the container manager. */
+export interface ContainerRecoveryHost {
+  readonly log: Logger;
+  readonly store: CheckpointStore;
+  readonly timeouts: { readonly recover: number; readonly destroying: number };
+  readonly runRoot: string;
+  readonly cgroups: CgroupManager;
+  readonly launcher: Launcher;
+  readonly opts: { readonly sandboxes: Sandboxes; readonly provisioner: Provisioner };
+  /** Re-adopts one checkpointed container. */
+  recoverOne(id: string, signal: AbortSignal): Promise<'running' | 'exited' | 'discarded'>;
+  backend(): Promise<Backend>;
+}
 
 export interface ContainerRecoverySummary {
   running: string[];
@@ -38,7 +58,10 @@ const ID = /^[0-9a-f]{64}$/;
 /** A container cgroup (not a sandbox's pid-holder leaf "-init"). */
 const CONTAINER_CGROUP = /^capsa-([0-9a-f]{64})(\.scope)?$/;
 
-export async function recoverContainers(cs: Containers, backendStateDir: string): Promise<ContainerRecoverySummary> {
+export async function recoverContainers(
+  cs: ContainerRecoveryHost,
+  backendStateDir: string,
+): Promise<ContainerRecoverySummary> {
   const log = cs.log.child({ component: 'container-recovery' });
   const summary: ContainerRecoverySummary = { running: [], exited: [], discarded: [], unreadable: [], swept: [] };
   const ids = await cs.store.list('container');
@@ -86,10 +109,10 @@ async function listDir(dir: string): Promise<string[]> {
 
 /** Destroys every container object whose id has no checkpoint. Each step is best-effort and logged. */
 async function sweep(
-  cs: Containers,
+  cs: ContainerRecoveryHost,
   known: ReadonlySet<string>,
   backendStateDir: string,
-  log: Containers['log'],
+  log: Logger,
 ): Promise<string[]> {
   const swept: string[] = [];
   const signal = AbortSignal.timeout(cs.timeouts.recover);

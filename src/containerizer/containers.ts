@@ -31,7 +31,18 @@ import type { ImageRecord } from '../provisioner/store/image-store';
 import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
 import type { ContainerRecord, ContainerRequest, LaunchSpec } from './container-spec';
-import { recoverContainers } from './containers-recovery';
+import {
+  CONTAINER_CHECKPOINT_VERSION,
+  Container,
+  DEFAULT_CONTAINER_TIMEOUTS,
+  EXEC_OUTPUT_LIMIT,
+  START_ERROR_EXIT_CODE,
+  START_ERROR_REASON,
+  UNKNOWN_EXIT_CODE,
+  UNKNOWN_EXIT_REASON,
+  type ContainerTimeouts,
+} from './container';
+import { ContainerRecoveryHost, recoverContainers } from './containers-recovery';
 import { ContainerEventKind, ContainerEvents } from './events';
 import type { CgroupManager } from './isolators/cgroups/manager';
 import type { CgroupStats } from './isolators/cgroups/stats';
@@ -40,125 +51,10 @@ import type { ExecResult, Launcher, LaunchStatus } from './launcher/launcher';
 import { isAlive, isStartFailure } from './launcher/monitor-launcher';
 import { SIGKILL, SIGTERM, signalNumber } from './launcher/signals';
 import type { SandboxContainerHooks, Sandboxes } from './sandboxes';
-import {
-  ContainerCriState,
-  Lifecycle,
-  LifecycleState,
-  containerCriState,
-  errorContext,
-  exitReason,
-  awaitFirstCreate,
-  isCreating,
-  nowNs,
-  runStage,
-  transition,
-} from './state';
+import { errorContext, awaitFirstCreate, isCreating, nowNs, runStage, transition } from './state';
 
-export const CONTAINER_CHECKPOINT_VERSION = 1;
-
-/** ExecSync output cap per stream (kubelet's message limit). */
-export const EXEC_OUTPUT_LIMIT = 16 * 1024 * 1024;
-
-/** Exit code and reason for a container whose end nobody saw (containerd's choice). */
-export const UNKNOWN_EXIT_CODE = 255;
-export const UNKNOWN_EXIT_REASON = 'Unknown';
-/** Exit code and reason for an init whose execve failed. */
-export const START_ERROR_EXIT_CODE = 128;
-export const START_ERROR_REASON = 'StartError';
-
-export interface ContainerTimeouts {
-  preparing: number;
-  isolating: number;
-  start: number;
-  /** Waiting for the end after SIGKILL, and each teardown. */
-  destroying: number;
-  /** How long an identical retried CreateContainer waits for the first one. */
-  retryWait: number;
-  /** Per container, during recovery. */
-  recover: number;
-  /** Period of the exit check that backs up the run dir watches. */
-  pollMs: number;
-}
-
-export const DEFAULT_CONTAINER_TIMEOUTS: ContainerTimeouts = {
-  preparing: 120_000,
-  isolating: 60_000,
-  start: 15_000,
-  destroying: 30_000,
-  retryWait: 60_000,
-  recover: 30_000,
-  pollMs: 2_000,
-};
-
-export class Container implements Lifecycle {
-  readonly kind = 'container' as const;
-  state: LifecycleState = 'NEW';
-  /** The launch spec (also <runDir>/spec.json). */
-  spec?: LaunchSpec;
-  creation?: Promise<void>;
-  creatorGone = false;
-  /** The exit was seen but its cgroup could not be removed: the next stop or remove retries. */
-  cleanupPending = false;
-  readonly exited: Promise<void>;
-  private markExited!: () => void;
-  unwatch?: () => void;
-  private tail: Promise<void> = Promise.resolve();
-  private observing?: Promise<void>;
-
-  constructor(readonly record: ContainerRecord) {
-    this.exited = new Promise<void>((r) => (this.markExited = r));
-  }
-
-  get id(): string {
-    return this.record.id;
-  }
-
-  criState(): ContainerCriState {
-    return containerCriState({
-      createdAt: this.record.createdAt ?? 0n,
-      startedAt: this.record.startedAt,
-      finishedAt: this.record.finishedAt,
-    });
-  }
-
-  isFinished(): boolean {
-    return this.record.finishedAt !== undefined;
-  }
-
-  reason(): string {
-    const r = this.record;
-    return exitReason({
-      createdAt: r.createdAt ?? 0n,
-      finishedAt: r.finishedAt,
-      exitCode: r.exitCode,
-      reason: r.reason,
-      oomKilled: r.oomKilled,
-    });
-  }
-
-  /** Runs `fn` after every earlier lifecycle operation on this container finished. */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((r) => (release = r));
-    try {
-      await prev;
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-
-  /** One observation at a time; callers arriving meanwhile share it. */
-  observeOnce(fn: () => Promise<void>): Promise<void> {
-    this.observing ??= fn().finally(() => (this.observing = undefined));
-    return this.observing;
-  }
-
-  exitSeen(): void {
-    this.markExited();
-  }
-}
+/** The container object lives in container.ts; importers of it from here keep working. */
+export { Container } from './container';
 
 export interface ContainersOptions {
   root: string;
@@ -201,7 +97,7 @@ async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
   }
 }
 
-export class Containers {
+export class Containers implements ContainerRecoveryHost {
   readonly store: CheckpointStore;
   readonly timeouts: ContainerTimeouts;
   readonly log: Logger;

@@ -25,7 +25,7 @@ import { withTimeout } from '../util/timeout';
 import type { CheckpointStore, IsolatorCheckpoint } from './checkpoint';
 import type { IsolatorChain, IsolatorStore } from './isolator';
 import type { SandboxContext, SandboxSpec } from './sandbox-spec';
-import type { Sandbox, SandboxRecord, SandboxTimeouts } from './sandboxes';
+import type { Sandbox, SandboxRecord, SandboxTimeouts } from './sandbox';
 import { errorContext, nowNs, transition } from './state';
 
 /** What recovery needs from the sandbox manager. */

@@ -28,52 +28,11 @@ import { PidHolderIsolator } from './isolators/namespaces/pid-holder';
 import { PodFilesIsolator } from './isolators/podfiles';
 import { RecoveryHost, recoverSandboxes } from './recovery';
 import type { SandboxContext, SandboxHandle, SandboxSpec } from './sandbox-spec';
-import {
-  Lifecycle,
-  LifecycleState,
-  SandboxCriState,
-  SandboxFacts,
-  errorContext,
-  awaitFirstCreate,
-  isCreating,
-  nowNs,
-  runStage,
-  sandboxCriState,
-  stageError,
-  transition,
-} from './state';
+import { DEFAULT_TIMEOUTS, SANDBOX_CHECKPOINT_VERSION, Sandbox, SandboxRecord, SandboxTimeouts } from './sandbox';
+import { errorContext, awaitFirstCreate, isCreating, nowNs, runStage, stageError, transition } from './state';
 
-export const SANDBOX_CHECKPOINT_VERSION = 1;
-
-/** The sandbox checkpoint (checkpoint.json data, version 1). */
-export interface SandboxRecord {
-  id: string;
-  spec: SandboxSpec;
-  createdAt: bigint;
-  readyAt?: bigint;
-  stoppedAt?: bigint;
-  stopReason?: string;
-  /** Identity of the creating request, for retried creates. */
-  fingerprint: string;
-}
-
-export interface SandboxTimeouts {
-  preparing: number;
-  isolating: number;
-  destroying: number;
-  /** How long an identical retried RunPodSandbox waits for the first one. */
-  retryWait: number;
-  /** Per sandbox, during recovery. */
-  recover: number;
-}
-
-export const DEFAULT_TIMEOUTS: SandboxTimeouts = {
-  preparing: 10_000,
-  isolating: 60_000,
-  destroying: 60_000,
-  retryWait: 60_000,
-  recover: 30_000,
-};
+/** The sandbox object lives in sandbox.ts; importers of it from here keep working. */
+export { Sandbox, type SandboxRecord } from './sandbox';
 
 /** What StopPodSandbox / RemovePodSandbox need from the container side. */
 export interface SandboxContainerHooks {
@@ -81,64 +40,6 @@ export interface SandboxContainerHooks {
   stopAll(sandboxId: string, signal: AbortSignal): Promise<void>;
   /** Removes every container of the sandbox. */
   removeAll(sandboxId: string, signal: AbortSignal): Promise<void>;
-}
-
-export class Sandbox implements Lifecycle {
-  readonly kind = 'sandbox' as const;
-  state: LifecycleState = 'NEW';
-  readonly facts: SandboxFacts & { stopReason?: string };
-  readonly isolatorStates = new Map<string, unknown>();
-  /** The in-flight creation, while being made. */
-  creation?: Promise<void>;
-  /** The creating call went away before it got the id: an identical retry may have it. */
-  creatorGone = false;
-  /** A stop that failed half-way: the next stop or remove cleans up again. */
-  cleanupPending = false;
-  /** A stop is under way: no new container may be created in it. */
-  stopping = false;
-  private tail: Promise<void> = Promise.resolve();
-
-  constructor(
-    readonly id: string,
-    readonly ctx: SandboxContext,
-    readonly fingerprint: string,
-    facts: SandboxFacts & { stopReason?: string },
-  ) {
-    this.facts = facts;
-  }
-
-  get spec(): SandboxSpec {
-    return this.ctx.spec;
-  }
-
-  criState(): SandboxCriState {
-    return sandboxCriState(this.facts);
-  }
-
-  /** Runs `fn` after every earlier operation on this sandbox finished. */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((r) => (release = r));
-    try {
-      await prev;
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-
-  record(): SandboxRecord {
-    return {
-      id: this.id,
-      spec: this.spec,
-      createdAt: this.facts.createdAt,
-      readyAt: this.facts.readyAt,
-      stoppedAt: this.facts.stoppedAt,
-      stopReason: this.facts.stopReason,
-      fingerprint: this.fingerprint,
-    };
-  }
 }
 
 export interface SandboxesOptions {

@@ -3,8 +3,8 @@
 // pod's containers at that moment, newest first (a deleted container is no
 // longer among them; its pod may be gone too, then the pod status is absent).
 import type { ContainerEvent, ContainerEventKind } from '../containerizer/events';
-import type { Container } from '../containerizer/containers';
-import type { Sandbox } from '../containerizer/sandboxes';
+import type { Container } from '../containerizer/container';
+import type { Sandbox } from '../containerizer/sandbox';
 import { ContainerEventResponse, ContainerEventType } from '../gen/runtime/v1/api';
 import { podContainerStatuses } from './container-mapping';
 import { toPodSandboxStatus } from './sandbox-mapping';

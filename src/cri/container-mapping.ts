@@ -5,7 +5,7 @@
 import { createHash } from 'crypto';
 import * as os from 'os';
 import * as path from 'path';
-import type { Container } from '../containerizer/containers';
+import type { Container } from '../containerizer/container';
 import type { BuiltSpec, ContainerImageInfo, ContainerRequest, SpecBuildInput } from '../containerizer/container-spec';
 import { signalNumber } from '../containerizer/launcher/signals';
 import { CapsaError, InvalidArgumentError } from '../errors';

@@ -6,7 +6,7 @@ import { createHash } from 'crypto';
 import { isIP } from 'net';
 import * as os from 'os';
 import { InvalidArgumentError, UnimplementedError } from '../errors';
-import type { Sandbox } from '../containerizer/sandboxes';
+import type { Sandbox } from '../containerizer/sandbox';
 import type { HostOrPod, PidMode, SandboxSpec } from '../containerizer/sandbox-spec';
 import { CgroupPathError, normalizeCgroupfsParent, systemdParentSlice } from '../containerizer/isolators/cgroups/paths';
 import { CgroupResources, validateResources } from '../containerizer/isolators/cgroups/values';

@@ -7,7 +7,8 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { Config } from '../config/schema';
-import { Container, Containers } from '../containerizer/containers';
+import type { Container } from '../containerizer/container';
+import { Containers } from '../containerizer/containers';
 import { MonitorLauncher } from '../containerizer/launcher/monitor-launcher';
 import type { Sandboxes } from '../containerizer/sandboxes';
 import { nowNs } from '../containerizer/state';

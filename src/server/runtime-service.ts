@@ -1,10 +1,8 @@
 // RuntimeService handlers that belong to the daemon itself: Version, Status,
-// RuntimeConfig, UpdateRuntimeConfig. Pod and container RPCs join this table
-// as their issues land; until then instrumentService answers UNIMPLEMENTED.
+// RuntimeConfig, UpdateRuntimeConfig. Pods, containers, stats and streaming
+// have their own files beside this one.
 import { isIPv4, isIPv6 } from 'net';
-import * as path from 'path';
 import { Config } from '../config/schema';
-import { readJsonIfExists, writeFileAtomic } from '../util/atomic-file';
 import { InvalidArgumentError } from '../errors';
 import {
   CgroupDriver,
@@ -18,23 +16,12 @@ import {
   VersionResponse,
 } from '../gen/runtime/v1/api';
 import { networkReadiness } from '../network/cni-status';
+import { RuntimeState, saveRuntimeState } from '../network/runtime-state';
 import type { UnaryHandler } from './instrument';
 import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from './runtime-info';
 
-export interface RuntimeState {
-  /** Pod CIDR from kubelet's UpdateRuntimeConfig; empty until it sends one. */
-  podCidr: string;
-}
-
-const STATE_FILE = 'runtime-config.json';
 /** Pod CIDRs in one UpdateRuntimeConfig (kubelet sends one per IP family). */
 const MAX_POD_CIDRS = 8;
-
-/** kubelet sends the pod CIDR once; it is kept on disk so a daemon restart does not forget it. */
-export async function loadRuntimeState(rootDir: string): Promise<RuntimeState> {
-  const saved = await readJsonIfExists<Partial<RuntimeState>>(path.join(rootDir, STATE_FILE));
-  return { podCidr: typeof saved?.podCidr === 'string' ? saved.podCidr : '' };
-}
 
 export interface RuntimeServiceDeps {
   config: Config;
@@ -97,7 +84,7 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): Record<string, UnaryH
       }
     }
     if (cidr !== deps.state.podCidr) {
-      await writeFileAtomic(path.join(deps.config.root, STATE_FILE), JSON.stringify({ podCidr: cidr }));
+      await saveRuntimeState(deps.config.root, { podCidr: cidr });
       deps.state.podCidr = cidr;
     }
     return {};

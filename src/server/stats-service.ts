@@ -4,9 +4,11 @@
 // from its cgroup (the containers' cgroups nest in it, so they are
 // included), its network counters from its pinned network namespace, and
 // each of its containers' stats as ContainerStats reports them.
-import type { Container, Containers } from '../containerizer/containers';
+import type { Container } from '../containerizer/container';
+import type { Containers } from '../containerizer/containers';
 import type { Usage } from '../containerizer/isolator';
-import type { Sandbox, Sandboxes } from '../containerizer/sandboxes';
+import type { Sandbox } from '../containerizer/sandbox';
+import type { Sandboxes } from '../containerizer/sandboxes';
 import { nowNs } from '../containerizer/state';
 import { matchesFilter } from '../cri/sandbox-mapping';
 import { InvalidArgumentError, NotFoundError } from '../errors';

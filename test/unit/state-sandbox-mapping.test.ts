@@ -9,7 +9,7 @@ import {
   toPodSandbox,
   toPodSandboxStatus,
 } from '../../src/cri/sandbox-mapping';
-import { Sandbox } from '../../src/containerizer/sandboxes';
+import { Sandbox } from '../../src/containerizer/sandbox';
 import type { SandboxContext } from '../../src/containerizer/sandbox-spec';
 import { CapsaError } from '../../src/errors';
 import { NamespaceMode, PodSandboxState, RunPodSandboxRequest } from '../../src/gen/runtime/v1/api';

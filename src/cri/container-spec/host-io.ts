@@ -4,8 +4,7 @@
 
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import type { SpecIo } from './index';
-import type { HostDevice } from './types';
+import type { HostDevice, SpecIo } from './types';
 import type { Rlimit } from './linux';
 import { InvalidArgumentError } from '../../errors';
 

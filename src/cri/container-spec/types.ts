@@ -155,3 +155,19 @@ export interface HostDevice {
   uid: number;
   gid: number;
 }
+
+/** The host checks the builder needs; see host-io.ts for the real ones. */
+export interface SpecIo {
+  /** Whether a CRI mount's host path exists. */
+  pathExists(hostPath: string): Promise<boolean>;
+  /** Whether a host path is on a procfs (only one may cover /proc); absent: never. */
+  isProcfs?(hostPath: string): Promise<boolean>;
+  /** The device node at a host path, or undefined when it is not a char/block device. */
+  statDevice(hostPath: string): Promise<HostDevice | undefined>;
+  /** Every device node under the host's /dev (privileged containers); omit to give them none. */
+  listHostDevices?(): Promise<HostDevice[]>;
+  /** The PID namespace file of a running container of the same pod (TARGET mode). */
+  targetPidNsPath?(containerId: string): string | undefined;
+  /** A Localhost seccomp profile's bytes, undefined when missing (default: read the host file). */
+  readSeccompProfile?(hostPath: string): Promise<Buffer | undefined>;
+}

@@ -8,7 +8,7 @@
 import { ConfigError, loadConfig } from '../../config/load';
 import { Config, KEYS, kebab } from '../../config/schema';
 import { createLogger } from '../../log';
-import { loadRuntimeState } from '../../server/runtime-service';
+import { loadRuntimeState } from '../runtime-state';
 import { ensureDefaultNetworkConfig } from './default-config';
 
 /** The serve flags that matter here; others are left for `capsa serve` to judge. */

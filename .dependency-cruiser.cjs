@@ -1,0 +1,47 @@
+// The layers of src/ (docs/architecture.md), checked on every `make test`:
+//
+//   cli ─▶ server ─▶ cri ─▶ containerizer, provisioner, network, streaming ─▶ util, errors, log
+//
+// A rule here is a fact about the code today; tighten it as the code moves,
+// never loosen it to let a change through.
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment: 'Import cycles (type-only ones too) make the layers meaningless and the load order fragile.',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'server-is-the-top',
+      severity: 'error',
+      comment: 'Only the command line starts the server; nothing below it reaches back up.',
+      from: { path: '^src/', pathNot: ['^src/server/', '^src/cli[.]ts$', '^src/cli/'] },
+      to: { path: '^src/server/' },
+    },
+    {
+      name: 'cri-stays-up',
+      severity: 'error',
+      comment: 'The generated CRI types belong to the server and the cri layer; nothing below the cri layer knows CRI.',
+      from: { path: '^src/', pathNot: ['^src/server/', '^src/cri/', '^src/gen/'] },
+      to: { path: '^src/gen/' },
+    },
+    {
+      name: 'src-not-tests',
+      severity: 'error',
+      comment: 'Production code never imports test helpers.',
+      from: { path: '^src/' },
+      to: { path: '^test/' },
+    },
+  ],
+  options: {
+    // Type-only imports count: a cycle through types is still a cycle of meaning.
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    // The generated bindings are a leaf: edges into them count, their insides are not read.
+    doNotFollow: { path: ['node_modules', '^src/gen/'] },
+    reporterOptions: { text: { highlightFocused: true } },
+  },
+};
