@@ -1,9 +1,12 @@
 import pino, { Logger } from 'pino';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
-export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
 
-/** The daemon's root logger; modules take a child with their own `component`. */
+/**
+ * The daemon's root logger. The daemon gives each component a child with its
+ * `component`; a part inside a component binds `part`, never `component`
+ * again (pino would print the key twice).
+ */
 export function createLogger(level: LogLevel = 'info', destination?: pino.DestinationStream): Logger {
   return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 }

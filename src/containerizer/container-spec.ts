@@ -4,7 +4,7 @@
 import type { LaunchSpec } from '../cri/container-spec/types';
 import type { CapsaError } from '../errors';
 import type { ImageRecord } from '../provisioner/store/image-store';
-import type { ProcessIdentity } from './launcher/launcher';
+import type { ProcessIdentity } from '../util/procfs';
 import type { CgroupResources } from './isolators/cgroups/values';
 import type { SandboxHandle } from './sandbox-spec';
 

@@ -2,7 +2,7 @@
 // the lock that serializes lifecycle operations on it and the promise its
 // exit resolves. The manager (containers.ts) drives it through state.ts.
 import type { ContainerRecord, LaunchSpec } from './container-spec';
-import { ContainerCriState, Lifecycle, LifecycleState, containerCriState, exitReason } from './state';
+import { ContainerCriState, Lifecycle, LifecycleState, OperationQueue, containerCriState, exitReason } from './state';
 
 export const CONTAINER_CHECKPOINT_VERSION = 1;
 
@@ -52,7 +52,7 @@ export class Container implements Lifecycle {
   readonly exited: Promise<void>;
   private markExited!: () => void;
   unwatch?: () => void;
-  private tail: Promise<void> = Promise.resolve();
+  private readonly queue = new OperationQueue();
   private observing?: Promise<void>;
 
   constructor(readonly record: ContainerRecord) {
@@ -87,16 +87,8 @@ export class Container implements Lifecycle {
   }
 
   /** Runs `fn` after every earlier lifecycle operation on this container finished. */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((r) => (release = r));
-    try {
-      await prev;
-      return await fn();
-    } finally {
-      release();
-    }
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.queue.run(fn);
   }
 
   /** One observation at a time; callers arriving meanwhile share it. */

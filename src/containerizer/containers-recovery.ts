@@ -25,11 +25,11 @@ import { asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import type { Backend } from '../provisioner/backends/backend';
 import type { Provisioner } from '../provisioner/provisioner';
+import { killChecked, processStartTime, processesNamed } from '../util/procfs';
 import { withTimeout } from '../util/timeout';
 import type { CheckpointStore } from './checkpoint';
 import type { CgroupManager } from './isolators/cgroups/manager';
 import type { Launcher } from './launcher/launcher';
-import { killChecked } from './launcher/monitor-launcher';
 import type { Sandboxes } from './sandboxes';
 
 /** What container recovery needs from the container manager. */
@@ -62,7 +62,7 @@ export async function recoverContainers(
   cs: ContainerRecoveryHost,
   backendStateDir: string,
 ): Promise<ContainerRecoverySummary> {
-  const log = cs.log.child({ component: 'container-recovery' });
+  const log = cs.log.child({ part: 'recovery' });
   const summary: ContainerRecoverySummary = { running: [], exited: [], discarded: [], unreadable: [], swept: [] };
   const ids = await cs.store.list('container');
   const known = new Set(ids);
@@ -186,22 +186,11 @@ async function orphanMonitors(
   known: ReadonlySet<string>,
 ): Promise<{ pid: number; startTime: number; id: string }[]> {
   const out: { pid: number; startTime: number; id: string }[] = [];
-  for (const entry of await listDir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
-    try {
-      argv = (await fs.readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
-    } catch {
-      continue;
-    }
-    if (path.basename(argv[0] ?? '') !== 'capsa-monitor') continue;
+  for (const { pid, argv } of await processesNamed('capsa-monitor')) {
     const dir = argv.find((a) => path.dirname(a) === runRoot && ID.test(path.basename(a)));
-    if (!dir) continue;
-    const id = path.basename(dir);
-    if (known.has(id)) continue;
-    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const startTime = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-    if (Number.isFinite(startTime)) out.push({ pid: Number(entry), startTime, id });
+    if (!dir || known.has(path.basename(dir))) continue;
+    const startTime = await processStartTime(pid);
+    if (startTime !== undefined) out.push({ pid, startTime, id: path.basename(dir) });
   }
   return out;
 }

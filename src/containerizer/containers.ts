@@ -28,6 +28,7 @@ import type { Logger } from '../log';
 import type { Backend } from '../provisioner/backends/backend';
 import type { Provisioner } from '../provisioner/provisioner';
 import type { ImageRecord } from '../provisioner/store/image-store';
+import { isAlive } from '../util/procfs';
 import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
 import type { ContainerRecord, ContainerRequest, LaunchSpec } from './container-spec';
@@ -48,7 +49,7 @@ import type { CgroupManager } from './isolators/cgroups/manager';
 import type { CgroupStats } from './isolators/cgroups/stats';
 import type { CgroupResources } from './isolators/cgroups/values';
 import type { ExecResult, Launcher, LaunchStatus } from './launcher/launcher';
-import { isAlive, isStartFailure } from './launcher/monitor-launcher';
+import { isStartFailure } from './launcher/monitor-launcher';
 import { SIGKILL, SIGTERM, signalNumber } from './launcher/signals';
 import type { SandboxContainerHooks, Sandboxes } from './sandboxes';
 import { errorContext, awaitFirstCreate, isCreating, nowNs, runStage, transition } from './state';
@@ -74,7 +75,6 @@ function pinOwner(id: string): string {
   return `container:${id}`;
 }
 
-/** Resolves when `p` settles or `ms` pass; true when it settled. */
 /** Stage timer for the debug log: lap(name) records ms since the previous lap; returns them all. */
 function laps(): (name: string) => Record<string, number> {
   let t = process.hrtime.bigint();
@@ -87,6 +87,7 @@ function laps(): (name: string) => Record<string, number> {
   };
 }
 
+/** Resolves when `p` settles or `ms` pass; true when it settled. */
 async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));

@@ -52,7 +52,7 @@ export interface RecoverySummary {
 const VERSION = 1;
 
 export async function recoverSandboxes(host: RecoveryHost): Promise<RecoverySummary> {
-  const log = host.log.child({ component: 'recovery' });
+  const log = host.log.child({ part: 'recovery' });
   const summary: RecoverySummary = { ready: [], notReady: [], discarded: [], unreadable: [], swept: [] };
   const ids = await host.store.list('sandbox');
   // Ids whose objects must survive the sweep: every checkpoint dir, readable or not.

@@ -2,7 +2,7 @@
 // record, its isolators' states and the lock that serializes operations on
 // it. The manager (sandboxes.ts) creates, stops and removes them.
 import type { SandboxContext, SandboxSpec } from './sandbox-spec';
-import { Lifecycle, LifecycleState, SandboxCriState, SandboxFacts, sandboxCriState } from './state';
+import { Lifecycle, LifecycleState, OperationQueue, SandboxCriState, SandboxFacts, sandboxCriState } from './state';
 
 export const SANDBOX_CHECKPOINT_VERSION = 1;
 
@@ -49,7 +49,7 @@ export class Sandbox implements Lifecycle {
   cleanupPending = false;
   /** A stop is under way: no new container may be created in it. */
   stopping = false;
-  private tail: Promise<void> = Promise.resolve();
+  private readonly queue = new OperationQueue();
 
   constructor(
     readonly id: string,
@@ -69,16 +69,8 @@ export class Sandbox implements Lifecycle {
   }
 
   /** Runs `fn` after every earlier operation on this sandbox finished. */
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((r) => (release = r));
-    try {
-      await prev;
-      return await fn();
-    } finally {
-      release();
-    }
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.queue.run(fn);
   }
 
   record(): SandboxRecord {

@@ -72,7 +72,7 @@ export class Sandboxes implements RecoveryHost {
     const cgroups = await createCgroupBackend({
       driver: opts.cgroupDriver,
       layout,
-      log: opts.log.child({ component: 'cgroups' }),
+      log: opts.log.child({ part: 'cgroups' }),
     });
     const s = new Sandboxes(opts, layout, cgroups);
     await recoverSandboxes(s);
@@ -301,7 +301,6 @@ export class Sandboxes implements RecoveryHost {
         await this.persist(sb);
       },
     });
-    // Nothing to fetch for a sandbox: ISOLATING → RUNNING.
     transition(sb, 'RUNNING', this.log, 'ready');
     sb.ctx.log.info(
       {

@@ -2,40 +2,32 @@
 // State enum), for sandboxes (top-level containers) and containers (nested
 // ones) alike:
 //
-//   NEW ─▶ PREPARING ─▶ ISOLATING ─▶ FETCHING ─▶ RUNNING ─▶ DESTROYING ─▶ STOPPED ─▶ DESTROYING ─▶ REMOVED
+//   NEW ─▶ PREPARING ─▶ ISOLATING ─▶ RUNNING ─▶ DESTROYING ─▶ STOPPED ─▶ DESTROYING ─▶ REMOVED
 //   NEW ─▶ RECOVERING ─▶ RUNNING | STOPPED | DESTROYING
 //
-// (ISOLATING may go straight to RUNNING when there is nothing to fetch, as
-// for a sandbox.) Any creating stage may fail into DESTROYING, which undoes
-// what was made. Every change goes through transition(), which logs it and
+// (Mesos has a FETCHING stage between the two for its URI fetcher; images
+// come through the provisioner in PREPARING here, so there is none.) Any
+// creating stage may fail into DESTROYING, which undoes what was made. Every change goes through transition(), which logs it and
 // refuses the illegal ones.
 //
 // These states live in memory only. What kubelet sees (the CRI state) is
 // derived from persisted facts — timestamps, exit code, reason — never from
 // transient flags, so a restarted daemon computes the same answer.
-import {
-  CapsaError,
-  ErrorContext,
-  FailedPreconditionError,
-  InternalError,
-  UnavailableError,
-  asCapsaError,
-} from '../errors';
+import { CapsaError, ErrorContext, FailedPreconditionError, UnavailableError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import { raceAbort, withTimeout } from '../util/timeout';
 
 export type LifecycleState =
-  'NEW' | 'RECOVERING' | 'PREPARING' | 'ISOLATING' | 'FETCHING' | 'RUNNING' | 'DESTROYING' | 'STOPPED' | 'REMOVED';
+  'NEW' | 'RECOVERING' | 'PREPARING' | 'ISOLATING' | 'RUNNING' | 'DESTROYING' | 'STOPPED' | 'REMOVED';
 
 /** The stages that create something and so have a timeout and a cleanup. */
-export type Stage = 'PREPARING' | 'ISOLATING' | 'FETCHING' | 'DESTROYING';
+export type Stage = 'PREPARING' | 'ISOLATING' | 'DESTROYING';
 
 export const TRANSITIONS: Readonly<Record<LifecycleState, readonly LifecycleState[]>> = {
   NEW: ['PREPARING', 'RECOVERING'],
   RECOVERING: ['RUNNING', 'STOPPED', 'DESTROYING'],
   PREPARING: ['ISOLATING', 'DESTROYING'],
-  ISOLATING: ['FETCHING', 'RUNNING', 'DESTROYING'],
-  FETCHING: ['RUNNING', 'DESTROYING'],
+  ISOLATING: ['RUNNING', 'DESTROYING'],
   RUNNING: ['DESTROYING'],
   DESTROYING: ['STOPPED', 'REMOVED'],
   STOPPED: ['DESTROYING', 'REMOVED'],
@@ -44,15 +36,28 @@ export const TRANSITIONS: Readonly<Record<LifecycleState, readonly LifecycleStat
 
 /** States in which an object is still being made (a create call owns it). */
 export function isCreating(s: LifecycleState): boolean {
-  return s === 'NEW' || s === 'PREPARING' || s === 'ISOLATING' || s === 'FETCHING';
-}
-
-export function isTerminal(s: LifecycleState): boolean {
-  return TRANSITIONS[s].length === 0;
+  return s === 'NEW' || s === 'PREPARING' || s === 'ISOLATING';
 }
 
 export function canTransition(from: LifecycleState, to: LifecycleState): boolean {
   return TRANSITIONS[from].includes(to);
+}
+
+/** Runs operations on one object one at a time, in the order they were asked for. */
+export class OperationQueue {
+  private tail: Promise<void> = Promise.resolve();
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((r) => (release = r));
+    try {
+      await prev;
+      return await fn();
+    } finally {
+      release();
+    }
+  }
 }
 
 /** Anything with a lifecycle: a sandbox or a container record in memory. */
@@ -254,9 +259,4 @@ export function nowNs(): bigint {
   const wall = BigInt(Date.now()) * 1_000_000n;
   lastNs = wall > lastNs ? wall : lastNs + 1n;
   return lastNs;
-}
-
-/** Raised by code that reaches a state it believes impossible. */
-export function invariant(cond: unknown, message: string, ctx: ErrorContext = {}): asserts cond {
-  if (!cond) throw new InternalError(`invariant violated: ${message}`, ctx);
 }

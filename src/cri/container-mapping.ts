@@ -395,8 +395,14 @@ export function podContainerStatuses(containers: readonly Container[]): Containe
     .sort((a, b) => (a.createdAt === b.createdAt ? a.id.localeCompare(b.id) : a.createdAt > b.createdAt ? -1 : 1));
 }
 
-/** ListContainers' filter: id prefix, state, sandbox id (or prefix), every label equal. */
-export function matchesContainerFilter(c: Container, f: ContainerFilter | undefined): boolean {
+/**
+ * ListContainers' filter: id prefix, state, sandbox id (or prefix), every
+ * label equal. ListContainerStats' filter is the same without the state.
+ */
+export function matchesContainerFilter(
+  c: Container,
+  f: (Omit<ContainerFilter, 'state'> & Partial<Pick<ContainerFilter, 'state'>>) | undefined,
+): boolean {
   if (!f) return true;
   if (f.id !== '' && !c.id.startsWith(f.id)) return false;
   if (f.state && criState(c) !== f.state.state) return false;

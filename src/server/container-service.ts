@@ -27,7 +27,6 @@ import { criResources } from '../cri/sandbox-mapping';
 import { InvalidArgumentError } from '../errors';
 import {
   ContainerStats,
-  ContainerStatsFilter,
   ContainerStatsRequest,
   ContainerStatsResponse,
   ContainerStatusRequest,
@@ -55,11 +54,12 @@ import {
   StreamContainersResponse,
   UpdateContainerResourcesRequest,
   UpdateContainerResourcesResponse,
+  type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
 import type { Logger } from '../log';
 import type { Provisioner } from '../provisioner/provisioner';
 import { diskUsage } from '../provisioner/provisioner';
-import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
+import type { CallContext, ServiceHandlers } from './instrument';
 
 export interface ContainerServiceDeps {
   containers: Containers;
@@ -162,7 +162,7 @@ function seconds(v: bigint, field: string): number {
   return Number(v);
 }
 
-export function containerHandlers(deps: ContainerServiceDeps): Record<string, UnaryHandler | StreamHandler> {
+export function containerHandlers(deps: ContainerServiceDeps): ServiceHandlers<RuntimeServiceServer> {
   const { containers, facts } = deps;
 
   const createContainer = async (req: CreateContainerRequest, ctx: CallContext): Promise<CreateContainerResponse> => {
@@ -245,21 +245,13 @@ export function containerHandlers(deps: ContainerServiceDeps): Record<string, Un
 
   const statsOf = (c: Container): Promise<ContainerStats> => containerStatsOf(c, deps);
 
-  const statsMatch = (c: Container, f: ContainerStatsFilter | undefined): boolean => {
-    if (!f) return true;
-    if (f.id !== '' && !c.id.startsWith(f.id)) return false;
-    if (f.podSandboxId !== '' && !c.record.sandboxId.startsWith(f.podSandboxId)) return false;
-    for (const [k, v] of Object.entries(f.labelSelector)) if (c.record.labels[k] !== v) return false;
-    return true;
-  };
-
   const containerStats = async (req: ContainerStatsRequest): Promise<ContainerStatsResponse> => ({
     stats: await statsOf(containers.get(requireId(req.containerId))),
   });
 
   const listContainerStats = async (req: ListContainerStatsRequest): Promise<ListContainerStatsResponse> => {
     const out: ContainerStats[] = [];
-    for (const c of containers.list().filter((x) => statsMatch(x, req.filter))) out.push(await statsOf(c));
+    for (const c of containers.list().filter((x) => matchesContainerFilter(x, req.filter))) out.push(await statsOf(c));
     return { stats: out };
   };
 
@@ -267,25 +259,25 @@ export function containerHandlers(deps: ContainerServiceDeps): Record<string, Un
     req: StreamContainerStatsRequest,
     send: (m: StreamContainerStatsResponse) => void,
   ): Promise<void> => {
-    const all = containers.list().filter((x) => statsMatch(x, req.filter));
+    const all = containers.list().filter((x) => matchesContainerFilter(x, req.filter));
     for (let i = 0; i < all.length; i += STREAM_CHUNK) {
       send({ containerStats: await Promise.all(all.slice(i, i + STREAM_CHUNK).map(statsOf)) });
     }
   };
 
   return {
-    createContainer: createContainer as UnaryHandler,
-    startContainer: startContainer as UnaryHandler,
-    stopContainer: stopContainer as UnaryHandler,
-    removeContainer: removeContainer as UnaryHandler,
-    listContainers: listContainers as UnaryHandler,
-    streamContainers: streamContainers as StreamHandler,
-    containerStatus: containerStatus as UnaryHandler,
-    updateContainerResources: updateContainerResources as UnaryHandler,
-    reopenContainerLog: reopenContainerLog as UnaryHandler,
-    execSync: execSync as UnaryHandler,
-    containerStats: containerStats as UnaryHandler,
-    listContainerStats: listContainerStats as UnaryHandler,
-    streamContainerStats: streamContainerStats as StreamHandler,
+    createContainer: createContainer,
+    startContainer: startContainer,
+    stopContainer: stopContainer,
+    removeContainer: removeContainer,
+    listContainers: listContainers,
+    streamContainers: streamContainers,
+    containerStatus: containerStatus,
+    updateContainerResources: updateContainerResources,
+    reopenContainerLog: reopenContainerLog,
+    execSync: execSync,
+    containerStats: containerStats,
+    listContainerStats: listContainerStats,
+    streamContainerStats: streamContainerStats,
   };
 }

@@ -7,7 +7,12 @@ import * as net from 'net';
 import * as path from 'path';
 import { Config } from '../config/schema';
 import { Sandboxes } from '../containerizer/sandboxes';
-import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
+import {
+  ImageServiceService,
+  RuntimeServiceService,
+  type ImageServiceServer,
+  type RuntimeServiceServer,
+} from '../gen/runtime/v1/api';
 import { Provisioner } from '../provisioner/provisioner';
 import { createNetworkIsolator } from '../network/cni';
 import type { Logger } from '../log';
@@ -17,7 +22,7 @@ import { startStreamingServer } from '../streaming/server';
 import { acceptConnection } from './h2-authority';
 import { inFlightCalls } from './in-flight';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
-import { MethodDef, StreamHandler, UnaryHandler, instrumentService } from './instrument';
+import { MethodDef, ServiceHandlers, instrumentService } from './instrument';
 import { Metrics } from '../metrics/metrics';
 import { startMetricsServer } from '../metrics/server';
 import { Health } from '../observability/health';
@@ -40,8 +45,6 @@ export interface Daemon {
   /** Stops accepting, lets in-flight calls finish (bounded), removes the socket. */
   stop(): Promise<void>;
 }
-
-type Handlers = Record<string, UnaryHandler | StreamHandler | undefined>;
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   await fs.mkdir(config.root, { recursive: true, mode: 0o711 });
@@ -86,7 +89,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
     closers.push(() => streaming.close());
     const streamRuntime = new StreamRuntime({ containers, sandboxes, log: log.child({ component: 'streaming' }) });
-    const runtime: Handlers = {
+    const runtime: ServiceHandlers<RuntimeServiceServer> = {
       ...runtimeHandlers({ config, state }),
       ...podHandlers({
         sandboxes,
@@ -110,7 +113,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         containerFsDir: containerDeps.containerFsDir,
       }),
     };
-    const image: Handlers = {
+    const image: ServiceHandlers<ImageServiceServer> = {
       ...imageHandlers({ provisioner, containerFsDir: path.join(config.root, 'rootfs') }),
     };
 

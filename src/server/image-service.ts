@@ -13,10 +13,11 @@ import {
   PullImageResponse,
   RemoveImageRequest,
   RemoveImageResponse,
+  type ImageServiceServer,
 } from '../gen/runtime/v1/api';
 import { Provisioner } from '../provisioner/provisioner';
 import { AuthConfig } from '../provisioner/store/auth';
-import type { CallContext, UnaryHandler } from './instrument';
+import type { CallContext, ServiceHandlers } from './instrument';
 
 export interface ImageServiceDeps {
   provisioner: Provisioner;
@@ -61,7 +62,7 @@ function authOf(req: PullImageRequest): AuthConfig | undefined {
   };
 }
 
-export function imageHandlers(deps: ImageServiceDeps): Record<string, UnaryHandler> {
+export function imageHandlers(deps: ImageServiceDeps): ServiceHandlers<ImageServiceServer> {
   const p = deps.provisioner;
 
   const pullImage = async (req: PullImageRequest, ctx: CallContext): Promise<PullImageResponse> => {
@@ -119,10 +120,10 @@ export function imageHandlers(deps: ImageServiceDeps): Record<string, UnaryHandl
   };
 
   return {
-    pullImage: pullImage as UnaryHandler,
-    imageStatus: imageStatus as UnaryHandler,
-    listImages: listImages as UnaryHandler,
-    removeImage: removeImage as UnaryHandler,
-    imageFsInfo: imageFsInfo as UnaryHandler,
+    pullImage: pullImage,
+    imageStatus: imageStatus,
+    listImages: listImages,
+    removeImage: removeImage,
+    imageFsInfo: imageFsInfo,
   };
 }

@@ -28,6 +28,17 @@ export type StreamHandler<Req = unknown, Res = unknown> = (
   ctx: CallContext,
 ) => Promise<void>;
 
+/** Our handler for one method of a generated grpc-js service interface, typed by its messages. */
+export type HandlerFor<M> =
+  M extends grpc.handleServerStreamingCall<infer Req, infer Res>
+    ? StreamHandler<Req, Res>
+    : M extends grpc.handleUnaryCall<infer Req, infer Res>
+      ? UnaryHandler<Req, Res>
+      : never;
+
+/** Handlers for some methods of service `S` (e.g. RuntimeServiceServer); the rest answer UNIMPLEMENTED. */
+export type ServiceHandlers<S> = { [K in keyof S as string extends K ? never : K]?: HandlerFor<S[K]> };
+
 export interface MethodDef {
   path: string;
   requestStream: boolean;
@@ -93,24 +104,26 @@ function unimplemented(method: string): CapsaError {
   return new CapsaError('Unimplemented', `${method} is not implemented by capsa yet`);
 }
 
+/** Told of every answered call (the metrics endpoint counts them). */
+export type CallObserver = (method: string, code: string, seconds: number) => void;
+
 /**
  * Builds the grpc-js implementation for `definition`: each method gets the
  * matching handler from `handlers` (keyed like the definition) or an
  * UNIMPLEMENTED answer naming it.
  */
-/** Told of every answered call (the metrics endpoint counts them). */
-export type CallObserver = (method: string, code: string, seconds: number) => void;
-
-export function instrumentService(
+export function instrumentService<S>(
   definition: Record<string, MethodDef>,
-  handlers: Record<string, UnaryHandler | StreamHandler | undefined>,
+  handlers: ServiceHandlers<S>,
   log: Logger,
   observe?: CallObserver,
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
+  // Messages arrive decoded by the definition's own deserializers: each handler gets its own type.
+  const byName = handlers as Record<string, UnaryHandler | StreamHandler | undefined>;
   for (const [key, def] of Object.entries(definition)) {
     const method = methodName(def.path);
-    const handler = handlers[key];
+    const handler = byName[key];
     if (def.requestStream) {
       throw new Error(`client-streaming method ${def.path} is not supported by the instrumentation`);
     }

@@ -30,8 +30,9 @@ import {
   StreamPodSandboxesResponse,
   UpdatePodSandboxResourcesRequest,
   UpdatePodSandboxResourcesResponse,
+  type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
-import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
+import type { CallContext, ServiceHandlers } from './instrument';
 
 export interface PodServiceDeps {
   sandboxes: Sandboxes;
@@ -50,7 +51,7 @@ function requireId(id: string): string {
   return id;
 }
 
-export function podHandlers(deps: PodServiceDeps): Record<string, UnaryHandler | StreamHandler> {
+export function podHandlers(deps: PodServiceDeps): ServiceHandlers<RuntimeServiceServer> {
   const { sandboxes } = deps;
   const mapping = {
     cgroupDriver: deps.cgroupDriver,
@@ -122,12 +123,12 @@ export function podHandlers(deps: PodServiceDeps): Record<string, UnaryHandler |
   };
 
   return {
-    runPodSandbox: runPodSandbox as UnaryHandler,
-    stopPodSandbox: stopPodSandbox as UnaryHandler,
-    removePodSandbox: removePodSandbox as UnaryHandler,
-    podSandboxStatus: podSandboxStatus as UnaryHandler,
-    listPodSandbox: listPodSandbox as UnaryHandler,
-    streamPodSandboxes: streamPodSandboxes as StreamHandler,
-    updatePodSandboxResources: updatePodSandboxResources as UnaryHandler,
+    runPodSandbox: runPodSandbox,
+    stopPodSandbox: stopPodSandbox,
+    removePodSandbox: removePodSandbox,
+    podSandboxStatus: podSandboxStatus,
+    listPodSandbox: listPodSandbox,
+    streamPodSandboxes: streamPodSandboxes,
+    updatePodSandboxResources: updatePodSandboxResources,
   };
 }

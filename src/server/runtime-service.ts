@@ -14,10 +14,11 @@ import {
   UpdateRuntimeConfigResponse,
   VersionRequest,
   VersionResponse,
+  type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
 import { networkReadiness } from '../network/cni-status';
 import { RuntimeState, saveRuntimeState } from '../network/runtime-state';
-import type { UnaryHandler } from './instrument';
+import type { ServiceHandlers } from './instrument';
 import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from './runtime-info';
 
 /** Pod CIDRs in one UpdateRuntimeConfig (kubelet sends one per IP family). */
@@ -28,7 +29,7 @@ export interface RuntimeServiceDeps {
   state: RuntimeState;
 }
 
-export function runtimeHandlers(deps: RuntimeServiceDeps): Record<string, UnaryHandler> {
+export function runtimeHandlers(deps: RuntimeServiceDeps): ServiceHandlers<RuntimeServiceServer> {
   const version = async (_req: VersionRequest): Promise<VersionResponse> => ({
     version: '0.1.0',
     runtimeName: RUNTIME_NAME,
@@ -91,10 +92,10 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): Record<string, UnaryH
   };
 
   return {
-    version: version as UnaryHandler,
-    status: status as UnaryHandler,
-    runtimeConfig: runtimeConfig as UnaryHandler,
-    updateRuntimeConfig: updateRuntimeConfig as UnaryHandler,
+    version: version,
+    status: status,
+    runtimeConfig: runtimeConfig,
+    updateRuntimeConfig: updateRuntimeConfig,
   };
 }
 

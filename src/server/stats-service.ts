@@ -24,8 +24,9 @@ import {
   PodSandboxStatsResponse,
   StreamPodSandboxStatsRequest,
   StreamPodSandboxStatsResponse,
+  type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
-import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
+import type { CallContext, ServiceHandlers } from './instrument';
 
 export interface StatsServiceDeps {
   sandboxes: Sandboxes;
@@ -57,7 +58,7 @@ function networkOf(u: Usage, timestamp: bigint): NetworkUsage | undefined {
   return { timestamp, defaultInterface: def, interfaces };
 }
 
-export function statsHandlers(deps: StatsServiceDeps): Record<string, UnaryHandler | StreamHandler> {
+export function statsHandlers(deps: StatsServiceDeps): ServiceHandlers<RuntimeServiceServer> {
   const { sandboxes, containers } = deps;
 
   const statsOf = async (sb: Sandbox, signal: AbortSignal): Promise<PodSandboxStats> => {
@@ -122,8 +123,8 @@ export function statsHandlers(deps: StatsServiceDeps): Record<string, UnaryHandl
   };
 
   return {
-    podSandboxStats: podSandboxStats as UnaryHandler,
-    listPodSandboxStats: listPodSandboxStats as UnaryHandler,
-    streamPodSandboxStats: streamPodSandboxStats as StreamHandler,
+    podSandboxStats: podSandboxStats,
+    listPodSandboxStats: listPodSandboxStats,
+    streamPodSandboxStats: streamPodSandboxStats,
   };
 }

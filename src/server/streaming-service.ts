@@ -10,17 +10,18 @@ import type {
   ExecResponse,
   PortForwardRequest,
   PortForwardResponse,
+  RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
 import type { StreamingServer } from '../streaming/server';
 import { StreamRuntime, validateStreamRequest } from '../streaming/runtime';
-import type { UnaryHandler } from './instrument';
+import type { ServiceHandlers } from './instrument';
 
 export interface StreamingServiceDeps {
   server: StreamingServer;
   runtime: StreamRuntime;
 }
 
-export function streamingHandlers(deps: StreamingServiceDeps): Record<string, UnaryHandler> {
+export function streamingHandlers(deps: StreamingServiceDeps): ServiceHandlers<RuntimeServiceServer> {
   const { server, runtime } = deps;
 
   const exec = async (req: ExecRequest): Promise<ExecResponse> => {
@@ -48,8 +49,8 @@ export function streamingHandlers(deps: StreamingServiceDeps): Record<string, Un
   };
 
   return {
-    exec: exec as UnaryHandler,
-    attach: attach as UnaryHandler,
-    portForward: portForward as UnaryHandler,
+    exec: exec,
+    attach: attach,
+    portForward: portForward,
   };
 }

@@ -15,8 +15,6 @@ import { acceptKey, pickProtocol, serveWebSocketCommand } from './websocket';
 
 export const TOKEN_TTL_MS = 60_000;
 
-export type StreamKind = 'exec' | 'attach' | 'portforward';
-
 /** What a token stands for: built at RPC time, run when the client connects. */
 export type PendingSession =
   | { kind: 'exec' | 'attach'; options: CommandOptions; run: CommandRunner }

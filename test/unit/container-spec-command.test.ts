@@ -1,18 +1,8 @@
-import { InvalidArgumentError } from '../../src/errors';
 import { resolveCommand } from '../../src/cri/container-spec/command';
 import type { ImageConfigInput } from '../../src/cri/container-spec/types';
+import { fieldOf } from '../helpers/invalid';
 
 const image = (Entrypoint?: unknown, Cmd?: unknown): ImageConfigInput => ({ config: { Entrypoint, Cmd } });
-
-function fieldOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
 
 describe('resolveCommand: CRI command/args against the image Entrypoint/Cmd', () => {
   const cases: [string, string[], string[], ImageConfigInput, string[]][] = [

@@ -1,8 +1,8 @@
-import { InvalidArgumentError } from '../../src/errors';
 import { Device } from '../../src/gen/runtime/v1/api';
 import { buildDevices, DEFAULT_DEVICE_RULES, type DevicesInput } from '../../src/cri/container-spec/devices';
 import { splitDev, statHostDevice } from '../../src/cri/container-spec/host-io';
 import type { HostDevice } from '../../src/cri/container-spec/types';
+import { fieldOfAsync as fieldOf } from '../helpers/invalid';
 
 const hostDevs: Record<string, HostDevice> = {
   '/dev/fuse': { path: '/dev/fuse', type: 'c', major: 10, minor: 229, mode: 0o666, uid: 0, gid: 0 },
@@ -16,16 +16,6 @@ const base: DevicesInput = {
 };
 const dev = (hostPath: string, containerPath = '', permissions = ''): Device =>
   Device.fromPartial({ hostPath, containerPath, permissions });
-
-async function fieldOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
 
 describe('buildDevices', () => {
   test('no devices: the monitor makes the defaults; cgroup denies all but them', async () => {

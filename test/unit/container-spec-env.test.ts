@@ -1,18 +1,8 @@
-import { InvalidArgumentError } from '../../src/errors';
 import { buildEnv, DEFAULT_PATH, type EnvInput } from '../../src/cri/container-spec/env';
+import { fieldOf } from '../helpers/invalid';
 
 const base: EnvInput = { envs: [], imageEnv: undefined, hostname: 'pod-a', home: '/root', tty: false };
 const kv = (key: string, value: string | Uint8Array): { key: string; value: string | Uint8Array } => ({ key, value });
-
-function fieldOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
 
 describe('buildEnv', () => {
   const cases: [string, Partial<EnvInput>, string[]][] = [

@@ -18,6 +18,7 @@ import {
   type BuildContainerSpecInput,
   type HostDevice,
 } from '../../src/cri/container-spec';
+import { fieldOfAsync as fieldOf } from '../helpers/invalid';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'capsa-spec-'));
 afterAll(() => fs.rm(tmp, { recursive: true, force: true }));
@@ -88,16 +89,6 @@ const input = (over: Partial<BuildContainerSpecInput> = {}): BuildContainerSpecI
   },
   ...over,
 });
-
-async function fieldOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
 
 describe('buildContainerSpec', () => {
   test('a typical container: the monitor spec shape, JSON-clean', async () => {

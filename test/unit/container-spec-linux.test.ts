@@ -7,16 +7,7 @@ import {
   securityProfiles,
   workingDir,
 } from '../../src/cri/container-spec/linux';
-
-function fieldOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
+import { fieldOf } from '../helpers/invalid';
 
 describe('oomScoreAdj', () => {
   test.each([

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, UnimplementedError } from '../../src/errors';
+import { UnimplementedError } from '../../src/errors';
 import { Mount, MountPropagation } from '../../src/gen/runtime/v1/api';
 import {
   buildMounts,
@@ -9,6 +9,7 @@ import {
   type MountsInput,
 } from '../../src/cri/container-spec/mounts';
 import type { MountSpec } from '../../src/cri/container-spec/types';
+import { fieldOfAsync as fieldOf } from '../helpers/invalid';
 
 const existing = new Set(['/host/data', '/host/cfg', '/host/dev', '/var/lib/kubelet/x', '/host/sys']);
 const base: MountsInput = {
@@ -32,16 +33,6 @@ const base: MountsInput = {
 const m = (over: Partial<Mount>): Mount => Mount.fromPartial({ hostPath: '/host/data', ...over });
 const dests = (ms: MountSpec[]): string[] => ms.map((x) => x.destination);
 const byDest = (ms: MountSpec[], d: string): MountSpec | undefined => ms.find((x) => x.destination === d);
-
-async function fieldOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
 
 describe('buildMounts', () => {
   test('defaults, pod files, masked and readonly paths', async () => {

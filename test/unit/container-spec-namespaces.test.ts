@@ -1,6 +1,7 @@
-import { FailedPreconditionError, InvalidArgumentError } from '../../src/errors';
+import { FailedPreconditionError } from '../../src/errors';
 import { NamespaceMode, UserNamespace } from '../../src/gen/runtime/v1/api';
 import { buildNamespaces, type NamespaceInput } from '../../src/cri/container-spec/namespaces';
+import { fieldOf } from '../helpers/invalid';
 
 const nsPaths = { net: '/run/capsa/ns/p1/net', ipc: '/run/capsa/ns/p1/ipc', uts: '/run/capsa/ns/p1/uts' };
 const base: NamespaceInput = {
@@ -12,16 +13,6 @@ const base: NamespaceInput = {
   cgroupNamespace: false,
 };
 const NS = 'config.linux.security_context.namespace_options';
-
-function fieldOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
 
 describe('buildNamespaces', () => {
   const pod = [

@@ -1,7 +1,6 @@
 import { mkdirSync, mkdtempSync, promises as fs, symlinkSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { InvalidArgumentError } from '../../src/errors';
 import { readRootfsFile, resolveInRoot } from '../../src/cri/container-spec/rootfs-file';
 import {
   MAX_ACCOUNT_FILE_BYTES,
@@ -10,6 +9,7 @@ import {
   resolveUser,
   type UserRequest,
 } from '../../src/cri/container-spec/user';
+import { fieldOfAsync as fieldOf } from '../helpers/invalid';
 
 const PASSWD = [
   'root:x:0:0:root:/root:/bin/sh',
@@ -44,16 +44,6 @@ const req = (over: Partial<UserRequest> = {}): UserRequest => ({
   imageUser: undefined,
   ...over,
 });
-
-async function fieldOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(InvalidArgumentError);
-    return (err as InvalidArgumentError).context.field;
-  }
-  throw new Error('expected an InvalidArgumentError');
-}
 
 describe('user resolution against a rootfs', () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'capsa-user-'));

@@ -8,11 +8,7 @@
 // recovery entry point).
 import type { LaunchSpec } from '../../cri/container-spec/types';
 
-/** A process as the kernel names it: pid plus start time (field 22 of /proc/<pid>/stat), against pid reuse. */
-export interface ProcessIdentity {
-  pid: number;
-  startTime: number;
-}
+import type { ProcessIdentity } from '../../util/procfs';
 
 export interface Created {
   monitor: ProcessIdentity;

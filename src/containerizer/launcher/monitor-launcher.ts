@@ -23,19 +23,10 @@ import {
 import type { LaunchSpec } from '../../cri/container-spec/types';
 import type { Logger } from '../../log';
 import { encodeJson } from '../checkpoint';
-import { processStartTime } from '../isolators/namespaces/pid-holder';
+import { ProcessIdentity, isAlive, killChecked, processStartTime } from '../../util/procfs';
 import { sleep } from '../../util/timeout';
 import { writeFileAtomic } from '../../util/atomic-file';
-import type {
-  Created,
-  ExecRequest,
-  ExecResult,
-  ExitRecord,
-  LaunchStatus,
-  Launcher,
-  ProcessIdentity,
-  Started,
-} from './launcher';
+import type { Created, ExecRequest, ExecResult, ExitRecord, LaunchStatus, Launcher, Started } from './launcher';
 
 /** Where capsa-monitor is: $CAPSA_MONITOR, next to the sources (native/build), or installed. */
 export function findMonitorBinary(): string {
@@ -133,24 +124,6 @@ function identity(v: unknown): ProcessIdentity | undefined {
   const o = v as { pid?: unknown; startTime?: unknown } | undefined;
   if (!o || typeof o.pid !== 'number' || typeof o.startTime !== 'number') return undefined;
   return { pid: o.pid, startTime: o.startTime };
-}
-
-/** True when the process with this identity still runs (not a zombie, not a reused pid). */
-export async function isAlive(p: ProcessIdentity | undefined): Promise<boolean> {
-  if (!p || !Number.isInteger(p.pid) || p.pid <= 1) return false;
-  return (await processStartTime(p.pid)) === p.startTime;
-}
-
-/** kill(2) after checking the start time; false when the process is gone. */
-export async function killChecked(p: ProcessIdentity | undefined, sig: NodeJS.Signals | number): Promise<boolean> {
-  if (!(await isAlive(p))) return false;
-  try {
-    process.kill(p!.pid, sig);
-    return true;
-  } catch (err) {
-    if (errno(err) === 'ESRCH') return false;
-    throw err;
-  }
 }
 
 export function exitRecordOf(raw: unknown, file: string): ExitRecord {

@@ -316,26 +316,6 @@ export async function delNetworkList(
   if (first) throw first;
 }
 
-/** CHECK for each plugin in order (spec ≥ 0.4.0, unless the network disables it). */
-export async function checkNetworkList(
-  list: NetworkConfigList,
-  pluginPaths: readonly string[],
-  a: Attachment,
-  prevResult: unknown,
-  opts: InvokeOptions,
-): Promise<void> {
-  if (list.disableCheck || !versionAtLeast(list.cniVersion, '0.4.0')) return;
-  for (let i = 0; i < list.plugins.length; i++) {
-    await execPlugin(
-      pluginPaths[i],
-      'CHECK',
-      a,
-      pluginConfig(list, list.plugins[i], prevResult, a.capabilityArgs),
-      opts,
-    );
-  }
-}
-
 /** The spec versions a plugin supports (VERSION command). */
 export async function pluginVersions(pluginPath: string, opts: InvokeOptions): Promise<string[]> {
   const a: Attachment = { containerId: '', netns: '', ifName: '', args: '', capabilityArgs: {}, binDirs: [] };

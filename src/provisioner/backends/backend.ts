@@ -5,10 +5,12 @@
 // lives in <stateDir>/<id>/<backend>/ — stateDir is normally
 // <root>/containers — and every mount carries "capsa" in its source or
 // path so leak checks can find them.
+import { promises as fs } from 'fs';
 import * as path from 'path';
 
-import { InvalidArgumentError } from '../../errors';
+import { AlreadyExistsError, CapsaError, ErrorContext, InvalidArgumentError, asCapsaError } from '../../errors';
 import type { Logger } from '../../log';
+import { isMountPoint, removeTree, rmdirIfEmpty, unmountAll } from './mounts';
 
 export interface Backend {
   readonly name: string;
@@ -48,4 +50,68 @@ export function validateTarget(target: string, id: string): void {
 /** The mount source name every capsa rootfs mount carries. */
 export function mountSource(id: string): string {
   return `capsa-${id}`;
+}
+
+/**
+ * The frame every backend shares: checked id and target, no second mount on
+ * a target, everything undone when assembling fails, and a destroy that
+ * unmounts the target and removes the backend's own dir
+ * (<stateDir>/<id>/<name>). A backend only says how it assembles.
+ */
+export abstract class MountingBackend implements Backend {
+  abstract readonly name: BackendName;
+  protected readonly stateDir: string;
+  protected readonly log?: Logger;
+
+  constructor(opts: BackendOptions) {
+    this.stateDir = opts.stateDir;
+    this.log = opts.log;
+  }
+
+  /** Mounts the assembled rootfs at `target` (an existing directory or a missing path, not a mount point). */
+  protected abstract assemble(id: string, layerDirs: string[], target: string, ctx: ErrorContext): Promise<void>;
+
+  abstract writableDir(id: string): string | undefined;
+
+  /** A layer directory, resolved; InvalidArgument `layers` when it is missing. */
+  protected async layerDir(dir: string, ctx: ErrorContext): Promise<string> {
+    const abs = path.resolve(dir);
+    const st = await fs.stat(abs).catch(() => undefined);
+    if (!st?.isDirectory()) throw new InvalidArgumentError('layers', `layer directory ${abs} does not exist`, ctx);
+    return abs;
+  }
+
+  /** This backend's per-container dir. */
+  protected dir(id: string): string {
+    return path.join(this.stateDir, id, this.name);
+  }
+
+  async provision(id: string, layerDirs: string[], target: string): Promise<void> {
+    validateId(id);
+    validateTarget(target, id);
+    const ctx = { stage: 'provision', containerId: id, path: target };
+    if (await isMountPoint(target)) throw new AlreadyExistsError(`${target} is already mounted`, ctx);
+    try {
+      await this.assemble(id, layerDirs, target, ctx);
+    } catch (err) {
+      await this.destroy(id, target).catch((e: unknown) =>
+        this.log?.warn({ id, err: e }, `cleanup after a failed ${this.name} provision failed`),
+      );
+      if (err instanceof CapsaError) throw err;
+      throw asCapsaError(new Error(`${this.name} rootfs for ${id} failed: ${(err as Error).message}`), ctx);
+    }
+  }
+
+  async destroy(id: string, target: string): Promise<void> {
+    validateId(id);
+    validateTarget(target, id);
+    try {
+      await unmountAll(target);
+      await rmdirIfEmpty(target);
+      await removeTree(this.dir(id));
+      await rmdirIfEmpty(path.join(this.stateDir, id));
+    } catch (err) {
+      throw asCapsaError(err, { stage: 'destroy', containerId: id, path: target });
+    }
+  }
 }

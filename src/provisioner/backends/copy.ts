@@ -12,12 +12,12 @@
 import { constants as C, promises as fs } from 'fs';
 import * as path from 'path';
 
-import { AlreadyExistsError, asCapsaError, CapsaError, InvalidArgumentError } from '../../errors';
+import type { ErrorContext } from '../../errors';
 import type { Logger } from '../../log';
 import { native } from '../../native';
 import { OVERLAY_OPAQUE_XATTR } from '../layers/paths';
-import { Backend, BackendOptions, validateId, validateTarget } from './backend';
-import { isMountPoint, removeTree, rmdirIfEmpty, unmountAll } from './mounts';
+import { MountingBackend } from './backend';
+import { removeTree } from './mounts';
 
 const S_IFMT = 0o170000n;
 const S_IFCHR = 0o020000n;
@@ -178,62 +178,25 @@ function nsToSec(ns: bigint): number {
   return Number(ns / 1000n) / 1e6;
 }
 
-export class CopyBackend implements Backend {
+export class CopyBackend extends MountingBackend {
   readonly name = 'copy';
-  private readonly stateDir: string;
-  private readonly log?: Logger;
-
-  constructor(opts: BackendOptions) {
-    this.stateDir = opts.stateDir;
-    this.log = opts.log;
-  }
-
-  private dir(id: string): string {
-    return path.join(this.stateDir, id, 'copy');
-  }
 
   writableDir(id: string): string {
     return path.join(this.dir(id), 'rootfs');
   }
 
-  async provision(id: string, layerDirs: string[], target: string): Promise<void> {
-    validateId(id);
-    validateTarget(target, id);
-    const ctx = { stage: 'provision', containerId: id, path: target };
-    if (await isMountPoint(target)) throw new AlreadyExistsError(`${target} is already mounted`, ctx);
+  protected async assemble(id: string, layerDirs: string[], target: string, ctx: ErrorContext): Promise<void> {
     const rootfs = this.writableDir(id);
-    try {
-      // A rootfs left by an interrupted provision is rebuilt from scratch.
-      await removeTree(this.dir(id));
-      await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });
-      const merger = new LayerMerger(rootfs, this.log);
-      for (const layer of layerDirs) {
-        const st = await fs.stat(layer).catch(() => undefined);
-        if (!st?.isDirectory())
-          throw new InvalidArgumentError('layers', `layer directory ${layer} does not exist`, ctx);
-        await merger.addLayer(path.resolve(layer));
-      }
-      await merger.finish();
-      await fs.mkdir(target, { recursive: true, mode: 0o755 });
-      native().mount(rootfs, target, '', native().constants.MS_BIND, '');
-      this.log?.debug({ id, layers: layerDirs.length, target }, 'copy rootfs assembled');
-    } catch (err) {
-      await this.destroy(id, target).catch(() => undefined);
-      if (err instanceof CapsaError) throw err;
-      throw asCapsaError(new Error(`copy rootfs for ${id} failed: ${(err as Error).message}`), ctx);
+    // A rootfs left by an interrupted provision is rebuilt from scratch.
+    await removeTree(this.dir(id));
+    await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });
+    const merger = new LayerMerger(rootfs, this.log);
+    for (const layer of layerDirs) {
+      await merger.addLayer(await this.layerDir(layer, ctx));
     }
-  }
-
-  async destroy(id: string, target: string): Promise<void> {
-    validateId(id);
-    validateTarget(target, id);
-    try {
-      await unmountAll(target);
-      await rmdirIfEmpty(target);
-      await removeTree(this.dir(id));
-      await rmdirIfEmpty(path.join(this.stateDir, id));
-    } catch (err) {
-      throw asCapsaError(err, { stage: 'destroy', containerId: id, path: target });
-    }
+    await merger.finish();
+    await fs.mkdir(target, { recursive: true, mode: 0o755 });
+    native().mount(rootfs, target, '', native().constants.MS_BIND, '');
+    this.log?.debug({ id, layers: layerDirs.length, target }, 'copy rootfs assembled');
   }
 }

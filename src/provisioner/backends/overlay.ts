@@ -12,11 +12,9 @@
 import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 
-import { AlreadyExistsError, asCapsaError, CapsaError, InvalidArgumentError } from '../../errors';
-import type { Logger } from '../../log';
+import { ErrorContext, InvalidArgumentError } from '../../errors';
 import { native } from '../../native';
-import { Backend, BackendOptions, mountSource, validateId, validateTarget } from './backend';
-import { isMountPoint, removeTree, rmdirIfEmpty, unmountAll } from './mounts';
+import { MountingBackend, mountSource } from './backend';
 
 const MAX_OPTIONS = 4095;
 
@@ -25,80 +23,38 @@ function supportsIndexOption(): boolean {
   return existsSync('/sys/module/overlay/parameters/index');
 }
 
-export class OverlayBackend implements Backend {
+export class OverlayBackend extends MountingBackend {
   readonly name = 'overlay';
-  private readonly stateDir: string;
-  private readonly log?: Logger;
-
-  constructor(opts: BackendOptions) {
-    this.stateDir = opts.stateDir;
-    this.log = opts.log;
-  }
-
-  private dir(id: string): string {
-    return path.join(this.stateDir, id, 'overlay');
-  }
 
   writableDir(id: string): string {
     return path.join(this.dir(id), 'upper');
   }
 
-  async provision(id: string, layerDirs: string[], target: string): Promise<void> {
-    validateId(id);
-    validateTarget(target, id);
-    const ctx = { stage: 'provision', containerId: id, path: target };
-    if (await isMountPoint(target)) throw new AlreadyExistsError(`${target} is already mounted`, ctx);
+  protected async assemble(id: string, layerDirs: string[], target: string, ctx: ErrorContext): Promise<void> {
     const base = this.dir(id);
-    try {
-      await fs.mkdir(path.join(base, 'upper'), { recursive: true, mode: 0o755 });
-      await fs.mkdir(path.join(base, 'work'), { recursive: true, mode: 0o700 });
-      const links = path.join(base, 'l');
-      await fs.rm(links, { recursive: true, force: true });
-      await fs.mkdir(links, 0o700);
-      const lowers: string[] = [];
-      if (layerDirs.length === 0) {
-        // An image with no layers: overlay still needs one lowerdir.
-        await fs.mkdir(path.join(base, 'empty'), { recursive: true, mode: 0o755 });
-        lowers.push('empty');
-      }
-      for (let i = 0; i < layerDirs.length; i++) {
-        const dir = path.resolve(layerDirs[i]);
-        const st = await fs.stat(dir).catch(() => undefined);
-        if (!st?.isDirectory()) {
-          throw new InvalidArgumentError('layers', `layer directory ${dir} does not exist`, ctx);
-        }
-        await fs.symlink(dir, path.join(links, String(i + 1)));
-        lowers.push(`l/${i + 1}`);
-      }
-      lowers.reverse(); // overlay wants the highest layer first
-      let data = `lowerdir=${lowers.join(':')},upperdir=upper,workdir=work`;
-      if (supportsIndexOption()) data += ',index=off';
-      if (data.length > MAX_OPTIONS) {
-        throw new InvalidArgumentError('layers', `${layerDirs.length} layers do not fit in overlay mount options`, ctx);
-      }
-      await fs.mkdir(target, { recursive: true, mode: 0o755 });
-      native().mountat(base, mountSource(id), target, 'overlay', 0, data);
-      this.log?.debug({ id, layers: layerDirs.length, target }, 'overlay rootfs mounted');
-    } catch (err) {
-      await this.destroy(id, target).catch((e: unknown) =>
-        this.log?.warn({ id, err: e }, 'cleanup after failed overlay provision failed'),
-      );
-      if (err instanceof CapsaError) throw err;
-      const e = err as NodeJS.ErrnoException;
-      throw asCapsaError(new Error(`overlay mount for ${id} failed: ${e.message ?? String(err)}`), ctx);
+    await fs.mkdir(path.join(base, 'upper'), { recursive: true, mode: 0o755 });
+    await fs.mkdir(path.join(base, 'work'), { recursive: true, mode: 0o700 });
+    const links = path.join(base, 'l');
+    await fs.rm(links, { recursive: true, force: true });
+    await fs.mkdir(links, 0o700);
+    const lowers: string[] = [];
+    if (layerDirs.length === 0) {
+      // An image with no layers: overlay still needs one lowerdir.
+      await fs.mkdir(path.join(base, 'empty'), { recursive: true, mode: 0o755 });
+      lowers.push('empty');
     }
-  }
-
-  async destroy(id: string, target: string): Promise<void> {
-    validateId(id);
-    validateTarget(target, id);
-    try {
-      await unmountAll(target);
-      await rmdirIfEmpty(target);
-      await removeTree(this.dir(id));
-      await rmdirIfEmpty(path.join(this.stateDir, id));
-    } catch (err) {
-      throw asCapsaError(err, { stage: 'destroy', containerId: id, path: target });
+    for (let i = 0; i < layerDirs.length; i++) {
+      await fs.symlink(await this.layerDir(layerDirs[i], ctx), path.join(links, String(i + 1)));
+      lowers.push(`l/${i + 1}`);
     }
+    lowers.reverse(); // overlay wants the highest layer first
+    let data = `lowerdir=${lowers.join(':')},upperdir=upper,workdir=work`;
+    if (supportsIndexOption()) data += ',index=off';
+    if (data.length > MAX_OPTIONS) {
+      throw new InvalidArgumentError('layers', `${layerDirs.length} layers do not fit in overlay mount options`, ctx);
+    }
+    await fs.mkdir(target, { recursive: true, mode: 0o755 });
+    native().mountat(base, mountSource(id), target, 'overlay', 0, data);
+    this.log?.debug({ id, layers: layerDirs.length, target }, 'overlay rootfs mounted');
   }
 }

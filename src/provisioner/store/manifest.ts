@@ -119,13 +119,6 @@ export function isLayerMediaType(mt: string): boolean {
   );
 }
 
-/** The compression a layer media type announces. */
-export function layerCompression(mt: string): 'gzip' | 'zstd' | 'none' {
-  if (mt.endsWith('+zstd') || mt.endsWith('.zstd')) return 'zstd';
-  if (mt.endsWith('gzip')) return 'gzip';
-  return 'none';
-}
-
 function validateDescriptor(d: unknown, what: string, context: ErrorContext): Descriptor {
   if (typeof d !== 'object' || d === null) throw bad(`${what}: descriptor is not an object`, context);
   const o = d as Record<string, unknown>;
@@ -208,24 +201,6 @@ export function parseImageConfig(bytes: Uint8Array, context: ErrorContext = {}):
   if (!Array.isArray(doc.rootfs.diff_ids) || !doc.rootfs.diff_ids.every((d) => typeof d === 'string' && isDigest(d)))
     throw bad('image config has invalid rootfs.diff_ids', context);
   return doc;
-}
-
-/** Maps Node's process.arch to the OCI architecture name. */
-export function ociArchitecture(nodeArch: string = process.arch): string {
-  switch (nodeArch) {
-    case 'x64':
-      return 'amd64';
-    case 'ia32':
-      return '386';
-    case 'arm':
-      return 'arm';
-    case 'arm64':
-      return 'arm64';
-    case 'ppc64':
-      return 'ppc64le';
-    default:
-      return nodeArch;
-  }
 }
 
 export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };

@@ -131,11 +131,6 @@ export class SpdyStream extends Duplex {
   }
 }
 
-export interface SpdySessionEvents {
-  stream: (s: SpdyStream) => void;
-  close: () => void;
-}
-
 /** Streams open at once on one session (port-forward opens two per connection). */
 export const MAX_STREAMS = 1000;
 

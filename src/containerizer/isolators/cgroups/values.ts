@@ -265,9 +265,3 @@ export function v2Writes(r: CgroupResources): CgroupWrite[] {
 export function v2ControllersFor(writes: readonly CgroupWrite[]): string[] {
   return [...new Set(writes.map((w) => w.controller))].sort();
 }
-
-/** True when the resources ask for nothing. */
-export function isEmptyResources(r: CgroupResources | undefined): boolean {
-  if (!r) return true;
-  return v2Writes(r).length === 0 && (r.devices ?? []).length === 0;
-}

@@ -4,10 +4,11 @@
 // <state>/ns/capsa-<id>-pid so containers can setns() into it. Only pods
 // that ask for it get a process; all others have none.
 import { spawn } from 'child_process';
-import { existsSync, promises as fs } from 'fs';
+import { existsSync } from 'fs';
 import * as path from 'path';
 import { FailedPreconditionError, InternalError } from '../../../errors';
 import type { Logger } from '../../../log';
+import { processStartTime, processesNamed } from '../../../util/procfs';
 import { withTimeout } from '../../../util/timeout';
 import type { IsolatorCheckpoint } from '../../checkpoint';
 import type { CheckpointFn, Isolator, RecoverResult } from '../../isolator';
@@ -41,20 +42,6 @@ export function findPauseBinary(): string {
     if (existsSync(p)) return p;
   }
   throw new FailedPreconditionError('capsa-pause not found: run make -C native/pinns (hack/setup.sh does)');
-}
-
-/** Field 22 of /proc/<pid>/stat; undefined when the process is gone or a zombie. */
-export async function processStartTime(pid: number): Promise<number | undefined> {
-  let stat: string;
-  try {
-    stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  // comm may contain spaces and parentheses: fields start after the last ')'.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
-  return Number(rest[19]);
 }
 
 export class PidHolderIsolator implements Isolator<SandboxContext, PidHolderState> {
@@ -146,22 +133,14 @@ export class PidHolderIsolator implements Isolator<SandboxContext, PidHolderStat
   async sweep(known: ReadonlySet<string>): Promise<string[]> {
     const killed: string[] = [];
     const prefix = path.join(this.opts.nsDir, 'capsa-');
-    for (const entry of await fs.readdir('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      let argv: string[];
-      try {
-        argv = (await fs.readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
-      } catch {
-        continue;
-      }
-      if (path.basename(argv[0] ?? '') !== 'capsa-pause') continue;
+    for (const { pid, argv } of await processesNamed('capsa-pause')) {
       const pin = argv[argv.indexOf('--pin') + 1] ?? '';
       const m = /^capsa-([0-9a-f]{64})-pid$/.exec(path.basename(pin));
       if (!pin.startsWith(prefix) || !m || known.has(m[1])) continue;
       try {
-        process.kill(Number(entry), 'SIGKILL');
-        killed.push(`pid ${entry}`);
-        this.opts.log.info({ pid: Number(entry), pin }, 'killed orphaned pid namespace holder');
+        process.kill(pid, 'SIGKILL');
+        killed.push(`pid ${pid}`);
+        this.opts.log.info({ pid, pin }, 'killed orphaned pid namespace holder');
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
       }
