@@ -2,7 +2,8 @@
 // spec (src/cri/sandbox-mapping.ts builds it from RunPodSandbox), the
 // context the sandbox isolators fill in, and the handle containers use.
 import type { Logger } from '../log';
-import type { CgroupHandle, CgroupManager } from './isolators/cgroups/manager';
+import type { CgroupHandle } from './isolators/cgroups/backend';
+import type { CgroupManager } from './isolators/cgroups/manager';
 import type { CgroupDriverName } from './isolators/cgroups/paths';
 import type { CgroupResources } from './isolators/cgroups/values';
 

@@ -18,7 +18,7 @@ import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
 import { AnyIsolator, IsolatorChain, IsolatorStore, Usage } from './isolator';
 import { CgroupsIsolator } from './isolators/cgroups';
-import { createCgroupBackend } from './isolators/cgroups/backend';
+import { createCgroupBackend } from './isolators/cgroups/driver';
 import { CgroupLayout, detectLayout } from './isolators/cgroups/hierarchy';
 import { CgroupManager } from './isolators/cgroups/manager';
 import { containerCgroupPath, podCgroup } from './isolators/cgroups/paths';

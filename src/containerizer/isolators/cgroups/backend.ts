@@ -5,15 +5,32 @@
 //             transient units over D-Bus, limits as unit properties; the file
 //             I/O systemd has no say in (stats, v1 controllers it does not
 //             delegate, killing) is the cgroupfs code's.
-// The driver is chosen once per daemon (createCgroupBackend below); both are
-// CgroupManagers, so code typed against that class takes either.
+// The driver is chosen once per daemon (createCgroupBackend in driver.ts);
+// both are CgroupManagers, so code typed against that class takes either.
 import type { Logger } from '../../../log';
 import type { CgroupLayout, Hierarchy } from './hierarchy';
-import { CgroupHandle, CgroupManager } from './manager';
-import { SystemdCgroupManager } from './systemd/manager';
 import type { CgroupDriverName } from './paths';
 import type { CgroupStats } from './stats';
 import type { CgroupResources } from './values';
+
+/** What a cgroup looks like to its users (the monitor, stats, a container spec). */
+export interface CgroupHandle {
+  version: 1 | 2;
+  /** Relative cgroup path, e.g. /capsa/capsa-<id>. */
+  path: string;
+  /** controller → directory (v1: every controller of the layout; v2: each controller → the one dir). */
+  dirs: Record<string, string>;
+  /** cgroup.procs file of every hierarchy: write a pid to each to place a process. */
+  procs: string[];
+  /** The memory controller's directory (OOM events), when there is one. */
+  memory?: string;
+  /**
+   * cgroup.procs files the container's monitor joins (systemd driver on v1:
+   * systemd's own hierarchies, so the scope lives until the monitor has
+   * recorded the exit; systemd removes an empty scope at once).
+   */
+  monitorProcs?: string[];
+}
 
 export interface CgroupUsage {
   cpuNs?: bigint;
@@ -57,14 +74,4 @@ export interface BackendOptions {
   log: Logger;
   /** systemd: per D-Bus call and job deadline. */
   timeoutMs?: number;
-}
-
-/**
- * The backend for the configured driver. systemd is checked here, once: a
- * daemon told to use it on a host whose PID 1 is not systemd, or that cannot
- * reach systemd over D-Bus, stops with an error naming what is missing.
- */
-export async function createCgroupBackend(opts: BackendOptions): Promise<CgroupManager> {
-  if (opts.driver === 'cgroupfs') return new CgroupManager(opts.layout, opts.log);
-  return SystemdCgroupManager.start(opts.layout, opts.log, opts.timeoutMs);
 }

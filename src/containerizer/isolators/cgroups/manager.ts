@@ -16,30 +16,11 @@ import {
 import type { Logger } from '../../../log';
 import { sleep } from '../../../util/timeout';
 import { CgroupLayout, Hierarchy } from './hierarchy';
-import type { CgroupBackend } from './backend';
+import type { CgroupBackend, CgroupHandle } from './backend';
 import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
 import { countFds } from './fds';
 import { CgroupStats, readCgroupStats } from './stats';
 import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
-
-/** What a cgroup looks like to its users (the monitor, stats, a container spec). */
-export interface CgroupHandle {
-  version: 1 | 2;
-  /** Relative cgroup path, e.g. /capsa/capsa-<id>. */
-  path: string;
-  /** controller → directory (v1: every controller of the layout; v2: each controller → the one dir). */
-  dirs: Record<string, string>;
-  /** cgroup.procs file of every hierarchy: write a pid to each to place a process. */
-  procs: string[];
-  /** The memory controller's directory (OOM events), when there is one. */
-  memory?: string;
-  /**
-   * cgroup.procs files the container's monitor joins (systemd driver on v1:
-   * systemd's own hierarchies, so the scope lives until the monitor has
-   * recorded the exit; systemd removes an empty scope at once).
-   */
-  monitorProcs?: string[];
-}
 
 /** Controllers a v2 pod cgroup delegates to its children when the host has them. */
 const V2_DELEGATE = ['cpu', 'cpuset', 'memory', 'pids', 'io', 'hugetlb'];

@@ -34,9 +34,9 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import { AlreadyExistsError, ErrorContext, FailedPreconditionError, InternalError } from '../../../../errors';
 import type { Logger } from '../../../../log';
-import type { CgroupBackend } from '../backend';
+import type { CgroupBackend, CgroupHandle } from '../backend';
 import type { CgroupLayout } from '../hierarchy';
-import { CgroupHandle, CgroupManager } from '../manager';
+import { CgroupManager } from '../manager';
 import { CgroupDriverName, cgroupDir } from '../paths';
 import { CgroupResources, CgroupWrite } from '../values';
 import { BusError, SystemdBus, isBusError } from './bus';
@@ -106,7 +106,7 @@ export class SystemdCgroupManager extends CgroupManager implements CgroupBackend
 
   /** Connects to systemd (failing clearly when it is not there) and reads the hierarchies. */
   static async start(layout: CgroupLayout, log: Logger, timeoutMs?: number): Promise<SystemdCgroupManager> {
-    const slog = log.child({ component: 'cgroups-systemd' });
+    const slog = log.child({ driver: 'systemd' });
     try {
       await fs.access('/run/systemd/system');
     } catch {
