@@ -46,11 +46,19 @@ fi
 # npm packages: reinstall only when the lock file changed since the last install.
 stamp=node_modules/.capsa-lock-stamp
 if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
-  # `npm ci` installs exactly the lock file and never rewrites it. The lock
-  # lists every platform's optional packages (as `npm install` writes it);
-  # without them `npm ci` refuses it as out of sync.
-  echo "setup: npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  # A fresh clone (CI) gets `npm ci`: exactly the lock file, never rewritten
+  # (the lock lists every platform's optional packages, as `npm install`
+  # writes it; without them `npm ci` refuses it as out of sync). A tree that
+  # has node_modules is updated in place by `npm install`, which with a
+  # complete lock installs the same versions: `npm ci` would first delete
+  # node_modules under whatever is running from it.
+  if [[ -d node_modules ]]; then
+    echo "setup: npm install"
+    npm install --no-audit --no-fund --loglevel=error
+  else
+    echo "setup: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
   cp package-lock.json "$stamp"
 fi
 
