@@ -11,8 +11,8 @@ import type { ContainerEvent } from '../containerizer/events';
 import type { Sandboxes } from '../containerizer/sandboxes';
 import { toContainerEventResponse } from '../cri/container-events';
 import { CapsaError } from '../errors';
-import type { ContainerEventResponse, GetEventsRequest } from '../gen/runtime/v1/api';
-import type { CallContext, StreamHandler } from './instrument';
+import type { ContainerEventResponse, GetEventsRequest, RuntimeServiceServer } from '../gen/runtime/v1/api';
+import type { CallContext, ServiceHandlers } from './instrument';
 
 export const MAX_BACKLOG = 1000;
 
@@ -24,7 +24,9 @@ export interface EventsServiceDeps {
 
 type Subscriber = (msg: ContainerEventResponse) => void;
 
-export function eventHandlers(deps: EventsServiceDeps): Record<string, StreamHandler> {
+export function eventHandlers(
+  deps: EventsServiceDeps,
+): Required<Pick<ServiceHandlers<RuntimeServiceServer>, 'getContainerEvents'>> {
   const maxBacklog = deps.maxBacklog ?? MAX_BACKLOG;
   const subscribers = new Set<Subscriber>();
   let unsubscribe: (() => void) | undefined;
@@ -79,5 +81,5 @@ export function eventHandlers(deps: EventsServiceDeps): Record<string, StreamHan
     }
   };
 
-  return { getContainerEvents: getContainerEvents as StreamHandler };
+  return { getContainerEvents: getContainerEvents };
 }

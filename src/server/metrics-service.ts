@@ -23,11 +23,12 @@ import type {
   ListPodSandboxMetricsResponse,
   PodSandboxMetrics,
   StreamPodSandboxMetricsResponse,
+  RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
 import type { Logger } from '../log';
 import { canonical, readMountInfo } from '../provisioner/backends/mounts';
 import { raceAbort, withTimeout } from '../util/timeout';
-import type { CallContext, StreamHandler, UnaryHandler } from './instrument';
+import type { CallContext, ServiceHandlers } from './instrument';
 
 export interface MetricsServiceDeps {
   sandboxes: Sandboxes;
@@ -97,7 +98,7 @@ function now(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
 }
 
-export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryHandler | StreamHandler> {
+export function metricsHandlers(deps: MetricsServiceDeps): ServiceHandlers<RuntimeServiceServer> {
   const { sandboxes, containers } = deps;
 
   const podSubject = (sb: Sandbox): Subject => ({
@@ -235,9 +236,9 @@ export function metricsHandlers(deps: MetricsServiceDeps): Record<string, UnaryH
   };
 
   return {
-    listMetricDescriptors: listMetricDescriptors as UnaryHandler,
-    listPodSandboxMetrics: listPodSandboxMetrics as UnaryHandler,
-    streamPodSandboxMetrics: streamPodSandboxMetrics as StreamHandler,
+    listMetricDescriptors: listMetricDescriptors,
+    listPodSandboxMetrics: listPodSandboxMetrics,
+    streamPodSandboxMetrics: streamPodSandboxMetrics,
   };
 }
 
