@@ -1,18 +1,10 @@
 // kubelet's probes against capsa's containers: exec probes go through
 // ExecSync, HTTP/TCP/gRPC probes reach the pod IP capsa's CNI set up.
 import { AGNHOST, BUSYBOX } from './images';
-import { apply, containerStatus, isReady, kubectl, namespace, pod, sleep, waitPod } from '../helpers/k8s';
+import { apply, containerStatus, isReady, kubectl, suiteNamespace, pod, sleep, waitPod } from '../helpers/k8s';
 
 const NS = 'e2e-probes';
-let dropNs: () => Promise<void>;
-
-beforeAll(async () => {
-  dropNs = await namespace(NS);
-}, 120_000);
-
-afterAll(async () => {
-  await dropNs?.();
-}, 180_000);
+suiteNamespace(NS);
 
 function podOf(name: string, containers: object[]): object {
   return {

@@ -12,7 +12,7 @@ import {
   K8S_DIR,
   kubectl,
   kubectlRaw,
-  namespace,
+  suiteNamespace,
   NODE,
   phase,
   pod,
@@ -22,15 +22,7 @@ import {
 } from '../helpers/k8s';
 
 const NS = 'e2e-workloads';
-let dropNs: () => Promise<void>;
-
-beforeAll(async () => {
-  dropNs = await namespace(NS);
-}, 120_000);
-
-afterAll(async () => {
-  await dropNs?.();
-}, 180_000);
+suiteNamespace(NS);
 
 function podOf(name: string, spec: object, labels: Record<string, string> = {}): object {
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels }, spec };

@@ -159,3 +159,14 @@ export async function namespace(name: string): Promise<() => Promise<void>> {
     await kubectlRaw(['delete', 'namespace', name, '--wait=true', '--timeout=120s'], { timeoutMs: 130_000 });
   };
 }
+
+/** A namespace for the whole suite: made before its first test, deleted (with its pods) after its last. */
+export function suiteNamespace(name: string): void {
+  let drop: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    drop = await namespace(name);
+  }, 120_000);
+  afterAll(async () => {
+    await drop?.();
+  }, 180_000);
+}
