@@ -106,7 +106,8 @@ describeSysd('systemd cgroup driver (real systemd in namespaces, capsa as capsa.
         '',
       ].join('\n'),
     );
-    env = await SysdEnv.start(envName, [dir], 60_000 * SLOW);
+    // the checkout too: the unit runs this build, and a clone under /tmp is hidden by the namespace's own /tmp
+    env = await SysdEnv.start(envName, [dir, REPO], 60_000 * SLOW);
     v2 = (await env.sh('stat -f -c %T /sys/fs/cgroup')).trim() === 'cgroup2fs';
     // The shipped unit, ExecStart pointed at this build, output to a file the host reads.
     const units = env.hostPath('/etc/systemd/system');
