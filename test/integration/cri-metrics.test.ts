@@ -6,7 +6,7 @@
 // rootfs, a real OOM kill, and the pod's veth counters, each checked against
 // what the kernel says; pods kept apart by id; the stream and the list agree.
 import { execFileSync } from 'child_process';
-import { existsSync, readFileSync } from 'fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, truncateSync, writeFileSync } from 'fs';
 import * as path from 'path';
 import {
   Metric,
@@ -127,6 +127,36 @@ function kernelOomKills(cgPath: string): bigint {
   return BigInt(/^oom_kill (\d+)$/m.exec(text)![1]);
 }
 
+/** Every pid in a cgroup's subtree (v1: the cpu hierarchy's). */
+function kernelPids(cgPath: string): number[] {
+  const pids: number[] = [];
+  const walk = (dir: string): void => {
+    for (const l of readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (l) pids.push(Number(l));
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(dir, e.name));
+  };
+  walk(V2 ? path.join(CG, cgPath) : path.join(CG, 'cpu', cgPath));
+  return pids;
+}
+
+/** Open fds and sockets of a cgroup's processes, as /proc/<pid>/fd lists them now. */
+function kernelFds(cgPath: string): { fds: bigint; sockets: bigint } {
+  let fds = 0n;
+  let sockets = 0n;
+  for (const pid of kernelPids(cgPath)) {
+    const dir = `/proc/${pid}/fd`;
+    for (const n of readdirSync(dir)) {
+      fds++;
+      if (readlinkSync(path.join(dir, n)).startsWith('socket:')) sockets++;
+    }
+  }
+  return { fds, sockets };
+}
+
+/** A memory.stat field of a cgroup. */
+function kernelMemoryStat(cgPath: string, key: string): bigint {
+  return BigInt(new RegExp(`^${key} (\\d+)$`, 'm').exec(cgFile('memory', cgPath, 'memory.stat'))![1]);
+}
+
 async function until<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -169,6 +199,24 @@ test('descriptors: the cAdvisor families kubelet serves, base labels then their 
     'container_processes',
     'container_threads',
     'container_oom_events_total',
+    'container_last_seen',
+    'container_file_descriptors',
+    'container_sockets',
+    'container_memory_failures_total',
+    'container_spec_cpu_period',
+    'container_spec_cpu_quota',
+    'container_spec_cpu_shares',
+    'container_spec_memory_limit_bytes',
+    'container_spec_memory_reservation_limit_bytes',
+    'container_spec_memory_swap_limit_bytes',
+    'container_blkio_device_usage_total',
+    'container_fs_reads_bytes_total',
+    'container_fs_reads_total',
+    'container_fs_writes_bytes_total',
+    'container_fs_writes_total',
+    'container_fs_inodes_total',
+    'container_fs_inodes_free',
+    'container_fs_limit_bytes',
   ]) {
     expect(names).toContain(n);
   }
@@ -374,6 +422,144 @@ test('a busy pod and an idle one: CPU, memory, fs, processes, OOM, veth counters
     }
   }
 }, 240_000);
+
+test('open files and sockets as /proc lists them, last seen, page faults, the limits in force', async () => {
+  const { descriptors } = await call<{ descriptors: MetricDescriptor[] }>(d.runtime, 'listMetricDescriptors', {});
+  const descs = new Map(descriptors.map((x) => [x.name, x]));
+  const cfg = podConfig('specpod');
+  const pod = await runp(d, cfg);
+  try {
+    // A listening socket in a child; the limits critest gives its metrics container.
+    const ctr = await run(
+      pod,
+      cfg,
+      ctrConfig('listener', ['sh', '-c', 'nc -l -p 9000 & exec sleep 3600'], {
+        resources: {
+          cpuPeriod: 100000n,
+          cpuQuota: 20000n,
+          cpuShares: 512n,
+          memoryLimitInBytes: BigInt(64 * MIB),
+          memorySwapLimitInBytes: BigInt(64 * MIB),
+        },
+      }),
+    );
+    const mine = async (): Promise<PodSandboxMetrics | undefined> => (await list()).find((p) => p.podSandboxId === pod);
+    await until('nc listening', 30_000, async () => {
+      const ms = (await mine())?.containerMetrics[0]?.metrics ?? [];
+      return (pick(descs, ms, 'container_sockets')[0] ?? 0n) >= 1n ? true : undefined;
+    });
+    const before = BigInt(Math.floor(Date.now() / 1000));
+    const p = (await mine())!;
+    const after = BigInt(Math.ceil(Date.now() / 1000));
+    const ms = p.containerMetrics.find((c) => c.containerId === ctr)!.metrics;
+    const id = labelled(descs, ms[0]).id;
+    const podId = labelled(descs, p.metrics[0]).id;
+    for (const m of [...p.metrics, ...ms]) expect(m.labelValues).toHaveLength(descs.get(m.name)!.labelKeys.length);
+
+    // fds and sockets: what /proc lists for the same processes (sleep and nc sit still).
+    const k = kernelFds(id);
+    expect(one(descs, ms, 'container_file_descriptors')).toBe(k.fds);
+    expect(one(descs, ms, 'container_sockets')).toBe(k.sockets);
+    expect(k.sockets).toBeGreaterThanOrEqual(1n);
+    expect(one(descs, p.metrics, 'container_file_descriptors')).toBeGreaterThanOrEqual(k.fds);
+
+    // Last seen: the read's time, in whole seconds.
+    for (const x of [ms, p.metrics]) {
+      const seen = one(descs, x, 'container_last_seen');
+      expect(seen).toBeGreaterThanOrEqual(before);
+      expect(seen).toBeLessThanOrEqual(after);
+    }
+
+    // Page faults: the container's own and its subtree's, not ahead of the kernel's counters read after.
+    const faults = (type: string, scope: string): bigint =>
+      one(descs, ms, 'container_memory_failures_total', { failure_type: type, scope });
+    expect(faults('pgfault', 'container')).toBeGreaterThan(0n);
+    expect(faults('pgfault', 'hierarchy')).toBeGreaterThanOrEqual(faults('pgfault', 'container'));
+    expect(faults('pgmajfault', 'hierarchy')).toBeGreaterThanOrEqual(faults('pgmajfault', 'container'));
+    expect(faults('pgfault', 'hierarchy')).toBeLessThanOrEqual(kernelMemoryStat(id, V2 ? 'pgfault' : 'total_pgfault'));
+    expect(pick(descs, p.metrics, 'container_memory_failures_total')).toHaveLength(4);
+
+    // The limits in force, as configured and as the cgroup holds them.
+    expect(one(descs, ms, 'container_spec_cpu_period')).toBe(100000n);
+    expect(one(descs, ms, 'container_spec_cpu_quota')).toBe(20000n);
+    expect(one(descs, ms, 'container_spec_memory_limit_bytes')).toBe(BigInt(64 * MIB));
+    expect(one(descs, ms, 'container_spec_memory_reservation_limit_bytes')).toBe(0n);
+    if (V2) {
+      const w = BigInt(cgFile('cpu', id, 'cpu.weight').trim());
+      expect(one(descs, ms, 'container_spec_cpu_shares')).toBe(2n + ((w - 1n) * 262142n) / 9999n);
+      // v2 limits swap alone: 64 MiB of memory+swap is no swap.
+      expect(one(descs, ms, 'container_spec_memory_swap_limit_bytes')).toBe(0n);
+    } else {
+      expect(one(descs, ms, 'container_spec_cpu_shares')).toBe(512n);
+      const memsw = existsSync(path.join(CG, 'memory', id, 'memory.memsw.limit_in_bytes'));
+      expect(one(descs, ms, 'container_spec_memory_swap_limit_bytes')).toBe(memsw ? BigInt(64 * MIB) : 0n);
+    }
+    // The pod's cgroup has no quota: no quota sample, as cAdvisor leaves it out; its shares are there.
+    expect(pick(descs, p.metrics, 'container_spec_cpu_quota')).toEqual([]);
+    expect(one(descs, p.metrics, 'container_spec_cpu_shares')).toBeGreaterThan(0n);
+    expect(podId).not.toBe(id);
+  } finally {
+    await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000);
+    await call(d.runtime, 'removePodSandbox', { podSandboxId: pod }, 60_000);
+  }
+}, 120_000);
+
+test('block I/O a container does is counted per device and named from sysfs', async () => {
+  const { descriptors } = await call<{ descriptors: MetricDescriptor[] }>(d.runtime, 'listMetricDescriptors', {});
+  const descs = new Map(descriptors.map((x) => [x.name, x]));
+  const cfg = podConfig('iopod');
+  const img = path.join(d.dir, 'blk.img');
+  writeFileSync(img, '');
+  truncateSync(img, 8 * MIB);
+  const loop = execFileSync('losetup', ['-f', '--show', img], { timeout: 10_000 }).toString().trim();
+  let pod: string | undefined;
+  try {
+    pod = await runp(d, cfg);
+    const ctr = await run(pod, cfg, ctrConfig('reader', ['sleep', '3600']));
+    const first = (await list()).find((p) => p.podSandboxId === pod)!;
+    const id = labelled(descs, first.containerMetrics[0].metrics[0]).id;
+    const [major, minor] = readFileSync(`/sys/block/${path.basename(loop)}/dev`, 'utf8')
+      .trim()
+      .split(':');
+    // v1's blk-throttle counts a device's I/O only once a cgroup has a rule on it (without one these files say
+    // "Total 0" and the series are absent): a rule far above anything read, on the loop device alone.
+    const blkio = V2 ? path.join(CG, id) : path.join(CG, 'blkio', id);
+    if (!V2) writeFileSync(path.join(blkio, 'blkio.throttle.read_bps_device'), `${major}:${minor} 1099511627776`);
+    // 1 MiB of direct reads by a process in the container's I/O cgroup (opened first: the container's device
+    // rules do not let it open the loop device).
+    execFileSync(
+      'sh',
+      [
+        '-c',
+        `exec 3<${loop}; echo $$ > ${blkio}/cgroup.procs; exec dd of=/dev/null bs=4096 count=256 iflag=direct <&3`,
+      ],
+      { timeout: 30_000, stdio: 'ignore' },
+    );
+
+    const p = (await list()).find((x) => x.podSandboxId === pod)!;
+    const ms = p.containerMetrics.find((c) => c.containerId === ctr)!.metrics;
+    const dev = { device: loop, major, minor };
+    expect(one(descs, ms, 'container_blkio_device_usage_total', { ...dev, operation: 'Read' })).toBe(BigInt(MIB));
+    expect(one(descs, ms, 'container_blkio_device_usage_total', { ...dev, operation: 'Write' })).toBe(0n);
+    expect(one(descs, ms, 'container_fs_reads_bytes_total', { device: loop })).toBe(BigInt(MIB));
+    const reads = one(descs, ms, 'container_fs_reads_total', { device: loop });
+    expect(reads).toBeGreaterThanOrEqual(1n);
+    expect(reads).toBeLessThanOrEqual(256n);
+    expect(one(descs, ms, 'container_fs_writes_bytes_total', { device: loop })).toBe(0n);
+    // The pod's counters hold its containers'.
+    expect(one(descs, p.metrics, 'container_fs_reads_bytes_total', { device: loop })).toBeGreaterThanOrEqual(
+      BigInt(MIB),
+    );
+    for (const m of [...p.metrics, ...ms]) expect(m.labelValues).toHaveLength(descs.get(m.name)!.labelKeys.length);
+  } finally {
+    if (pod !== undefined) {
+      await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000);
+      await call(d.runtime, 'removePodSandbox', { podSandboxId: pod }, 60_000);
+    }
+    execFileSync('losetup', ['-d', loop], { timeout: 10_000 });
+    rmSync(img, { force: true });
+  }
+}, 120_000);
 
 test('a stream whose reader goes away ends; the daemon answers the next call', async () => {
   const s = d.runtime.streamPodSandboxMetrics(StreamPodSandboxMetricsRequest.fromPartial({}));
