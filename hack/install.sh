@@ -7,7 +7,8 @@
 #   $PREFIX/bin/capsa             -> ../lib/capsa/bin/capsa
 #   $SYSCONFDIR/capsa/capsa.toml  `capsa config default`, only if absent
 #   $UNITDIR/capsa.service        packaging/systemd/capsa.service, ExecStart = $PREFIX/bin/capsa
-#   $PREFIX/share/doc/capsa/      crictl.yaml example (also $SYSCONFDIR/crictl.yaml if absent)
+#   $PREFIX/share/doc/capsa/      crictl.yaml example (also $SYSCONFDIR/crictl.yaml if absent),
+#                                 prometheus/capsa-rules.yml (recording and alerting rules)
 # Uninstall removes those (not the config) and never touches the state
 # (/var/lib/capsa, /run/capsa) unless PURGE=1, which also removes the
 # config, and refuses while a container's mounts are still there.
@@ -108,6 +109,8 @@ do_install() {
   mkdir -p "$docdir"
   crictl_yaml >"$docdir/crictl.yaml"
   install -m 0644 packaging/systemd/capsa.service "$docdir/capsa.service.orig"
+  mkdir -p "$docdir/prometheus"
+  install -m 0644 packaging/prometheus/capsa-rules.yml "$docdir/prometheus/capsa-rules.yml"
   chmod 0644 "$docdir/crictl.yaml"
 
   local conf="$DESTDIR$SYSCONFDIR/capsa/capsa.toml"

@@ -22,6 +22,8 @@ if [[ "${1:-}" == "--test" ]]; then
   # The package's test (make deb, hack/deb-root-test.sh): a Debian 12 root
   # from Debian's mirror, the host's nodejs repacked into it.
   pkgs+=(mmdebstrap dpkg-repack)
+  # A real Prometheus scraping capsa, promtool for the shipped rules (packaging/prometheus).
+  pkgs+=(prometheus)
 fi
 
 missing=()
@@ -37,10 +39,12 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The Debian registry package starts a system service; tests run their own.
-  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now docker-registry >/dev/null 2>&1 || true
-  fi
+  # The Debian registry and prometheus packages start system services; tests run their own.
+  for svc in docker-registry prometheus; do
+    if [[ " ${missing[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # npm packages: reinstall only when the lock file changed since the last install.

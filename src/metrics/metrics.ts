@@ -6,6 +6,10 @@
 //   - container_* : per-container CPU and memory read from the container's
 //     cgroup at scrape time, under cAdvisor's names and labels (container,
 //     pod, namespace, id) so existing dashboards and alerts work unchanged;
+//   - capsa_image_pull* : pulls by result, bytes downloaded, durations
+//     (observability/pulls.ts feeds them from the puller's events);
+//   - capsa_containers_oom_killed_total, capsa_imagefs_* : for the alerts
+//     in packaging/prometheus/capsa-rules.yml;
 // plus Node's process metrics (RSS, heap, event-loop lag) under capsa_.
 // Nothing is polled in the background: an idle daemon does no work for
 // metrics nobody scrapes.
@@ -26,6 +30,8 @@ export interface MetricsSource {
   }[];
   /** CPU and memory of a running container from its cgroup; undefined when it has none (not running). */
   usage(containerId: string): Promise<{ cpuNs?: bigint; memoryBytes?: bigint; workingSetBytes?: bigint } | undefined>;
+  /** Size and free space of the filesystem holding the image store. */
+  imageFs?(): Promise<{ sizeBytes: number; availableBytes: number }>;
 }
 
 const SANDBOX_STATES = ['SANDBOX_READY', 'SANDBOX_NOTREADY'] as const;
@@ -50,6 +56,10 @@ export class Metrics {
   private readonly requests: Counter<'method' | 'code'>;
   private readonly durations: Histogram<'method'>;
   private source: MetricsSource | undefined;
+  private readonly pulls: Counter<'result'>;
+  private readonly pullBytes: Counter;
+  private readonly pullDurations: Histogram;
+  private readonly oomKills: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'capsa_' });
@@ -67,8 +77,59 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
       registers: [this.registry],
     });
+    // Counters an alert takes increase() of exist from the start at 0: a series
+    // born at 1 shows no increase.
+    this.pulls = new Counter({
+      name: 'capsa_image_pulls_total',
+      help: 'Image pulls finished, by result (success, failure)',
+      labelNames: ['result'],
+      registers: [this.registry],
+    });
+    this.pulls.inc({ result: 'success' }, 0);
+    this.pulls.inc({ result: 'failure' }, 0);
+    this.pullBytes = new Counter({
+      name: 'capsa_image_pull_bytes_total',
+      help: 'Bytes downloaded from registries by pulls (blobs already stored are not fetched again)',
+      registers: [this.registry],
+    });
+    this.pullDurations = new Histogram({
+      name: 'capsa_image_pull_duration_seconds',
+      help: 'Time a successful pull took, from the first request to the unpacked image',
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [this.registry],
+    });
+    this.oomKills = new Counter({
+      name: 'capsa_containers_oom_killed_total',
+      help: 'Containers that ended OOM-killed (seen by this daemon)',
+      registers: [this.registry],
+    });
     // prom-client calls collect() with the metric as `this`.
     const self = (): MetricsSource | undefined => this.source;
+    const imageFsGauge = (
+      name: string,
+      help: string,
+      pick: (f: { sizeBytes: number; availableBytes: number }) => number,
+    ): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        async collect(this: Gauge) {
+          const f = await self()?.imageFs?.();
+          if (f) this.set(pick(f));
+        },
+      });
+    };
+    imageFsGauge(
+      'capsa_imagefs_size_bytes',
+      'Size of the filesystem holding the image store (root)',
+      (f) => f.sizeBytes,
+    );
+    imageFsGauge(
+      'capsa_imagefs_available_bytes',
+      'Space left for unprivileged writers on the filesystem holding the image store',
+      (f) => f.availableBytes,
+    );
     new Gauge({
       name: 'capsa_pod_sandboxes',
       help: 'Pod sandboxes known to the runtime, by CRI state',
@@ -185,10 +246,33 @@ export class Metrics {
     this.source = source;
   }
 
+  /**
+   * Every method's OK counter exists from the start at 0: rate() and
+   * increase() see a method's first calls (a series born at 1 shows none).
+   */
+  knownMethods(methods: readonly string[]): void {
+    for (const method of methods) this.requests.inc({ method, code: 'OK' }, 0);
+  }
+
   /** Called by the RPC instrumentation once per answered call. */
   observeCall(method: string, code: string, seconds: number): void {
     this.requests.inc({ method, code });
     this.durations.observe({ method }, seconds);
+  }
+
+  /** A pull finished: its result and, when it succeeded, how long it took. */
+  observePull(result: 'success' | 'failure', seconds?: number): void {
+    this.pulls.inc({ result });
+    if (result === 'success' && seconds !== undefined) this.pullDurations.observe(seconds);
+  }
+
+  /** Bytes a pull downloaded since its last report. */
+  pulledBytes(n: number): void {
+    if (n > 0) this.pullBytes.inc(n);
+  }
+
+  containerOomKilled(): void {
+    this.oomKills.inc();
   }
 
   /** The exposition text of every series (collectors run now). */

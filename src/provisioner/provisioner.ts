@@ -11,6 +11,7 @@ import { LayerStore, cleanupLayerStore } from './layers';
 import { AuthConfig } from './store/auth';
 import { ImageRecord, RemoveResult } from './store/image-store';
 import { ImportProgress } from './store/import';
+import type { PullEvent } from './store/puller';
 import { Store, openStore } from './store';
 
 export interface ProvisionerOptions {
@@ -25,8 +26,12 @@ export interface FsUsage {
   inodes: number;
 }
 
+/** Told of a pull's start; gets its events and its end (observability/pulls.ts). */
+export type PullWatcher = (image: string) => { event(e: PullEvent): void; done(err?: unknown): void };
+
 export class Provisioner {
   private backendPromise?: Promise<Backend>;
+  private watcher?: PullWatcher;
 
   private constructor(
     private readonly config: Config,
@@ -81,7 +86,23 @@ export class Provisioner {
   }
 
   pull(image: string, auth?: AuthConfig, signal?: AbortSignal): Promise<ImageRecord> {
-    return this.store.pull(image, { auth, signal });
+    const watch = this.watcher?.(image);
+    if (!watch) return this.store.pull(image, { auth, signal });
+    return this.store.pull(image, { auth, signal, onEvent: (e) => watch.event(e) }).then(
+      (rec) => {
+        watch.done();
+        return rec;
+      },
+      (err: unknown) => {
+        watch.done(err);
+        throw err;
+      },
+    );
+  }
+
+  /** Every pull from now on reports to `w` (metrics, traces). */
+  watchPulls(w: PullWatcher): void {
+    this.watcher = w;
   }
 
   /** By id, id prefix, tag or digest reference; undefined when unknown. */

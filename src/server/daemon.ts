@@ -25,6 +25,7 @@ import { InstanceLock, acquireInstanceLock } from './instance-lock';
 import { MethodDef, ServiceHandlers, instrumentService } from './instrument';
 import { Metrics } from '../metrics/metrics';
 import { startMetricsServer } from '../metrics/server';
+import { imageFsOf, observeDaemon } from '../observability/daemon-hooks';
 import { Health } from '../observability/health';
 import { containerHandlers, containerStatsOf, startContainers } from './container-service';
 import { eventHandlers } from './events-service';
@@ -140,7 +141,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           startedAt: c.record.startedAt,
         })),
       usage: async (id) => containers.usage(containers.get(id)),
+      imageFs: () => imageFsOf(config.root),
     });
+    observeDaemon({ metrics, provisioner, containers });
     const observe = metrics.observeCall.bind(metrics);
     server.addService(
       RuntimeServiceService,

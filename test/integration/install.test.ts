@@ -69,6 +69,9 @@ describe('make install / make uninstall', () => {
       expect(lstatSync(path.join(lib, f)).mode & 0o777).toBe(0o755);
     }
     expect(existsSync(path.join(lib, 'native/build/Release/capsa_native.node'))).toBe(true);
+    expect(readFileSync(path.join(prefix, 'share/doc/capsa/prometheus/capsa-rules.yml'), 'utf8')).toBe(
+      readFileSync(path.join(TOP, 'packaging/prometheus/capsa-rules.yml'), 'utf8'),
+    );
     expect(existsSync(path.join(lib, 'node_modules/@grpc/grpc-js/package.json'))).toBe(true);
     // Production dependencies only, compiled sources only.
     expect(existsSync(path.join(lib, 'node_modules/typescript'))).toBe(false);

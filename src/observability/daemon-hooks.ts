@@ -1,0 +1,29 @@
+// The observability hooks of a running daemon, in one call from
+// server/daemon.ts: every CRI method's call counter at 0, pull metrics from
+// the provisioner's pull watcher, OOM kills from the containerizer's events,
+// the image filesystem's size.
+import { promises as fs } from 'fs';
+import type { Containers } from '../containerizer/containers';
+import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
+import type { Metrics } from '../metrics/metrics';
+import type { Provisioner } from '../provisioner/provisioner';
+import { pullMetrics } from './pulls';
+
+export function observeDaemon(opts: { metrics: Metrics; provisioner: Provisioner; containers: Containers }): void {
+  const { metrics, provisioner, containers } = opts;
+  const methods = [...Object.values(RuntimeServiceService), ...Object.values(ImageServiceService)].map((m) =>
+    m.path.slice(m.path.lastIndexOf('/') + 1),
+  );
+  metrics.knownMethods(methods);
+  provisioner.watchPulls(pullMetrics(metrics));
+  containers.events.subscribe((e) => {
+    if (e.kind !== 'stopped') return;
+    if (containers.find(e.containerId)?.record.reason === 'OOMKilled') metrics.containerOomKilled();
+  });
+}
+
+/** statfs of the filesystem holding `dir` (the image store's root). */
+export async function imageFsOf(dir: string): Promise<{ sizeBytes: number; availableBytes: number }> {
+  const st = await fs.statfs(dir);
+  return { sizeBytes: st.blocks * st.bsize, availableBytes: st.bavail * st.bsize };
+}
