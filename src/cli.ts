@@ -61,6 +61,22 @@ async function serve(args: string[]): Promise<number> {
     { pid: process.pid, configFile: file ?? '(built-in defaults)', cgroupDriver: config.cgroup_driver },
     'starting capsa',
   );
+  // Signals are ours from the start: with the default action a SIGTERM just
+  // after 'capsa is serving' (before handlers) killed the daemon outright.
+  // One during start-up stops it as soon as it serves; a second one exits now.
+  let requested: NodeJS.Signals | undefined;
+  let stop: ((sig: NodeJS.Signals) => void) | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stop) return stop(sig);
+    if (requested) {
+      log.warn({ signal: sig }, 'second signal during start-up: exiting now');
+      process.exit(1);
+    }
+    requested = sig;
+    log.info({ signal: sig }, 'signal received during start-up: stopping once started');
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   let daemon;
   try {
     daemon = await startDaemon(config, log);
@@ -73,7 +89,7 @@ async function serve(args: string[]): Promise<number> {
   const d = daemon;
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const onSignal = (sig: NodeJS.Signals): void => {
+    stop = (sig: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal: sig }, 'signal received');
@@ -85,8 +101,7 @@ async function serve(args: string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    if (requested) stop(requested);
   });
 }
 

@@ -163,3 +163,34 @@ test('/healthz: 503 during recovery, 200 serving, 503 without the socket, 503 wh
   expect(await waitForExit(d.proc, 30_000)).toBe(0);
   expect(d.output()).not.toMatch(/in-flight calls did not finish/);
 }, 120_000);
+
+test('a SIGTERM during recovery stops the daemon once it serves, cleanly', async () => {
+  const dir2 = mkdtempSync(path.join(os.tmpdir(), 'capsa-healthz-term-'));
+  const cp = path.join(dir2, 'root', 'sandboxes', 'b'.repeat(64));
+  await fs.mkdir(cp, { recursive: true });
+  const fifo2 = path.join(cp, 'checkpoint.json');
+  execFileSync('mkfifo', [fifo2]);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}/healthz`;
+  const p = startDaemon({ dir: dir2, args: ['--metrics-address', `127.0.0.1:${port}`] });
+  p.catch(() => undefined);
+  let d2: TestDaemon | undefined;
+  try {
+    await waitFor('recovery', async () => (await get(url).catch(() => ({ body: '' }))).body.includes('recovering'));
+    // The daemon's pid, from its lock file (written before the metrics listener starts).
+    const pid = Number((await fs.readFile(path.join(dir2, 'root', 'capsa.lock'), 'utf8')).trim());
+    process.kill(pid, 'SIGTERM');
+    // Still recovering: the signal waits for the start to finish.
+    expect(await get(url)).toEqual({ status: 503, body: 'starting: recovering pod sandboxes\n' });
+    const fh = await fs.open(fifo2, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    await fh.writeFile('{}');
+    await fh.close();
+    d2 = await p;
+    expect(await waitForExit(d2.proc)).toBe(0);
+    expect(d2.output()).toMatch(/signal received during start-up: stopping once started/);
+    expect(d2.output()).toMatch(/"msg":"stopped"/);
+  } finally {
+    await d2?.cleanup();
+    await fs.rm(dir2, { recursive: true, force: true });
+  }
+}, 60_000);
