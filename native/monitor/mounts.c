@@ -261,6 +261,23 @@ static int do_fs_mount(const struct mount_spec *m)
 	return 0;
 }
 
+/* Read-only through every mount below dest as well (kernel >= 5.12): a
+ * remount only makes the top one read-only. */
+static int set_recursive_readonly(const char *dest)
+{
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+	char target[64];
+	int fd, rc;
+
+	if (target_of(dest, &fd, target) < 0)
+		return -1;
+	rc = (int)syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr));
+	if (rc < 0)
+		err_sys("mount: recursive read-only (mount_setattr)", dest);
+	close(fd);
+	return rc;
+}
+
 static int apply_mount(const struct mount_spec *m)
 {
 	if (m->type && strcmp(m->type, "cgroup") == 0)
@@ -272,7 +289,9 @@ static int apply_mount(const struct mount_spec *m)
 	} else if (do_fs_mount(m) < 0) {
 		return -1;
 	}
-	return set_propagation(m->dest, m->prop);
+	if (set_propagation(m->dest, m->prop) < 0)
+		return -1;
+	return m->rro ? set_recursive_readonly(m->dest) : 0;
 }
 
 /* ---- /dev ---- */

@@ -297,6 +297,14 @@ static int parse_mount(struct mount_spec *m, const struct jval *v)
 		int i;
 		if (json_str(c, "mounts[].options[]", &o) < 0)
 			return -1;
+		if (strcmp(o, "rro") == 0) {
+			/* OCI's recursive read-only: "ro" on the mount and
+			 * MOUNT_ATTR_RDONLY on every mount below it */
+			m->rro = 1;
+			m->flags |= MS_RDONLY;
+			m->clear &= ~(unsigned long)MS_RDONLY;
+			continue;
+		}
 		i = mount_opt(o);
 		if (i < 0) {
 			if (add_data(m, o) < 0)
@@ -314,6 +322,8 @@ static int parse_mount(struct mount_spec *m, const struct jval *v)
 		m->bind = 1;
 	if (m->bind && (!m->source || m->source[0] != '/'))
 		return err_msg("spec: mounts[%s]: bind source must be an absolute path", m->dest);
+	if (m->rro && !m->bind)
+		return err_msg("spec: mounts[%s]: rro is for bind mounts", m->dest);
 	if (!m->bind && !m->type)
 		return err_msg("spec: mounts[%s]: type is required", m->dest);
 	return 0;

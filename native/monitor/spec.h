@@ -43,6 +43,7 @@ struct mount_spec {
 	unsigned long clear;  /* MS_* cleared by options (rw, suid, ...) */
 	unsigned long prop;   /* MS_SHARED/SLAVE/PRIVATE/UNBINDABLE [|MS_REC] */
 	int bind;             /* bind or rbind */
+	int rro;              /* "rro": read-only through every submount too (mount_setattr) */
 	char *data;           /* options passed to the filesystem */
 };
 

@@ -16,6 +16,7 @@ import {
   VersionResponse,
   type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
+import { kernelHasMountSetattr } from '../cri/container-spec/host-io';
 import { networkReadiness } from '../network/cni-status';
 import { RuntimeState, saveRuntimeState } from '../network/runtime-state';
 import type { ServiceHandlers } from './instrument';
@@ -30,6 +31,7 @@ export interface RuntimeServiceDeps {
 }
 
 export function runtimeHandlers(deps: RuntimeServiceDeps): ServiceHandlers<RuntimeServiceServer> {
+  const rro = kernelHasMountSetattr();
   const version = async (_req: VersionRequest): Promise<VersionResponse> => ({
     version: '0.1.0',
     runtimeName: RUNTIME_NAME,
@@ -53,10 +55,12 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): ServiceHandlers<Runti
       info,
       // kubelet copies these into the Node's status.runtimeHandlers and
       // rejects a pod asking for recursive read-only mounts or a user
-      // namespace on a handler that lacks them: capsa has neither yet.
+      // namespace on a handler that lacks them. Recursive read-only binds
+      // need mount_setattr (the same test the container spec builder makes);
+      // user namespaces capsa does not do yet.
       runtimeHandlers: ['', ...deps.config.runtime_handlers].map((name) => ({
         name,
-        features: { recursiveReadOnlyMounts: false, userNamespaces: false },
+        features: { recursiveReadOnlyMounts: rro, userNamespaces: false },
       })),
       // SupplementalGroupsPolicy (Strict leaves out the image's /etc/group) and
       // ContainerStatus.user are served; kubelet and critest only use them when this says so.

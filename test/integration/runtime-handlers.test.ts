@@ -6,6 +6,7 @@
 // to have.
 import * as grpc from '@grpc/grpc-js';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
+import { kernelHasMountSetattr } from '../../src/cri/container-spec/host-io';
 import { PodSandboxState } from '../../src/gen/runtime/v1/api';
 import { TestDaemon, call, expectRpcError, startDaemon } from '../helpers/daemon';
 import { rmCgroupTree } from '../helpers/cgroups';
@@ -38,12 +39,13 @@ describe('runtime handlers', () => {
     await d.cleanup();
   });
 
-  test('Status lists the default handler and the configured ones, without features capsa lacks', async () => {
+  test('Status lists the default handler and the configured ones, with what this host can do', async () => {
     const r = await call<{ runtimeHandlers: HandlerReply[] }>(d.runtime, 'status', {});
     expect(r.runtimeHandlers).toEqual(
       ['', 'test-handler', 'runc'].map((name) => ({
         name,
-        features: { recursiveReadOnlyMounts: false, userNamespaces: false },
+        // recursive read-only binds need mount_setattr; no user namespaces yet
+        features: { recursiveReadOnlyMounts: kernelHasMountSetattr(), userNamespaces: false },
       })),
     );
   });

@@ -9,6 +9,7 @@ import {
   type MountsInput,
 } from '../../src/cri/container-spec/mounts';
 import type { MountSpec } from '../../src/cri/container-spec/types';
+import { kernelHasMountSetattr } from '../../src/cri/container-spec/host-io';
 import { fieldOfAsync as fieldOf } from '../helpers/invalid';
 
 const existing = new Set(['/host/data', '/host/cfg', '/host/dev', '/var/lib/kubelet/x', '/host/sys']);
@@ -201,8 +202,29 @@ describe('buildMounts', () => {
       `${F}.propagation`,
     ],
     [
-      'recursive read-only (unsupported)',
+      'recursive read-only on a kernel without mount_setattr',
       { mounts: [ok, m({ containerPath: '/x', readonly: true, recursiveReadOnly: true })] },
+      `${F}.recursive_read_only`,
+    ],
+    [
+      'recursive read-only without readonly',
+      { recursiveReadOnly: true, mounts: [ok, m({ containerPath: '/x', recursiveReadOnly: true })] },
+      `${F}.recursive_read_only`,
+    ],
+    [
+      'recursive read-only with propagation',
+      {
+        recursiveReadOnly: true,
+        mounts: [
+          ok,
+          m({
+            containerPath: '/x',
+            readonly: true,
+            recursiveReadOnly: true,
+            propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER,
+          }),
+        ],
+      },
       `${F}.recursive_read_only`,
     ],
     [
@@ -242,6 +264,20 @@ describe('buildMounts', () => {
     await expect(buildMounts({ ...base, mounts: [m({ containerPath: '/x', hostPath: '/nope/y' })] })).rejects.toThrow(
       /"\/nope\/y" does not exist/,
     );
+  });
+
+  test('recursive read-only: "ro" and "rro" on a private bind, where the kernel has mount_setattr', async () => {
+    const r = await buildMounts({
+      ...base,
+      recursiveReadOnly: true,
+      mounts: [m({ containerPath: '/x', readonly: true, recursiveReadOnly: true })],
+    });
+    expect(byDest(r.mounts, '/x')?.options).toEqual(['rbind', 'rprivate', 'ro', 'rro']);
+  });
+
+  test('kernelHasMountSetattr: 5.12 and newer', () => {
+    expect(['5.11.0', '4.19.0-25-amd64', 'x'].map((v) => kernelHasMountSetattr(v))).toEqual([false, false, false]);
+    expect(['5.12.0', '6.1.0-18-amd64', '6.18.44-fc'].map((v) => kernelHasMountSetattr(v))).toEqual([true, true, true]);
   });
 
   test('allowed extra mount options are appended', async () => {

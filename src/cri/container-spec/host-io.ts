@@ -3,6 +3,7 @@
 // host; the daemon wires these in.
 
 import { promises as fs } from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import type { HostDevice, SpecIo } from './types';
 import type { Rlimit } from './linux';
@@ -134,11 +135,23 @@ export async function isProcfs(hostPath: string): Promise<boolean> {
   }
 }
 
+/**
+ * Whether this kernel has mount_setattr(2) (5.12), which recursive read-only
+ * binds need (MOUNT_ATTR_RDONLY with AT_RECURSIVE), as containerd decides.
+ */
+export function kernelHasMountSetattr(release: string = os.release()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 5 || (major === 5 && minor >= 12);
+}
+
 /** The host side of SpecIo; the caller adds targetPidNsPath (it knows the pod's containers). */
 export function hostSpecIo(targetPidNsPath?: (containerId: string) => string | undefined): SpecIo {
   return {
     pathExists,
     isProcfs,
+    recursiveReadOnly: kernelHasMountSetattr(),
     statDevice: statHostDevice,
     listHostDevices: () => listHostDevices(),
     targetPidNsPath,

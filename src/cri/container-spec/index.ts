@@ -167,6 +167,7 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     readonlyPaths: sc?.readonlyPaths ?? [],
     pathExists: (p) => input.io.pathExists(p),
     isProcfs: input.io.isProcfs ? (p) => input.io.isProcfs!(p) : undefined,
+    recursiveReadOnly: input.io.recursiveReadOnly ?? false,
   });
   warnings.push(...mounts.warnings);
   const devices = await buildDevices({

@@ -104,6 +104,8 @@ export interface MountsInput {
   pathExists: (hostPath: string) => Promise<boolean>;
   /** Whether a host path is on a procfs (a CRI mount of /proc needs one); absent: never. */
   isProcfs?: (hostPath: string) => Promise<boolean>;
+  /** Whether recursive read-only binds work here (SpecIo.recursiveReadOnly). */
+  recursiveReadOnly?: boolean;
 }
 
 export interface ImageVolume {
@@ -239,6 +241,7 @@ export async function criMounts(
   mounts: readonly Mount[],
   pathExists: (hostPath: string) => Promise<boolean>,
   isProcfs?: (hostPath: string) => Promise<boolean>,
+  recursiveReadOnly = false,
 ): Promise<MountSpec[]> {
   const out: MountSpec[] = [];
   const seen = new Set<string>();
@@ -274,9 +277,17 @@ export async function criMounts(
       throw new InvalidArgumentError(`${f}.propagation`, `unknown propagation ${String(m.propagation)}`);
     }
     if (m.recursiveReadOnly) {
-      // The monitor has no recursive read-only bind (mount_setattr) yet, and
-      // capsa does not advertise the feature, so kubelet should not ask.
-      throw new InvalidArgumentError(`${f}.recursive_read_only`, 'recursive read-only mounts are not supported');
+      // kubelet asks only when Status says this handler can (the same
+      // kernel test): read-only through every submount of the host path,
+      // which a bind's propagation could not keep so, hence private only.
+      const rro = `${f}.recursive_read_only`;
+      if (!recursiveReadOnly) {
+        throw new InvalidArgumentError(rro, 'needs mount_setattr (kernel 5.12 or newer), which this kernel lacks');
+      }
+      if (!m.readonly) throw new InvalidArgumentError(rro, 'needs readonly');
+      if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
+        throw new InvalidArgumentError(rro, 'needs propagation PROPAGATION_PRIVATE');
+      }
     }
     const extra = m.mountOptions.map((o, j) => {
       if (!ALLOWED_MOUNT_OPTIONS.has(o)) {
@@ -293,7 +304,8 @@ export async function criMounts(
         `"${m.hostPath}" is not a procfs: only a procfs may cover /proc`,
       );
     }
-    const options = ['rbind', propagation, m.readonly ? 'ro' : 'rw'];
+    // "rro": the monitor adds MOUNT_ATTR_RDONLY recursively after the bind
+    const options = ['rbind', propagation, m.readonly ? 'ro' : 'rw', ...(m.recursiveReadOnly ? ['rro'] : [])];
     out.push({ destination: dest, type: 'bind', source: m.hostPath, options: [...options, ...extra] });
   }
   return out;
@@ -347,7 +359,7 @@ export function sortMounts(mounts: readonly MountSpec[]): MountSpec[] {
 
 export async function buildMounts(input: MountsInput): Promise<MountsResult> {
   const warnings: string[] = [];
-  const cri = await criMounts(input.mounts, input.pathExists, input.isProcfs);
+  const cri = await criMounts(input.mounts, input.pathExists, input.isProcfs, input.recursiveReadOnly);
   const criDests = new Set(cri.map((m) => m.destination));
   const devReplaced = criDests.has('/dev');
   const cgroup = cgroupMounts(input.cgroupBinds, input.privileged);

@@ -162,6 +162,8 @@ export interface SpecIo {
   pathExists(hostPath: string): Promise<boolean>;
   /** Whether a host path is on a procfs (only one may cover /proc); absent: never. */
   isProcfs?(hostPath: string): Promise<boolean>;
+  /** Whether the kernel makes binds read-only recursively (mount_setattr); absent: no. */
+  recursiveReadOnly?: boolean;
   /** The device node at a host path, or undefined when it is not a char/block device. */
   statDevice(hostPath: string): Promise<HostDevice | undefined>;
   /** Every device node under the host's /dev (privileged containers); omit to give them none. */
