@@ -26,6 +26,7 @@ export interface Config {
   cni_bin_dirs: string[];
   streaming_address: string;
   metrics_address: string;
+  tracing_endpoint: string;
   credentials_file: string;
   pull_stall_timeout: number;
   shutdown_timeout: number;
@@ -91,6 +92,12 @@ export const KEYS: readonly KeyDef[] = [
     kind: 'address',
     default: () => '127.0.0.1:9095',
     help: 'Prometheus metrics endpoint; empty disables it',
+  },
+  {
+    key: 'tracing_endpoint',
+    kind: 'string',
+    default: () => '',
+    help: 'OpenTelemetry traces over OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318/v1/traces); empty: tracing off',
   },
   {
     key: 'credentials_file',

@@ -15,6 +15,7 @@
 // transient flags, so a restarted daemon computes the same answer.
 import { CapsaError, ErrorContext, FailedPreconditionError, UnavailableError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
+import { spanEvent, withSpan } from '../observability/tracing';
 import { raceAbort, withTimeout } from '../util/timeout';
 
 export type LifecycleState =
@@ -120,6 +121,7 @@ export function transition(obj: Lifecycle, to: LifecycleState, log: Logger, why?
   }
   obj.state = to;
   log.info({ [obj.kind === 'sandbox' ? 'sandboxId' : 'containerId']: obj.id, from, to, why }, 'transition');
+  spanEvent('transition', { [`capsa.${obj.kind}_id`]: obj.id, from, to, ...(why ? { why } : {}) });
 }
 
 export interface StageOptions<T> {
@@ -155,7 +157,8 @@ export async function runStage<T>(
     return await withTimeout(
       `${obj.kind} ${stage.toLowerCase()}`,
       opts.timeoutMs,
-      (signal) => (work = opts.run(signal)),
+      (signal) =>
+        (work = withSpan(`${obj.kind} ${stage}`, { [`capsa.${obj.kind}_id`]: obj.id }, () => opts.run(signal))),
       ctx,
       opts.parent,
     );

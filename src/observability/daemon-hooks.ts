@@ -7,7 +7,8 @@ import type { Containers } from '../containerizer/containers';
 import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import type { Metrics } from '../metrics/metrics';
 import type { Provisioner } from '../provisioner/provisioner';
-import { pullMetrics } from './pulls';
+import { allOf, pullMetrics, pullSpans } from './pulls';
+import { tracingEnabled } from './tracing';
 
 export function observeDaemon(opts: { metrics: Metrics; provisioner: Provisioner; containers: Containers }): void {
   const { metrics, provisioner, containers } = opts;
@@ -15,7 +16,7 @@ export function observeDaemon(opts: { metrics: Metrics; provisioner: Provisioner
     m.path.slice(m.path.lastIndexOf('/') + 1),
   );
   metrics.knownMethods(methods);
-  provisioner.watchPulls(pullMetrics(metrics));
+  provisioner.watchPulls(tracingEnabled() ? allOf(pullMetrics(metrics), pullSpans()) : pullMetrics(metrics));
   containers.events.subscribe((e) => {
     if (e.kind !== 'stopped') return;
     if (containers.find(e.containerId)?.record.reason === 'OOMKilled') metrics.containerOomKilled();

@@ -10,6 +10,7 @@ import type { Config } from '../config/schema';
 import type { Container } from '../containerizer/container';
 import { Containers } from '../containerizer/containers';
 import { MonitorLauncher } from '../containerizer/launcher/monitor-launcher';
+import { traceLauncher } from '../observability/launcher-tracing';
 import type { Sandboxes } from '../containerizer/sandboxes';
 import { nowNs } from '../containerizer/state';
 import { ALL_CAPABILITIES, readCapLastCap, readDaemonNofile, readDaemonOomScoreAdj } from '../cri/container-spec';
@@ -142,7 +143,7 @@ export async function startContainers(
     log: clog,
     sandboxes,
     provisioner,
-    launcher: new MonitorLauncher({ log: clog }),
+    launcher: traceLauncher(new MonitorLauncher({ log: clog })),
     backendStateDir: path.join(config.root, 'rootfs'),
   });
   sandboxes.setContainerHooks(containers.hooks());

@@ -27,6 +27,8 @@ import { Metrics } from '../metrics/metrics';
 import { startMetricsServer } from '../metrics/server';
 import { imageFsOf, observeDaemon } from '../observability/daemon-hooks';
 import { Health } from '../observability/health';
+import { startTracing } from '../observability/tracing';
+import { runtimeVersion } from './runtime-info';
 import { containerHandlers, containerStatsOf, startContainers } from './container-service';
 import { eventHandlers } from './events-service';
 import { metricsHandlers } from './metrics-service';
@@ -57,6 +59,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     // A live daemon's socket is refused first (the clearest message), then the
     // metrics listener starts: its /healthz tells what the rest of start-up is doing.
     await prepareSocketPath(config.socket);
+    // First in, last out: spans of the whole start and shutdown are exported.
+    const tracing = startTracing({
+      endpoint: config.tracing_endpoint,
+      version: runtimeVersion(),
+      log: log.child({ component: 'tracing' }),
+    });
+    closers.push(() => tracing.close());
     const health = new Health();
     const metrics = new Metrics();
     if (config.metrics_address !== '') {

@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { CapsaError, ErrorKind, asCapsaError, describeContext } from '../errors';
 import type { Logger } from '../log';
+import { traceCall, tracingEnabled } from '../observability/tracing';
 import { inFlightCalls } from './in-flight';
 
 export interface CallContext {
@@ -153,6 +154,21 @@ function callContext(
   };
 }
 
+/** The handler inside the call's own trace (observability/tracing.ts); a plain call when tracing is off. */
+function traced<T>(method: string, req: unknown, fn: () => Promise<T>): Promise<T> {
+  if (!tracingEnabled()) return fn();
+  const service = IMAGE_METHODS.has(method) ? 'runtime.v1.ImageService' : 'runtime.v1.RuntimeService';
+  return traceCall(
+    service,
+    method,
+    () => requestIds(req),
+    fn,
+    (e) => CODES[asCapsaError(e).kind],
+  );
+}
+
+const IMAGE_METHODS = new Set(['PullImage', 'ImageStatus', 'ListImages', 'RemoveImage', 'ImageFsInfo']);
+
 function logResult(
   log: Logger,
   observe: CallObserver | undefined,
@@ -183,7 +199,9 @@ function unaryImpl(
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const { ctx, done } = callContext(call, method, log);
-    const run = handler ? handler(call.request, ctx) : Promise.reject(unimplemented(method));
+    const run = handler
+      ? traced(method, call.request, () => handler(call.request, ctx))
+      : Promise.reject(unimplemented(method));
     run.then(
       (res) => {
         done();
@@ -211,7 +229,9 @@ function streamingImpl(
     const { ctx, done } = callContext(call, method, log);
     const send = (msg: unknown): boolean => (call.cancelled ? false : call.write(msg));
     ctx.drained = () => new Promise<void>((resolve) => call.once('drain', () => resolve()));
-    const run = handler ? handler(call.request, send, ctx) : Promise.reject(unimplemented(method));
+    const run = handler
+      ? traced(method, call.request, () => handler(call.request, send, ctx))
+      : Promise.reject(unimplemented(method));
     run.then(
       () => {
         done();

@@ -6,6 +6,7 @@
 import { spawn } from 'child_process';
 import { CapsaError, ErrorContext, InternalError } from '../../errors';
 import type { Logger } from '../../log';
+import { withSpan } from '../../observability/tracing';
 import { withTimeout } from '../../util/timeout';
 import { NetworkConfigList, PluginConf, findPlugin } from './config';
 import { versionAtLeast } from './result';
@@ -195,7 +196,13 @@ export async function execPlugin(
     const outcome = await withTimeout(
       `CNI plugin ${plugin} ${command}`,
       opts.timeoutMs,
-      (signal) => run(pluginPath, pluginEnv(command, attachment), JSON.stringify(stdin), signal),
+      (signal) =>
+        withSpan(
+          `cni ${plugin} ${command}`,
+          { 'cni.plugin': plugin, 'cni.command': command },
+          () => run(pluginPath, pluginEnv(command, attachment), JSON.stringify(stdin), signal),
+          (span, o) => span.setAttribute('cni.exit_code', o.code ?? -1),
+        ),
       { stage: 'network', ...opts.context },
       opts.signal,
     ).catch((err: unknown) => {
