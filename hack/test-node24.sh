@@ -49,9 +49,10 @@ case "${1:-}" in
   "")
     # Unit tests, and the daemon through its socket: every RPC, config,
     # socket handling, shutdown; a pod's lifecycle and its log lines;
-    # /healthz through recovery and shutdown.
+    # /healthz through recovery and shutdown; a pod and a container with
+    # tracing on (the OpenTelemetry SDK on Node 24).
     args=(dist/test/unit dist/test/integration/daemon.test.js dist/test/integration/logs.test.js
-      dist/test/integration/healthz.test.js)
+      dist/test/integration/healthz.test.js dist/test/integration/tracing.test.js)
     ;;
   *) echo "usage: $0 [--all | -- JEST_ARGS]" >&2; exit 2 ;;
 esac
