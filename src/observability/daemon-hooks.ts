@@ -4,18 +4,20 @@
 // the image filesystem's size.
 import { promises as fs } from 'fs';
 import type { Containers } from '../containerizer/containers';
-import { ImageServiceService, RuntimeServiceService } from '../gen/runtime/v1/api';
 import type { Metrics } from '../metrics/metrics';
 import type { Provisioner } from '../provisioner/provisioner';
 import { allOf, pullMetrics, pullSpans } from './pulls';
 import { tracingEnabled } from './tracing';
 
-export function observeDaemon(opts: { metrics: Metrics; provisioner: Provisioner; containers: Containers }): void {
+export function observeDaemon(opts: {
+  metrics: Metrics;
+  provisioner: Provisioner;
+  containers: Containers;
+  /** Every CRI method's name (the server knows them). */
+  methods: readonly string[];
+}): void {
   const { metrics, provisioner, containers } = opts;
-  const methods = [...Object.values(RuntimeServiceService), ...Object.values(ImageServiceService)].map((m) =>
-    m.path.slice(m.path.lastIndexOf('/') + 1),
-  );
-  metrics.knownMethods(methods);
+  metrics.knownMethods(opts.methods);
   provisioner.watchPulls(tracingEnabled() ? allOf(pullMetrics(metrics), pullSpans()) : pullMetrics(metrics));
   containers.events.subscribe((e) => {
     if (e.kind !== 'stopped') return;

@@ -152,7 +152,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       usage: async (id) => containers.usage(containers.get(id)),
       imageFs: () => imageFsOf(config.root),
     });
-    observeDaemon({ metrics, provisioner, containers });
+    const methods = [RuntimeServiceService, ImageServiceService].flatMap((s) =>
+      Object.values(s).map((m) => m.path.slice(m.path.lastIndexOf('/') + 1)),
+    );
+    observeDaemon({ metrics, provisioner, containers, methods });
     const observe = metrics.observeCall.bind(metrics);
     server.addService(
       RuntimeServiceService,
