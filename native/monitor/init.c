@@ -21,7 +21,10 @@
 static void die(struct init_args *a) __attribute__((noreturn));
 static void die(struct init_args *a)
 {
-	(void)chan_send(a->sock, 'E', g_err, -1);
+	char rec[REC_MAX];
+
+	err_json(rec, sizeof(rec));
+	(void)chan_send(a->sock, 'E', rec, -1);
 	_exit(1);
 }
 

@@ -40,12 +40,18 @@ static int usage(void)
 
 /* ---- run ---- */
 
-static void early_failure(const char *msg)
+/* The start failed before a monitor ran: start-error holds the last error's
+ * record (one JSON line), stderr its message. */
+static void early_failure(void)
 {
-	char line[ERR_MAX + 2];
-	size_t len = (size_t)snprintf(line, sizeof(line), "%s\n", msg);
+	char msg[ERR_MAX], rec[REC_MAX + 1];
+	size_t len;
 
-	(void)write_file_atomic("start-error", line, len, 0644);
+	snprintf(msg, sizeof(msg), "%s", g_err);
+	err_json(rec, sizeof(rec) - 1);
+	len = strlen(rec);
+	rec[len] = '\n';
+	(void)write_file_atomic("start-error", rec, len + 1, 0644);
 	fprintf(stderr, "capsa-monitor: %s\n", msg);
 }
 
@@ -120,12 +126,12 @@ static int cmd_run(int argc, char **argv)
 	}
 	unlink("start-error");
 	if (spec_load(&s, "spec.json") < 0) {
-		early_failure(g_err);
+		early_failure();
 		return 1;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0 || (m1 = fork()) < 0) {
 		err_sys("fork", NULL);
-		early_failure(g_err);
+		early_failure();
 		return 1;
 	}
 	if (m1 > 0) {
@@ -139,7 +145,7 @@ static int cmd_run(int argc, char **argv)
 	if (m1 != 0)
 		_exit(m1 < 0 ? 1 : 0);
 	if (detached_stdio() < 0) {
-		early_failure(g_err);
+		early_failure();
 		_exit(1);
 	}
 	_exit(monitor_run(&s, wait_start, p[1]));
@@ -163,8 +169,15 @@ static int verdict(void)
 	if (access("started.json", F_OK) == 0 && print_file("started.json", stdout) == 0)
 		return 0;
 	if (access("start-error", F_OK) == 0) {
-		fputs("capsa-monitor: ", stderr);
-		return print_file("start-error", stderr) == 0 ? 1 : 1;
+		char *t = read_file("start-error", REC_MAX + 1, NULL);
+
+		if (!t)
+			err_msg("start failed");
+		else
+			err_load_json(t);
+		free(t);
+		fprintf(stderr, "capsa-monitor: %s\n", g_err);
+		return 1;
 	}
 	return -1;
 }

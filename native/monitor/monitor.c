@@ -101,19 +101,20 @@ static void kill_init(struct mon *m)
 	m->reaped = 1;
 }
 
-/* Fails the start: start-error file, readiness error, cleanup. */
-static int start_failed(struct mon *m, const char *reason)
+/* Fails the start with the last error: start-error (its record, one JSON
+ * line), the readiness error (its message), cleanup. */
+static int start_failed(struct mon *m)
 {
-	char msg[ERR_MAX];
+	char msg[ERR_MAX], rec[REC_MAX + 1];
 	size_t len;
 
-	snprintf(msg, sizeof(msg), "%s", reason);
+	snprintf(msg, sizeof(msg), "%s", g_err);
+	err_json(rec, sizeof(rec) - 1);
 	logf_("start failed: %s", msg);
-	len = strlen(msg);
-	msg[len] = '\n';
-	if (write_file_atomic("start-error", msg, len + 1, 0644) < 0)
+	len = strlen(rec);
+	rec[len] = '\n';
+	if (write_file_atomic("start-error", rec, len + 1, 0644) < 0)
 		logf_("%s", g_err);
-	msg[len] = '\0';
 	notify(m, msg);
 	kill_init(m);
 	if (!m->own_pidns && m->s->kill_on_exit)
@@ -327,7 +328,7 @@ static int isolate(struct mon *m, const struct init_args *a)
 static int await_ready(struct mon *m)
 {
 	for (;;) {
-		char type, text[ERR_MAX];
+		char type, text[REC_MAX];
 		int fd, r = chan_recv(m->sock, &type, text, sizeof(text), &fd);
 		if (r < 0)
 			return -1;
@@ -345,8 +346,10 @@ static int await_ready(struct mon *m)
 		}
 		if (type == 'R')
 			return 0;
-		if (type == 'E')
-			return err_msg("%s", text);
+		if (type == 'E') {
+			err_load_json(text);
+			return -1;
+		}
 		return err_msg("sync: unexpected message '%c'", type);
 	}
 }
@@ -369,7 +372,7 @@ static void mark_started(struct mon *m)
 /* Exec result on the sync socket: EOF = execve succeeded. */
 static int on_sync(struct mon *m)
 {
-	char type, text[ERR_MAX];
+	char type, text[REC_MAX];
 	int r = chan_recv(m->sock, &type, text, sizeof(text), NULL);
 
 	if (m->phase != PH_EXECING) {
@@ -380,8 +383,10 @@ static int on_sync(struct mon *m)
 		}
 		return 0;
 	}
-	if (r == 1 && type == 'E')
-		return start_failed(m, text);
+	if (r == 1 && type == 'E') {
+		err_load_json(text);
+		return start_failed(m);
+	}
 	close(m->sock);
 	m->sock = -1;
 	mark_started(m);
@@ -778,7 +783,7 @@ int monitor_run(struct spec *s, int wait_start, int ready_fd)
 	m.oom_before = m.oom_seen = m.oom_inv_before = -1;
 	m.oom_fd = -1;
 	if (prepare(&m, &a) < 0 || spawn_init(&m, &a) < 0 || isolate(&m, &a) < 0 || await_ready(&m) < 0)
-		return start_failed(&m, g_err);
+		return start_failed(&m);
 	if (wait_start) {
 		m.phase = PH_WAIT_START;
 		notify(&m, NULL);
@@ -786,7 +791,7 @@ int monitor_run(struct spec *s, int wait_start, int ready_fd)
 	} else {
 		m.phase = PH_EXECING;
 		if (chan_send(m.sock, 'X', NULL, -1) < 0)
-			return start_failed(&m, g_err);
+			return start_failed(&m);
 	}
 	return loop(&m);
 }

@@ -217,7 +217,7 @@ static int do_bind(const char *src, const char *dest, unsigned long flags, unsig
 	if (stat(src, &st) < 0) {
 		char what[PATH_MAX + 32];
 		snprintf(what, sizeof(what), "mount %s: source", dest);
-		return err_sys(what, src);
+		return err_sys_as(what, "source", src);
 	}
 	if (ensure_path(dest, S_ISDIR(st.st_mode)) < 0 || target_of(dest, &fd, target) < 0)
 		return -1;
@@ -230,7 +230,7 @@ static int do_bind(const char *src, const char *dest, unsigned long flags, unsig
 	if (rc < 0) {
 		char what[PATH_MAX + 32];
 		snprintf(what, sizeof(what), "mount %s: bind", dest);
-		return err_sys(what, src);
+		return err_sys_as(what, "bind", src);
 	}
 	flags &= ~(unsigned long)(MS_BIND | MS_REC);
 	if (flags && remount_bind(dest, flags, clear) < 0)
@@ -256,7 +256,7 @@ static int do_fs_mount(const struct mount_spec *m)
 	if (rc < 0) {
 		char what[PATH_MAX + 32];
 		snprintf(what, sizeof(what), "mount %s (%s)", m->dest, m->type);
-		return err_sys(what, m->source);
+		return err_sys_as(what, "mount", m->source);
 	}
 	return 0;
 }
@@ -448,9 +448,16 @@ int mounts_setup(const struct spec *s)
 
 	if (prepare_root(s, root) < 0)
 		return -1;
-	for (i = 0; i < s->nmounts; i++)
-		if (apply_mount(&s->mounts[i]) < 0)
+	for (i = 0; i < s->nmounts; i++) {
+		int rc;
+
+		/* Errors name the mount: the daemon maps them to the request's field. */
+		err_set_mount(s->mounts[i].dest);
+		rc = apply_mount(&s->mounts[i]);
+		err_set_mount(NULL);
+		if (rc < 0)
 			return -1;
+	}
 	if (has_dev_tmpfs(s) && default_devices() < 0)
 		return -1;
 	for (i = 0; i < s->ndevices; i++)

@@ -1,5 +1,7 @@
 /* The launch spec: OCI runtime-spec config.json subset + the "capsa"
- * extension (see README.md), and the exec spec. */
+ * extension (see README.md), and the exec spec. The daemon's side of this
+ * contract is src/containerizer/launcher/spec.ts (LaunchSpec, ExecSpec): a
+ * field added here is added there. */
 #ifndef CAPSA_SPEC_H
 #define CAPSA_SPEC_H
 

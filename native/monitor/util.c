@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "util.h"
+#include "json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 char g_err[ERR_MAX];
+struct err_rec g_rec;
+static const char *g_mount;
 
 /* strerror() in lower case, as Go and the CRI report errors. */
 static void lower_strerror(int e, char *buf, size_t cap)
@@ -25,18 +28,32 @@ static void lower_strerror(int e, char *buf, size_t cap)
 		buf[0] = (char)(buf[0] - 'A' + 'a');
 }
 
-int err_sys(const char *op, const char *path)
+static void set_rec(const char *op, const char *path, int errnum)
+{
+	snprintf(g_rec.op, sizeof(g_rec.op), "%s", op ? op : "");
+	snprintf(g_rec.path, sizeof(g_rec.path), "%s", path ? path : "");
+	g_rec.errnum = errnum;
+	snprintf(g_rec.mount, sizeof(g_rec.mount), "%s", g_mount ? g_mount : "");
+}
+
+int err_sys_as(const char *what, const char *op, const char *path)
 {
 	int e = errno;
 	char es[128];
 
 	lower_strerror(e, es, sizeof(es));
 	if (path)
-		snprintf(g_err, sizeof(g_err), "%s: %s: %s", op, es, path);
+		snprintf(g_err, sizeof(g_err), "%s: %s: %s", what, es, path);
 	else
-		snprintf(g_err, sizeof(g_err), "%s: %s", op, es);
+		snprintf(g_err, sizeof(g_err), "%s: %s", what, es);
+	set_rec(op, path, e);
 	errno = e;
 	return -1;
+}
+
+int err_sys(const char *op, const char *path)
+{
+	return err_sys_as(op, op, path);
 }
 
 int err_msg(const char *fmt, ...)
@@ -46,7 +63,77 @@ int err_msg(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(g_err, sizeof(g_err), fmt, ap);
 	va_end(ap);
+	set_rec(NULL, NULL, 0);
 	return -1;
+}
+
+void err_set_mount(const char *dest)
+{
+	g_mount = dest;
+}
+
+/* A string member of a record, "" when absent (g_err untouched). */
+static const char *rec_str(const struct jval *obj, const char *key)
+{
+	const struct jval *v = json_get(obj, key);
+
+	return v && v->type == J_STR ? v->s : "";
+}
+
+void err_load_json(const char *text)
+{
+	struct jdoc doc;
+	const struct jval *e;
+
+	memset(&doc, 0, sizeof(doc));
+	if (json_parse(&doc, text, strlen(text)) < 0 || !json_is(doc.root, J_OBJ)) {
+		json_free(&doc);
+		snprintf(g_err, sizeof(g_err), "%s", text);
+		set_rec(NULL, NULL, 0);
+		return;
+	}
+	snprintf(g_err, sizeof(g_err), "%s", rec_str(doc.root, "message")[0] ? rec_str(doc.root, "message") : "no reason given");
+	snprintf(g_rec.op, sizeof(g_rec.op), "%s", rec_str(doc.root, "op"));
+	snprintf(g_rec.path, sizeof(g_rec.path), "%s", rec_str(doc.root, "path"));
+	snprintf(g_rec.mount, sizeof(g_rec.mount), "%s", rec_str(doc.root, "mount"));
+	e = json_get(doc.root, "errno");
+	g_rec.errnum = e && e->type == J_NUM ? atoi(e->s) : 0;
+	json_free(&doc);
+}
+
+static int add_member(char *out, size_t cap, const char *key, const char *val)
+{
+	size_t len = strlen(out);
+
+	if (!val[0])
+		return 0;
+	if ((size_t)snprintf(out + len, cap - len, "%s\"%s\":", len > 1 ? "," : "", key) >= cap - len)
+		return -1;
+	return json_quote(out, cap, val);
+}
+
+void err_json(char *out, size_t cap)
+{
+	const char *code = g_rec.errnum ? strerrorname_np(g_rec.errnum) : NULL;
+	size_t len;
+
+	snprintf(out, cap, "{");
+	if (add_member(out, cap, "message", g_err) < 0 || add_member(out, cap, "op", g_rec.op) < 0 ||
+	    add_member(out, cap, "path", g_rec.path) < 0 || add_member(out, cap, "mount", g_rec.mount) < 0 ||
+	    add_member(out, cap, "code", code ? code : "") < 0)
+		goto bare;
+	len = strlen(out);
+	if (g_rec.errnum && (size_t)snprintf(out + len, cap - len, ",\"errno\":%d", g_rec.errnum) >= cap - len)
+		goto bare;
+	len = strlen(out);
+	if (len + 2 > cap)
+		goto bare;
+	out[len] = '}';
+	out[len + 1] = '\0';
+	return;
+bare:
+	/* Only escapes can overflow REC_MAX: the message alone, cut. */
+	snprintf(out, cap, "{\"message\":\"error record too long\"}");
 }
 
 void logf_(const char *fmt, ...)
@@ -310,8 +397,8 @@ int open_devnull(void)
 
 int chan_send(int sock, char type, const char *text, int pass_fd)
 {
-	char buf[ERR_MAX + 1], cbuf[CMSG_SPACE(sizeof(int))];
-	size_t len = text ? strnlen(text, ERR_MAX) : 0;
+	char buf[REC_MAX + 1], cbuf[CMSG_SPACE(sizeof(int))];
+	size_t len = text ? strnlen(text, REC_MAX) : 0;
 	struct iovec iov = { buf, len + 1 };
 	struct msghdr mh;
 
@@ -341,7 +428,7 @@ int chan_send(int sock, char type, const char *text, int pass_fd)
 
 int chan_recv(int sock, char *type, char *text, size_t cap, int *fd_out)
 {
-	char buf[ERR_MAX + 1], cbuf[CMSG_SPACE(sizeof(int))];
+	char buf[REC_MAX + 1], cbuf[CMSG_SPACE(sizeof(int))];
 	struct iovec iov = { buf, sizeof(buf) };
 	struct msghdr mh;
 	struct cmsghdr *cm;

@@ -272,7 +272,14 @@ describe('capsa-monitor run', () => {
     const r = await runMonitor(['run', dir]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('exec: no such file or directory: /bin/nope');
-    expect(readFileSync(path.join(dir, 'start-error'), 'utf8')).toBe('exec: no such file or directory: /bin/nope\n');
+    // One JSON line: the record the daemon maps without reading the text.
+    expect(JSON.parse(readFileSync(path.join(dir, 'start-error'), 'utf8'))).toEqual({
+      message: 'exec: no such file or directory: /bin/nope',
+      op: 'exec',
+      path: '/bin/nope',
+      errno: 2,
+      code: 'ENOENT',
+    });
     const m = pidOf(dir, 'monitor.json')!;
     await waitFor('monitor exit', () => !alive(m));
     expect(existsSync(path.join(dir, 'exit.json'))).toBe(false);
@@ -468,6 +475,14 @@ describe('capsa-monitor run', () => {
     const r = await runMonitor(['run', bad]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('mount /vol: source: no such file or directory: /nonexistent/capsa');
+    expect(JSON.parse(readFileSync(path.join(bad, 'start-error'), 'utf8'))).toEqual({
+      message: 'mount /vol: source: no such file or directory: /nonexistent/capsa',
+      op: 'source',
+      path: '/nonexistent/capsa',
+      mount: '/vol',
+      errno: 2,
+      code: 'ENOENT',
+    });
   });
 
   test('a bind whose target an image symlink sends into /proc is refused; the lxcfs files may be covered', async () => {
