@@ -1,8 +1,8 @@
 // A container (nested container) as the containerizer sees it: the
 // runtime-neutral request the CRI layer hands in (src/cri/container-mapping.ts
 // builds it), the facts the spec builder gets, and the checkpoint record.
-import type { LaunchSpec } from '../cri/container-spec/types';
-import type { CapsaError } from '../errors';
+import type { LaunchSpec, MonitorErrorRecord } from './launcher/spec';
+import type { CapsaError, ErrorContext } from '../errors';
 import type { ImageRecord } from '../provisioner/store/image-store';
 import type { ProcessIdentity } from '../util/procfs';
 import type { CgroupResources } from './isolators/cgroups/values';
@@ -81,7 +81,7 @@ export interface ContainerRequest {
    * error naming the request's field, or undefined when it is not the
    * request's fault.
    */
-  explainLaunchError?(err: CapsaError): CapsaError | undefined;
+  explainLaunchError?(record: MonitorErrorRecord, context: ErrorContext): CapsaError | undefined;
 }
 
 /** The container checkpoint (checkpoint.json data, version 1). Timestamps are Unix ns. */

@@ -49,6 +49,7 @@ import type { CgroupManager } from './isolators/cgroups/manager';
 import type { CgroupStats } from './isolators/cgroups/stats';
 import type { CgroupResources } from './isolators/cgroups/values';
 import type { ExecResult, Launcher, LaunchStatus } from './launcher/launcher';
+import { LaunchError } from './launcher/monitor-client';
 import { isStartFailure } from './launcher/monitor-launcher';
 import { SIGKILL, SIGTERM, signalNumber } from './launcher/signals';
 import type { SandboxContainerHooks, Sandboxes } from './sandboxes';
@@ -392,7 +393,8 @@ export class Containers implements ContainerRecoveryHost {
         if (cg.monitorProcs) spec.capsa.monitorCgroupProcs = cg.monitorProcs;
         if (r.logPath !== '') await fs.mkdir(path.dirname(r.logPath), { recursive: true, mode: 0o755 });
         const created = await this.launcher.create(r.runDir, spec, signal).catch((err: unknown) => {
-          throw req.explainLaunchError?.(asCapsaError(err)) ?? err;
+          if (err instanceof LaunchError) throw req.explainLaunchError?.(err.record, err.context) ?? err;
+          throw err;
         });
         // The init is in its cgroup: what held it until then goes (systemd: the scope's stand-in).
         await this.cgroups.settled(r.cgroupPath);
@@ -732,13 +734,8 @@ export class Containers implements ContainerRecoveryHost {
     const res = await this.launcher.exec(
       c.record.runDir,
       {
+        spec,
         args: cmd,
-        env: spec.process.env,
-        cwd: spec.process.cwd,
-        user: spec.process.user,
-        capabilities: spec.process.capabilities,
-        noNewPrivileges: spec.process.noNewPrivileges,
-        seccomp: spec.linux.seccomp,
         init: c.record.init,
         cgroupProcs: spec.capsa.cgroupProcs ?? this.cgroups.handle(c.record.cgroupPath).procs,
         timeoutMs,

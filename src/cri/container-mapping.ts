@@ -8,7 +8,8 @@ import * as path from 'path';
 import type { Container } from '../containerizer/container';
 import type { BuiltSpec, ContainerImageInfo, ContainerRequest, SpecBuildInput } from '../containerizer/container-spec';
 import { signalNumber } from '../containerizer/launcher/signals';
-import { CapsaError, InvalidArgumentError } from '../errors';
+import type { MonitorErrorRecord } from '../containerizer/launcher/spec';
+import { CapsaError, ErrorContext, InvalidArgumentError } from '../errors';
 import {
   Container as CriContainer,
   ContainerConfig,
@@ -130,19 +131,23 @@ function adjustPidMode(config: ContainerConfig, podPid: 'pod' | 'container' | 'h
  * bound over a directory, a destination it cannot make), the log file, the
  * working directory. Anything else is not the request's fault (undefined).
  */
-export function explainLaunchError(config: ContainerConfig, err: CapsaError): CapsaError | undefined {
-  const m = /^capsa-monitor: (.*)$/s.exec(err.message);
-  if (!m) return undefined;
-  const reason = m[1];
-  const dests = config.mounts.map((x) => path.posix.normalize(x.containerPath).replace(/(.)\/$/, '$1'));
-  // "mount <dest>: bind: <error>: <source>" / "mount <dest>: source: …" / "mount: resolve: <error>: <dest>"
-  const own = /^mount (\/.*?): /.exec(reason)?.[1];
-  const made = /^mount: (?:resolve|mkdir|create): .*: (\/.*)$/.exec(reason)?.[1];
-  const i = dests.findIndex((d) => d === own || d === made);
-  if (i >= 0) return new InvalidArgumentError(`config.mounts[${i}]`, `cannot be mounted: ${reason}`, err.context);
-  if (reason.startsWith('open log: ')) return new InvalidArgumentError('config.log_path', reason, err.context);
-  if (reason.startsWith('chdir: ')) return new InvalidArgumentError('config.working_dir', reason, err.context);
+export function explainLaunchError(
+  config: ContainerConfig,
+  record: MonitorErrorRecord,
+  context: ErrorContext,
+): CapsaError | undefined {
+  if (record.mount !== undefined) {
+    const i = config.mounts.findIndex((x) => criMountDestination(x.containerPath) === record.mount);
+    if (i >= 0) return new InvalidArgumentError(`config.mounts[${i}]`, `cannot be mounted: ${record.message}`, context);
+  }
+  if (record.op === 'open log') return new InvalidArgumentError('config.log_path', record.message, context);
+  if (record.op === 'chdir') return new InvalidArgumentError('config.working_dir', record.message, context);
   return undefined;
+}
+
+/** A CRI mount's destination as the launch spec names it. */
+function criMountDestination(containerPath: string): string {
+  return path.posix.normalize(containerPath).replace(/(.)\/$/, '$1');
 }
 
 /** Validates a CreateContainer request and turns it into the containerizer's request. */
@@ -245,7 +250,7 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
     criResources: config.linux?.resources ? LinuxContainerResources.toJSON(config.linux.resources) : undefined,
     original: ContainerConfig.toJSON(config),
     build,
-    explainLaunchError: (err) => explainLaunchError(config, err),
+    explainLaunchError: (record, context) => explainLaunchError(config, record, context),
   };
 }
 

@@ -3,14 +3,14 @@
 // and cgroups, its stdio relayed on pipes, a pty with --tty), and
 // port-forward connections through `capsa-monitor portforward` in the pod's
 // network namespace (a host-network pod is dialled from here).
-import { ChildProcess, spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { Duplex, Readable, Writable } from 'stream';
 import type { Containers } from '../containerizer/containers';
-import { findMonitorBinary } from '../containerizer/launcher/monitor-launcher';
+import { MonitorClient, execSpecOf, parseExecOutcome } from '../containerizer/launcher/monitor-client';
 import type { Sandboxes } from '../containerizer/sandboxes';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 import type { Logger } from '../log';
@@ -21,18 +21,18 @@ export interface StreamRuntimeDeps {
   containers: Containers;
   sandboxes: Sandboxes;
   log: Logger;
-  /** capsa-monitor (default: findMonitorBinary()). */
-  monitor?: string;
+  /** How capsa-monitor is run (default: a client of its own). */
+  monitor?: MonitorClient;
 }
 
 /** Output has no cap on a stream: the client reads it as it comes. */
 const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 
 export class StreamRuntime {
-  constructor(private readonly deps: StreamRuntimeDeps) {}
+  private readonly monitor: MonitorClient;
 
-  private get monitor(): string {
-    return this.deps.monitor ?? findMonitorBinary();
+  constructor(private readonly deps: StreamRuntimeDeps) {
+    this.monitor = deps.monitor ?? new MonitorClient();
   }
 
   private running(containerId: string): ReturnType<Containers['get']> {
@@ -64,56 +64,25 @@ export class StreamRuntime {
     try {
       const env = [...spec.process.env];
       if (opts.tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
-      const seccomp = (spec.linux as { seccomp?: unknown }).seccomp;
-      const execSpec = {
-        process: {
-          terminal: false, // the pty is exec-stream --tty's
-          args: cmd,
-          env,
-          cwd: spec.process.cwd,
-          user: spec.process.user,
-          ...(spec.process.capabilities ? { capabilities: spec.process.capabilities } : {}),
-          noNewPrivileges: spec.process.noNewPrivileges,
-        },
-        ...(seccomp ? { linux: { seccomp } } : {}),
-        capsa: {
-          pid: c.record.init!.pid,
-          pidStartTime: c.record.init!.startTime,
-          cgroupProcs: spec.capsa.cgroupProcs ?? containers.cgroups.handle(c.record.cgroupPath).procs,
-          timeoutMs: 0,
-          drainMs: 500,
-          outputLimit: NO_LIMIT,
-          stdout: 'fd:3',
-          stderr: 'fd:4',
-          exitFile: path.join(dir, 'exit.json'),
-        },
-      };
-      const specFile = path.join(dir, 'spec.json');
-      await fs.writeFile(specFile, JSON.stringify(execSpec), { mode: 0o600 });
-      const args = ['exec-stream', ...(opts.tty ? ['--tty'] : []), ...(opts.stdin ? ['--stdin'] : []), specFile];
-      const child = spawn(this.monitor, args, {
-        stdio: [
-          opts.stdin ? 'pipe' : 'ignore',
-          'pipe', // the result
-          'pipe', // diagnostics
-          opts.stdout ? 'pipe' : 'ignore',
-          opts.stderr && !opts.tty ? 'pipe' : 'ignore',
-          'pipe', // resize lines
-        ],
+      const execSpec = execSpecOf(spec, {
+        args: cmd,
+        env,
+        init: c.record.init!,
+        cgroupProcs: spec.capsa.cgroupProcs ?? containers.cgroups.handle(c.record.cgroupPath).procs,
+        timeoutMs: 0,
+        drainMs: 500,
+        outputLimit: NO_LIMIT,
+        stdout: 'fd:3',
+        stderr: 'fd:4',
+        exitFile: path.join(dir, 'exit.json'),
       });
+      const child = await this.monitor.execStream(path.join(dir, 'spec.json'), execSpec, opts);
       const result = await relay(child, streams, opts);
       if (!result.ok) return { error: `capsa-monitor exec-stream failed: ${result.diag || result.out}` };
-      let r: { exitCode?: unknown; error?: unknown };
-      try {
-        r = JSON.parse(result.out) as typeof r;
-      } catch {
-        return { error: `capsa-monitor exec-stream: ${result.diag || 'no result'}` };
-      }
-      if (typeof r.error === 'string' && r.error !== '') return { error: r.error };
-      return {
-        exitCode: typeof r.exitCode === 'number' ? r.exitCode : -1,
-        description: `command '${cmd.join(' ')}'`,
-      };
+      const r = parseExecOutcome(result.out);
+      if (!r) return { error: `capsa-monitor exec-stream: ${result.diag || 'no result'}` };
+      if (r.error !== undefined) return { error: r.error };
+      return { exitCode: r.exitCode, description: `command '${cmd.join(' ')}'` };
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -133,16 +102,7 @@ export class StreamRuntime {
     const runDir = c.record.runDir;
     return async (streams) => {
       this.running(c.id);
-      const child = spawn(this.monitor, ['attach', ...(opts.stdin ? ['--stdin'] : []), runDir], {
-        stdio: [
-          opts.stdin ? 'pipe' : 'ignore',
-          'pipe',
-          'pipe', // diagnostics
-          opts.stdout ? 'pipe' : 'ignore',
-          opts.stderr && !opts.tty ? 'pipe' : 'ignore',
-          'pipe', // resize lines
-        ],
-      });
+      const child = this.monitor.attach(runDir, opts);
       const r = await relay(child, streams, opts);
       return r.ok ? { exitCode: 0 } : { error: `attach: ${r.diag.replace(/^capsa-monitor: /, '') || 'failed'}` };
     };
@@ -161,7 +121,7 @@ export class StreamRuntime {
 
   private dialNetns(netns: string, port: number): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const child = spawn(this.monitor, ['portforward', netns, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = this.monitor.portForward(netns, port);
       let diag = '';
       let settled = false;
       child.stderr!.setEncoding('utf8');

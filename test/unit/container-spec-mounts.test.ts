@@ -8,7 +8,7 @@ import {
   sortMounts,
   type MountsInput,
 } from '../../src/cri/container-spec/mounts';
-import type { MountSpec } from '../../src/cri/container-spec/types';
+import type { MountSpec } from '../../src/containerizer/launcher/spec';
 import { kernelHasMountSetattr } from '../../src/cri/container-spec/host-io';
 import { fieldOfAsync as fieldOf } from '../helpers/invalid';
 

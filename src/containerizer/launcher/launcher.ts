@@ -6,7 +6,7 @@
 // Every answer is derived from files in the run directory, so a restarted
 // daemon learns exactly what the one before it knew (`status` is also the
 // recovery entry point).
-import type { LaunchSpec } from '../../cri/container-spec/types';
+import type { LaunchSpec } from './spec';
 
 import type { ProcessIdentity } from '../../util/procfs';
 
@@ -45,14 +45,9 @@ export type LaunchStatus =
   | { state: 'lost'; reason: string; init?: ProcessIdentity };
 
 export interface ExecRequest {
+  /** The container's launch spec: the command runs with its user, cwd, env, capabilities and seccomp filter. */
+  spec: LaunchSpec;
   args: string[];
-  env: string[];
-  cwd: string;
-  user: { uid: number; gid: number; additionalGids: number[] };
-  capabilities?: unknown;
-  noNewPrivileges: boolean;
-  /** The container's linux.seccomp filter, applied to the command too (as runc exec does). */
-  seccomp?: unknown;
   /** The container init (its namespaces are joined). */
   init: ProcessIdentity;
   /** The container's cgroup.procs files. */

@@ -1,14 +1,14 @@
 // The Launcher over capsa-monitor (native/monitor/README.md): one small C
 // process per container that double-forks away from the daemon. Node only
-// spawns the short-lived `capsa-monitor run|exec` front processes and awaits
-// them (a start is one byte into the `start` fifo); it never forks itself.
+// spawns the short-lived `capsa-monitor run|exec` front processes (through
+// MonitorClient) and awaits them (a start is one byte into the `start` fifo);
+// it never forks itself.
 //
 // Run dir protocol (written by the monitor unless noted):
 //   spec.json (daemon)  monitor.json  init.json  started.json  start-error
 //   exit.json  ctl (fifo)  start (fifo)  monitor.log
 // Pid reuse: every pid we act on is checked against the start time the
 // monitor recorded next to it.
-import { ChildProcess, spawn } from 'child_process';
 import { randomBytes } from 'crypto';
 import { existsSync, promises as fs, constants as fsc, watch as fsWatch } from 'fs';
 import * as path from 'path';
@@ -20,29 +20,14 @@ import {
   InternalError,
   InvalidArgumentError,
 } from '../../errors';
-import type { LaunchSpec } from '../../cri/container-spec/types';
+import { LaunchError, MonitorClient, execSpecOf, parseExecOutcome, readErrorRecord, reasonOf } from './monitor-client';
+import type { LaunchSpec } from './spec';
 import type { Logger } from '../../log';
 import { encodeJson } from '../checkpoint';
 import { ProcessIdentity, isAlive, killChecked, processStartTime } from '../../util/procfs';
 import { sleep } from '../../util/timeout';
 import { writeFileAtomic } from '../../util/atomic-file';
 import type { Created, ExecRequest, ExecResult, ExitRecord, LaunchStatus, Launcher, Started } from './launcher';
-
-/** Where capsa-monitor is: $CAPSA_MONITOR, next to the sources (native/build), or installed. */
-export function findMonitorBinary(): string {
-  const fromEnv = process.env.CAPSA_MONITOR;
-  if (fromEnv) return fromEnv;
-  let dir = __dirname;
-  for (let i = 0; i < 8; i++) {
-    const candidate = path.join(dir, 'native', 'build', 'capsa-monitor');
-    if (existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  for (const p of ['/usr/local/libexec/capsa/capsa-monitor', '/usr/libexec/capsa/capsa-monitor']) {
-    if (existsSync(p)) return p;
-  }
-  throw new FailedPreconditionError('capsa-monitor not found: run make -C native/monitor (hack/setup.sh does)');
-}
 
 /** "2024-05-01T10:00:00.123456789Z" → Unix ns. */
 export function parseRfc3339Ns(s: string): bigint {
@@ -53,14 +38,6 @@ export function parseRfc3339Ns(s: string): bigint {
   return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'));
 }
 
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-const OUTPUT_CAP = 64 * 1024;
 /** How often start() looks for a monitor that died without a verdict (the watch brings the verdicts). */
 const START_LIVENESS_MS = 50;
 
@@ -86,15 +63,6 @@ function waitFor(p: Promise<void>, ms: number, signal: AbortSignal): Promise<voi
   });
 }
 
-/** The monitor's reason without its "capsa-monitor: " prefix, one line. */
-function reasonOf(text: string): string {
-  const lines = text
-    .split('\n')
-    .map((l) => l.replace(/^capsa-monitor: /, '').trim())
-    .filter((l) => l !== '');
-  return lines.join('; ') || 'no reason given';
-}
-
 async function readJson<T>(file: string): Promise<T | undefined> {
   let text: string;
   try {
@@ -108,15 +76,6 @@ async function readJson<T>(file: string): Promise<T | undefined> {
   } catch {
     // Written atomically, so a torn file is damage, not a race.
     throw new InternalError(`${file} is not valid JSON`, { path: file });
-  }
-}
-
-async function readText(file: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return undefined;
-    throw err;
   }
 }
 
@@ -145,6 +104,8 @@ export interface MonitorLauncherOptions {
   log: Logger;
   /** Path of capsa-monitor (default: findMonitorBinary()). */
   binary?: string;
+  /** The client to share (default: one of its own). */
+  client?: MonitorClient;
   /** How long `run` may take to get the init ready. */
   createTimeoutMs?: number;
   /** How long destroy() waits for a monitor to leave by itself before killing it. */
@@ -152,52 +113,12 @@ export interface MonitorLauncherOptions {
 }
 
 export class MonitorLauncher implements Launcher {
-  private resolved?: string;
+  private readonly client: MonitorClient;
   private readonly log: Logger;
 
   constructor(private readonly opts: MonitorLauncherOptions) {
     this.log = opts.log;
-  }
-
-  /** Found on first use, so a daemon without containers runs without the binary. */
-  private get binary(): string {
-    this.resolved ??= this.opts.binary ?? findMonitorBinary();
-    return this.resolved;
-  }
-
-  /** Spawns a monitor front process and awaits it; the abort kills it (only it: the monitor is in its own session). */
-  private run(args: string[], signal: AbortSignal, ctx: ErrorContext): Promise<RunResult> {
-    const bin = this.binary;
-    return new Promise<RunResult>((resolve, reject) => {
-      if (signal.aborted) return reject(signal.reason as Error);
-      let child: ChildProcess;
-      try {
-        child = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-      } catch (err) {
-        return reject(new InternalError(`spawn ${bin}: ${(err as Error).message}`, ctx));
-      }
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        if (stdout.length < OUTPUT_CAP) stdout += d.toString();
-      });
-      child.stderr!.on('data', (d: Buffer) => {
-        if (stderr.length < OUTPUT_CAP) stderr += d.toString();
-      });
-      const onAbort = (): void => {
-        child.kill('SIGKILL');
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      child.once('error', (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(new InternalError(`spawn ${bin}: ${err.message}`, ctx));
-      });
-      child.once('close', (code, sig) => {
-        signal.removeEventListener('abort', onAbort);
-        if (signal.aborted) return reject(signal.reason as Error);
-        resolve({ code, signal: sig, stdout, stderr });
-      });
-    });
+    this.client = opts.client ?? new MonitorClient(opts.binary);
   }
 
   async create(runDir: string, spec: LaunchSpec, signal: AbortSignal): Promise<Created> {
@@ -207,10 +128,11 @@ export class MonitorLauncher implements Launcher {
       await fs.rm(path.join(runDir, f), { force: true });
     }
     await writeFileAtomic(path.join(runDir, 'spec.json'), encodeJson(spec), 0o600);
-    const r = await this.run(['run', '--wait-start', runDir], signal, ctx);
+    const r = await this.client.run(runDir, signal, ctx);
     if (r.code !== 0) {
-      const fromFile = await readText(path.join(runDir, 'start-error'));
-      throw new InternalError(`capsa-monitor: ${reasonOf(fromFile ?? r.stderr)}`, ctx);
+      // start-error is absent only when no monitor could start (the run dir is unusable).
+      const record = (await readErrorRecord(path.join(runDir, 'start-error'))) ?? { message: reasonOf(r.stderr) };
+      throw new LaunchError(record, ctx);
     }
     const monitor = identity(await readJson(path.join(runDir, 'monitor.json')));
     let init = identity(await readJson(path.join(runDir, 'init.json')));
@@ -255,8 +177,8 @@ export class MonitorLauncher implements Launcher {
           }
           return { init, startedAt: parseRfc3339Ns(started.startedAt) };
         }
-        const reason = await readText(path.join(runDir, 'start-error'));
-        if (reason !== undefined) throw new FailedPreconditionError(reasonOf(reason), ctx);
+        const failed = await readErrorRecord(path.join(runDir, 'start-error'));
+        if (failed) throw new FailedPreconditionError(failed.message, ctx);
         return undefined;
       };
       let fh: fs.FileHandle | undefined;
@@ -347,45 +269,24 @@ export class MonitorLauncher implements Launcher {
     const ctx: ErrorContext = { stage: 'exec', path: dir };
     await fs.mkdir(dir, { mode: 0o700 });
     try {
-      const specFile = path.join(dir, 'spec.json');
-      const spec = {
-        process: {
-          terminal: false,
-          args: req.args,
-          env: req.env,
-          cwd: req.cwd,
-          user: req.user,
-          ...(req.capabilities ? { capabilities: req.capabilities } : {}),
-          noNewPrivileges: req.noNewPrivileges,
-        },
-        ...(req.seccomp ? { linux: { seccomp: req.seccomp } } : {}),
-        capsa: {
-          pid: req.init.pid,
-          pidStartTime: req.init.startTime,
-          cgroupProcs: req.cgroupProcs,
-          timeoutMs: req.timeoutMs,
-          drainMs: 1000,
-          outputLimit: req.outputLimit,
-          stdout: path.join(dir, 'stdout'),
-          stderr: path.join(dir, 'stderr'),
-          exitFile: path.join(dir, 'exit.json'),
-        },
-      };
-      await fs.writeFile(specFile, JSON.stringify(spec), { mode: 0o600 });
-      const r = await this.run(['exec', specFile], signal, ctx);
-      let result: Record<string, unknown> | undefined;
-      try {
-        result = JSON.parse(r.stdout) as Record<string, unknown>;
-      } catch {
-        result = undefined;
-      }
+      const spec = execSpecOf(req.spec, {
+        args: req.args,
+        init: req.init,
+        cgroupProcs: req.cgroupProcs,
+        timeoutMs: req.timeoutMs,
+        drainMs: 1000,
+        outputLimit: req.outputLimit,
+        stdout: path.join(dir, 'stdout'),
+        stderr: path.join(dir, 'stderr'),
+        exitFile: path.join(dir, 'exit.json'),
+      });
+      const r = await this.client.exec(path.join(dir, 'spec.json'), spec, signal, ctx);
+      const result = parseExecOutcome(r.stdout);
       if (!result) {
         throw new InternalError(`capsa-monitor exec failed (exit ${r.code ?? r.signal}): ${reasonOf(r.stderr)}`, ctx);
       }
-      if (typeof result.error === 'string' && result.error !== '') {
-        // The command could not start (no such binary, bad cwd …).
-        throw new InvalidArgumentError('cmd', result.error, ctx);
-      }
+      // The command could not start (no such binary, bad cwd …).
+      if (result.error !== undefined) throw new InvalidArgumentError('cmd', result.error, ctx);
       const read = async (f: string): Promise<Buffer> => {
         try {
           return await fs.readFile(path.join(dir, f));
@@ -395,12 +296,12 @@ export class MonitorLauncher implements Launcher {
         }
       };
       return {
-        exitCode: typeof result.exitCode === 'number' ? result.exitCode : -1,
-        timedOut: result.timedOut === true,
+        exitCode: result.exitCode,
+        timedOut: result.timedOut,
         stdout: (await read('stdout')).subarray(0, req.outputLimit),
         stderr: (await read('stderr')).subarray(0, req.outputLimit),
-        stdoutTruncated: result.stdoutTruncated === true,
-        stderrTruncated: result.stderrTruncated === true,
+        stdoutTruncated: result.stdoutTruncated,
+        stderrTruncated: result.stderrTruncated,
       };
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
@@ -413,12 +314,12 @@ export class MonitorLauncher implements Launcher {
       const exit = await readJson(exitFile);
       if (exit !== undefined) return { state: 'exited', exit: exitRecordOf(exit, exitFile) };
       const errFile = path.join(runDir, 'start-error');
-      const reason = await readText(errFile);
-      if (reason !== undefined) {
+      const failed = await readErrorRecord(errFile);
+      if (failed) {
         const st = await fs.stat(errFile, { bigint: true }).catch(() => undefined);
         return {
           state: 'start-failed',
-          reason: reasonOf(reason),
+          reason: failed.message,
           at: st ? st.mtimeNs : BigInt(Date.now()) * 1_000_000n,
         };
       }

@@ -20,7 +20,8 @@ import { buildRlimits, checkPrivileged, oomScoreAdj, securityProfiles, workingDi
 import { buildMounts, type CgroupBind, type ImageVolume, type PodFiles } from './mounts';
 import { buildNamespaces, type SandboxNamespaces } from './namespaces';
 import { buildResources } from './resources';
-import type { ImageConfigInput, LaunchSpec, SpecIo } from './types';
+import type { ImageConfigInput, SpecIo } from './types';
+import type { LaunchSpec } from '../../containerizer/launcher/spec';
 import { resolveUser, type ResolvedUser } from './user';
 import { resolveSeccomp } from '../seccomp/profile';
 import { checkString, isWithin } from './values';

@@ -1,6 +1,16 @@
 // Seccomp: the CRI setting resolved into the OCI linux.seccomp object that
 // capsa-monitor enforces.
-export * from './types';
+export {
+  SECCOMP_ACTIONS,
+  SECCOMP_ARCHITECTURES,
+  SECCOMP_FLAGS,
+  SECCOMP_OPERATORS,
+  type SeccompAction,
+  type SeccompArg,
+  type SeccompOperator,
+  type SeccompSpec,
+  type SeccompSyscall,
+} from '../../containerizer/launcher/spec';
 export {
   defaultSeccompProfile,
   parseProfile,

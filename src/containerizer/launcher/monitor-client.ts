@@ -1,0 +1,258 @@
+// Every call of capsa-monitor goes through MonitorClient: where the binary
+// is, the argv of each command, the stdio layout of the streaming ones, the
+// exec spec they run, and the error record a failed start leaves
+// (native/monitor/README.md has the protocol, spec.ts the types).
+import { ChildProcess, spawn } from 'child_process';
+import { existsSync, promises as fs } from 'fs';
+import * as path from 'path';
+import { CapsaError, ErrorContext, FailedPreconditionError, InternalError } from '../../errors';
+import type { ProcessIdentity } from '../../util/procfs';
+import type { ExecSpec, LaunchSpec, MonitorErrorRecord } from './spec';
+
+/** Where capsa-monitor is: $CAPSA_MONITOR, next to the sources (native/build), or installed. */
+export function findMonitorBinary(): string {
+  const fromEnv = process.env.CAPSA_MONITOR;
+  if (fromEnv) return fromEnv;
+  let dir = __dirname;
+  for (let i = 0; i < 8; i++) {
+    const candidate = path.join(dir, 'native', 'build', 'capsa-monitor');
+    if (existsSync(candidate)) return candidate;
+    dir = path.dirname(dir);
+  }
+  for (const p of ['/usr/local/libexec/capsa/capsa-monitor', '/usr/libexec/capsa/capsa-monitor']) {
+    if (existsSync(p)) return p;
+  }
+  throw new FailedPreconditionError('capsa-monitor not found: run make -C native/monitor (hack/setup.sh does)');
+}
+
+/** A failed container start as the monitor recorded it; `record` says what failed without parsing text. */
+export class LaunchError extends CapsaError {
+  constructor(
+    readonly record: MonitorErrorRecord,
+    context: ErrorContext,
+  ) {
+    super('Internal', `capsa-monitor: ${record.message}`, context);
+  }
+}
+
+/** What a front process (run, exec) left: its exit and its output (capped). */
+export interface FrontResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The result line of `exec` / `exec-stream` on stdout. */
+export interface ExecOutcome {
+  exitCode: number;
+  timedOut: boolean;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  /** The command could not start (no such binary, bad cwd …). */
+  error?: string;
+}
+
+/** The streams a streaming command gets, and whether it has a tty. */
+export interface StreamOptions {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  tty: boolean;
+}
+
+const OUTPUT_CAP = 64 * 1024;
+
+/** A record's message from the monitor's text: without "capsa-monitor: " prefixes, one line. */
+export function reasonOf(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.replace(/^capsa-monitor: /, '').trim())
+    .filter((l) => l !== '');
+  return lines.join('; ') || 'no reason given';
+}
+
+/** A start-error file's record (one JSON line; a run dir of an older monitor holds the text alone). */
+export function parseErrorRecord(text: string): MonitorErrorRecord {
+  try {
+    const o = JSON.parse(text) as Record<string, unknown>;
+    if (typeof o === 'object' && o !== null && typeof o.message === 'string') {
+      const str = (k: string): string | undefined => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+      return {
+        message: o.message,
+        op: str('op'),
+        path: str('path'),
+        mount: str('mount'),
+        code: str('code'),
+        errno: typeof o.errno === 'number' ? o.errno : undefined,
+      };
+    }
+  } catch {
+    // the text of an older monitor
+  }
+  return { message: reasonOf(text) };
+}
+
+/** The record in `file`, undefined when there is none. */
+export async function readErrorRecord(file: string): Promise<MonitorErrorRecord | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+  return parseErrorRecord(text);
+}
+
+/** What a command run in a running container needs besides the container's own launch spec. */
+export interface ExecSpecOptions {
+  args: string[];
+  /** Default: the container's. */
+  env?: string[];
+  init: ProcessIdentity;
+  cgroupProcs: string[];
+  timeoutMs: number;
+  drainMs: number;
+  outputLimit: number;
+  stdout: string;
+  stderr: string;
+  exitFile: string;
+}
+
+/** The exec spec of a command in a container: its user, cwd, capabilities and seccomp filter, as runc exec does. */
+export function execSpecOf(launch: LaunchSpec, o: ExecSpecOptions): ExecSpec {
+  const p = launch.process;
+  return {
+    process: {
+      terminal: false, // exec-stream --tty makes the pty
+      args: o.args,
+      env: o.env ?? p.env,
+      cwd: p.cwd,
+      user: p.user,
+      ...(p.capabilities ? { capabilities: p.capabilities } : {}),
+      noNewPrivileges: p.noNewPrivileges,
+    },
+    ...(launch.linux.seccomp ? { linux: { seccomp: launch.linux.seccomp } } : {}),
+    capsa: {
+      pid: o.init.pid,
+      pidStartTime: o.init.startTime,
+      cgroupProcs: o.cgroupProcs,
+      timeoutMs: o.timeoutMs,
+      drainMs: o.drainMs,
+      outputLimit: o.outputLimit,
+      stdout: o.stdout,
+      stderr: o.stderr,
+      exitFile: o.exitFile,
+    },
+  };
+}
+
+/** The result line of exec / exec-stream; undefined when there is none (the monitor failed). */
+export function parseExecOutcome(stdout: string): ExecOutcome | undefined {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(stdout) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null) return undefined;
+  return {
+    exitCode: typeof o.exitCode === 'number' ? o.exitCode : -1,
+    timedOut: o.timedOut === true,
+    stdoutTruncated: o.stdoutTruncated === true,
+    stderrTruncated: o.stderrTruncated === true,
+    error: typeof o.error === 'string' && o.error !== '' ? o.error : undefined,
+  };
+}
+
+/**
+ * Streaming commands' stdio: 0 stdin, 1 the result, 2 diagnostics, 3 stdout,
+ * 4 stderr (none with a tty: one stream), 5 control lines (resize).
+ */
+function streamStdio(o: StreamOptions): ('pipe' | 'ignore')[] {
+  return [
+    o.stdin ? 'pipe' : 'ignore',
+    'pipe',
+    'pipe',
+    o.stdout ? 'pipe' : 'ignore',
+    o.stderr && !o.tty ? 'pipe' : 'ignore',
+    'pipe',
+  ];
+}
+
+export class MonitorClient {
+  private resolved?: string;
+
+  constructor(private readonly fixedBinary?: string) {}
+
+  /** Found on first use, so a daemon without containers runs without the binary. */
+  get binary(): string {
+    this.resolved ??= this.fixedBinary ?? findMonitorBinary();
+    return this.resolved;
+  }
+
+  /** `run --wait-start <runDir>`: a monitor for the run dir's spec.json, its init held before execve. */
+  run(runDir: string, signal: AbortSignal, ctx: ErrorContext): Promise<FrontResult> {
+    return this.front(['run', '--wait-start', runDir], signal, ctx);
+  }
+
+  /** `exec <spec>`: one command in a running container, output to the spec's files. */
+  async exec(specFile: string, spec: ExecSpec, signal: AbortSignal, ctx: ErrorContext): Promise<FrontResult> {
+    await fs.writeFile(specFile, JSON.stringify(spec), { mode: 0o600 });
+    return this.front(['exec', specFile], signal, ctx);
+  }
+
+  /** `exec-stream [--tty] [--stdin] <spec>`: the command's stdio on pipes (streamStdio). */
+  async execStream(specFile: string, spec: ExecSpec, o: StreamOptions): Promise<ChildProcess> {
+    await fs.writeFile(specFile, JSON.stringify(spec), { mode: 0o600 });
+    const args = ['exec-stream', ...(o.tty ? ['--tty'] : []), ...(o.stdin ? ['--stdin'] : []), specFile];
+    return spawn(this.binary, args, { stdio: streamStdio(o) });
+  }
+
+  /** `attach [--stdin] <runDir>`: the container's own output, and its stdin. */
+  attach(runDir: string, o: StreamOptions): ChildProcess {
+    return spawn(this.binary, ['attach', ...(o.stdin ? ['--stdin'] : []), runDir], { stdio: streamStdio(o) });
+  }
+
+  /** `portforward <netns> <port>`: one connection, spliced on stdin/stdout; "connected" on stderr. */
+  portForward(netns: string, port: number): ChildProcess {
+    return spawn(this.binary, ['portforward', netns, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  }
+
+  /** Spawns a front process and awaits it; the abort kills it (only it: the monitor is in its own session). */
+  private front(args: string[], signal: AbortSignal, ctx: ErrorContext): Promise<FrontResult> {
+    const bin = this.binary;
+    return new Promise<FrontResult>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason as Error);
+      let child: ChildProcess;
+      try {
+        child = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      } catch (err) {
+        return reject(new InternalError(`spawn ${bin}: ${(err as Error).message}`, ctx));
+      }
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        if (stdout.length < OUTPUT_CAP) stdout += d.toString();
+      });
+      child.stderr!.on('data', (d: Buffer) => {
+        if (stderr.length < OUTPUT_CAP) stderr += d.toString();
+      });
+      const onAbort = (): void => {
+        child.kill('SIGKILL');
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.once('error', (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(new InternalError(`spawn ${bin}: ${err.message}`, ctx));
+      });
+      child.once('close', (code, sig) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) return reject(signal.reason as Error);
+        resolve({ code, signal: sig, stdout, stderr });
+      });
+    });
+  }
+}
