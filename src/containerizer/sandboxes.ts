@@ -12,7 +12,7 @@ import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { CgroupDriver } from '../config/schema';
-import { AlreadyExistsError, CapsaError, InvalidArgumentError, NotFoundError, asCapsaError } from '../errors';
+import { AlreadyExistsError, CapsaError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
@@ -27,6 +27,7 @@ import { NamespacesIsolator } from './isolators/namespaces';
 import { PidHolderIsolator } from './isolators/namespaces/pid-holder';
 import { PodFilesIsolator } from './isolators/podfiles';
 import { RecoveryHost, recoverSandboxes } from './recovery';
+import { Registry } from './registry';
 import type { SandboxContext, SandboxHandle, SandboxSpec } from './sandbox-spec';
 import { DEFAULT_TIMEOUTS, SANDBOX_CHECKPOINT_VERSION, Sandbox, SandboxRecord, SandboxTimeouts } from './sandbox';
 import { errorContext, awaitFirstCreate, isCreating, nowNs, runStage, stageError, transition } from './state';
@@ -62,8 +63,12 @@ export class Sandboxes implements RecoveryHost {
   readonly log: Logger;
   readonly nsDir: string;
   readonly shmDir: string;
-  private readonly byId = new Map<string, Sandbox>();
-  private readonly byKey = new Map<string, Sandbox>();
+  private readonly registry = new Registry<Sandbox>({
+    key: (sb) => sb.spec.key,
+    noun: 'sandbox',
+    field: 'pod_sandbox_id',
+    contextKey: 'sandboxId',
+  });
   private hooks?: SandboxContainerHooks;
 
   /** Builds the containerizer's sandbox side and recovers every checkpointed sandbox. */
@@ -144,10 +149,8 @@ export class Sandboxes implements RecoveryHost {
   }
 
   adopt(sb: Sandbox): void {
-    this.byId.set(sb.id, sb);
-    const other = this.byKey.get(sb.spec.key);
     // Two checkpoints with one name (should not happen): the newer keeps the name.
-    if (!other || other.facts.createdAt < sb.facts.createdAt) this.byKey.set(sb.spec.key, sb);
+    this.registry.adopt(sb, (a, b) => a.facts.createdAt > b.facts.createdAt);
   }
 
   async persist(sb: Sandbox): Promise<void> {
@@ -158,26 +161,16 @@ export class Sandboxes implements RecoveryHost {
 
   /** Sandboxes kubelet may see: fully made ones, READY or NOTREADY. */
   list(): Sandbox[] {
-    return [...this.byId.values()].filter((s) => !isCreating(s.state) && s.state !== 'REMOVED');
+    return this.registry.list();
   }
 
   /** Resolves a full id or a unique prefix; undefined when nothing matches. */
   find(idOrPrefix: string): Sandbox | undefined {
-    if (idOrPrefix === '') throw new InvalidArgumentError('pod_sandbox_id', 'must not be empty');
-    const exact = this.byId.get(idOrPrefix);
-    if (exact) return isCreating(exact.state) ? undefined : exact;
-    if (!/^[0-9a-f]{1,63}$/.test(idOrPrefix)) return undefined;
-    const matches = this.list().filter((s) => s.id.startsWith(idOrPrefix));
-    if (matches.length > 1) {
-      throw new InvalidArgumentError('pod_sandbox_id', `prefix "${idOrPrefix}" matches ${matches.length} sandboxes`);
-    }
-    return matches[0];
+    return this.registry.find(idOrPrefix);
   }
 
   get(idOrPrefix: string): Sandbox {
-    const sb = this.find(idOrPrefix);
-    if (!sb) throw new NotFoundError(`sandbox ${idOrPrefix} not found`, { sandboxId: idOrPrefix });
-    return sb;
+    return this.registry.get(idOrPrefix);
   }
 
   /** What a container needs from its sandbox. */
@@ -218,13 +211,12 @@ export class Sandboxes implements RecoveryHost {
    * sandbox the first made; a different one is AlreadyExists.
    */
   async run(spec: SandboxSpec, fingerprint: string, signal: AbortSignal): Promise<string> {
-    const existing = this.byKey.get(spec.key);
+    const existing = this.registry.named(spec.key);
     if (existing) return this.retried(existing, spec, fingerprint, signal);
 
     const id = randomBytes(32).toString('hex');
     const sb = new Sandbox(id, this.makeContext(id, spec), fingerprint, { createdAt: nowNs() });
-    this.byId.set(id, sb);
-    this.byKey.set(spec.key, sb);
+    this.registry.add(sb);
     const creation = sb.exclusive(() => this.create(sb));
     sb.creation = creation;
     // Nobody may be left waiting for it (the caller can go away): never unhandled.
@@ -232,7 +224,7 @@ export class Sandboxes implements RecoveryHost {
     try {
       await raceAbort(creation, signal);
     } catch (err) {
-      if (signal.aborted && this.byId.get(id) === sb) {
+      if (signal.aborted && this.registry.holds(sb)) {
         sb.creatorGone = true;
         this.log.info(
           { sandboxId: id, key: spec.key },
@@ -262,7 +254,7 @@ export class Sandboxes implements RecoveryHost {
         timeoutMs: this.timeouts.retryWait,
         ctx,
         signal,
-        nameFreed: () => !this.byKey.has(spec.key),
+        nameFreed: () => this.registry.named(spec.key) === undefined,
       });
       if (first === 'redo') return this.run(spec, fingerprint, signal);
       existing.creatorGone = false;
@@ -332,8 +324,7 @@ export class Sandboxes implements RecoveryHost {
   }
 
   private forget(sb: Sandbox): void {
-    if (this.byId.get(sb.id) === sb) this.byId.delete(sb.id);
-    if (this.byKey.get(sb.spec.key) === sb) this.byKey.delete(sb.spec.key);
+    this.registry.forget(sb);
   }
 
   // -- StopPodSandbox / RemovePodSandbox -------------------------------------
@@ -467,6 +458,6 @@ export class Sandboxes implements RecoveryHost {
 
   /** Every sandbox id with a checkpoint directory: the objects sweeps must leave alone. */
   async knownIds(): Promise<Set<string>> {
-    return new Set([...(await this.store.list('sandbox')), ...this.byId.keys()]);
+    return new Set([...(await this.store.list('sandbox')), ...this.registry.ids()]);
   }
 }

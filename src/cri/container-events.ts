@@ -2,9 +2,9 @@
 // evented PLEG reads: the event, its pod's status and the statuses of the
 // pod's containers at that moment, newest first (a deleted container is no
 // longer among them; its pod may be gone too, then the pod status is absent).
-import type { ContainerEvent, ContainerEventKind } from '../containerizer/events';
-import type { Container } from '../containerizer/container';
-import type { Sandbox } from '../containerizer/sandbox';
+import type { ContainerEvent, ContainerEventKind } from '../containerizer';
+import type { Container } from '../containerizer';
+import type { Sandbox } from '../containerizer';
 import { ContainerEventResponse, ContainerEventType } from '../gen/runtime/v1/api';
 import { podContainerStatuses } from './container-mapping';
 import { toPodSandboxStatus } from './sandbox-mapping';

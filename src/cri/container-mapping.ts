@@ -5,10 +5,10 @@
 import { createHash } from 'crypto';
 import * as os from 'os';
 import * as path from 'path';
-import type { Container } from '../containerizer/container';
-import type { BuiltSpec, ContainerImageInfo, ContainerRequest, SpecBuildInput } from '../containerizer/container-spec';
-import { signalNumber } from '../containerizer/launcher/signals';
-import type { MonitorErrorRecord } from '../containerizer/launcher/spec';
+import type { Container } from '../containerizer';
+import type { BuiltSpec, ContainerImageInfo, ContainerRequest, SpecBuildInput } from '../containerizer';
+import { signalNumber } from '../containerizer';
+import type { MonitorErrorRecord } from '../containerizer';
 import { CapsaError, ErrorContext, InvalidArgumentError } from '../errors';
 import {
   Container as CriContainer,

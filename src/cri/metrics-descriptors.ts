@@ -20,8 +20,8 @@
 // name would be found by none. Exact CPU time stays available where kubelet
 // reads it for scheduling and eviction: ContainerStats/PodSandboxStats
 // (usage_core_nano_seconds, /metrics/resource and the summary API).
-import type { BlkioEntry, CgroupStats } from '../containerizer/isolators/cgroups/stats';
-import type { InterfaceUsage } from '../containerizer/isolators/namespaces/netdev';
+import type { BlkioEntry, CgroupStats } from '../containerizer';
+import type { InterfaceUsage } from '../containerizer';
 import { InternalError } from '../errors';
 import { Metric, MetricDescriptor, MetricType } from '../gen/runtime/v1/api';
 

@@ -6,11 +6,11 @@ import { createHash } from 'crypto';
 import { isIP } from 'net';
 import * as os from 'os';
 import { InvalidArgumentError, UnimplementedError } from '../errors';
-import type { Sandbox } from '../containerizer/sandbox';
-import type { HostOrPod, PidMode, SandboxSpec } from '../containerizer/sandbox-spec';
-import { CgroupPathError, normalizeCgroupfsParent, systemdParentSlice } from '../containerizer/isolators/cgroups/paths';
-import { CgroupResources, validateResources } from '../containerizer/isolators/cgroups/values';
-import { sysctlProblem } from '../containerizer/isolators/namespaces/sysctl';
+import type { Sandbox } from '../containerizer';
+import type { HostOrPod, PidMode, SandboxSpec } from '../containerizer';
+import { CgroupPathError, normalizeCgroupfsParent, systemdParentSlice } from '../containerizer';
+import { CgroupResources, validateResources } from '../containerizer';
+import { sysctlProblem } from '../containerizer';
 import {
   LinuxContainerResources,
   NamespaceMode,

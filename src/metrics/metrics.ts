@@ -14,7 +14,7 @@
 // Nothing is polled in the background: an idle daemon does no work for
 // metrics nobody scrapes.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ContainerCriState, SandboxCriState } from '../containerizer/state';
+import type { ContainerCriState, SandboxCriState } from '../containerizer';
 
 /** The read-only view of the containerizer the collectors need. */
 export interface MetricsSource {

@@ -3,7 +3,7 @@
 // the provisioner's pull watcher, OOM kills from the containerizer's events,
 // the image filesystem's size.
 import { promises as fs } from 'fs';
-import type { Containers } from '../containerizer/containers';
+import type { Containers } from '../containerizer';
 import type { Metrics } from '../metrics/metrics';
 import type { Provisioner } from '../provisioner/provisioner';
 import { allOf, pullMetrics, pullSpans } from './pulls';

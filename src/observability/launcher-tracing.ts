@@ -2,7 +2,7 @@
 // "trackers"): capsa-monitor's launch (create: the monitor up, the init
 // waiting before execve), the init's release (start) and ExecSync each get
 // a span under the call's. Off, the launcher itself is returned untouched.
-import type { Launcher } from '../containerizer/launcher/launcher';
+import type { Launcher } from '../containerizer';
 import { tracingEnabled, withSpan } from './tracing';
 
 export function traceLauncher<L extends Launcher>(launcher: L): L {

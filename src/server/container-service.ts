@@ -4,23 +4,15 @@
 // ContainerStats and ListContainerStats. Status, List and stats are answered
 // from memory and the cgroups. Validation and CRI shapes live in
 // src/cri/container-mapping.ts.
-import { promises as fs } from 'fs';
-import * as path from 'path';
-import type { Config } from '../config/schema';
-import type { Container } from '../containerizer/container';
-import { Containers } from '../containerizer/containers';
-import { MonitorLauncher } from '../containerizer/launcher/monitor-launcher';
-import { traceLauncher } from '../observability/launcher-tracing';
-import type { Sandboxes } from '../containerizer/sandboxes';
-import { nowNs } from '../containerizer/state';
-import { ALL_CAPABILITIES, readCapLastCap, readDaemonNofile, readDaemonOomScoreAdj } from '../cri/container-spec';
+import type { Container } from '../containerizer';
+import { Containers } from '../containerizer';
+import { nowNs } from '../containerizer';
 import {
   DaemonFacts,
   checkExecCmd,
   containerRequestFromCri,
   containerVerboseInfo,
   matchesContainerFilter,
-  nodeHostname,
   toContainer,
   toContainerStatus,
 } from '../cri/container-mapping';
@@ -57,8 +49,6 @@ import {
   UpdateContainerResourcesResponse,
   type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
-import type { Logger } from '../log';
-import type { Provisioner } from '../provisioner/provisioner';
 import { diskUsage } from '../provisioner/provisioner';
 import type { CallContext, ServiceHandlers } from './instrument';
 
@@ -71,8 +61,6 @@ export interface ContainerServiceDeps {
 
 /** Containers per streaming message. */
 const STREAM_CHUNK = 100;
-/** CAP_SYS_RESOURCE */
-const CAP_SYS_RESOURCE = 24n;
 
 /**
  * ContainerStats of one container: CPU and memory from its cgroup (zero once
@@ -107,48 +95,6 @@ export async function containerStatsOf(
       inodesUsed: { value: BigInt(disk?.inodes ?? 0) },
     },
   });
-}
-
-/** What the spec builder needs to know about this daemon. */
-export async function readDaemonFacts(cgroupVersion: 1 | 2): Promise<DaemonFacts> {
-  const status = await fs.readFile('/proc/self/status', 'utf8');
-  const capEff = /^CapEff:\s+([0-9a-f]+)$/m.exec(status)?.[1];
-  const capBnd = /^CapBnd:\s+([0-9a-f]+)$/m.exec(status)?.[1];
-  const hasSysResource = capEff !== undefined && ((BigInt(`0x${capEff}`) >> CAP_SYS_RESOURCE) & 1n) === 1n;
-  const bnd = capBnd === undefined ? undefined : BigInt(`0x${capBnd}`);
-  const boundingCaps =
-    bnd === undefined ? undefined : new Set(ALL_CAPABILITIES.filter((_c, i) => ((bnd >> BigInt(i)) & 1n) === 1n));
-  return {
-    oomScoreAdj: await readDaemonOomScoreAdj(),
-    restrictOomScoreAdj: !hasSysResource,
-    nofile: await readDaemonNofile(),
-    capLastCap: await readCapLastCap().catch(() => 40),
-    nodeHostname: nodeHostname(),
-    cgroupVersion,
-    boundingCaps,
-  };
-}
-
-/** Builds the container side of the containerizer (recovering every container) and hooks it into the sandboxes. */
-export async function startContainers(
-  config: Config,
-  sandboxes: Sandboxes,
-  provisioner: Provisioner,
-  log: Logger,
-): Promise<{ containers: Containers; deps: ContainerServiceDeps }> {
-  const clog = log.child({ component: 'containers' });
-  const containers = await Containers.start({
-    root: config.root,
-    state: config.state,
-    log: clog,
-    sandboxes,
-    provisioner,
-    launcher: traceLauncher(new MonitorLauncher({ log: clog })),
-    backendStateDir: path.join(config.root, 'rootfs'),
-  });
-  sandboxes.setContainerHooks(containers.hooks());
-  const facts = await readDaemonFacts(sandboxes.cgroups.layout.version);
-  return { containers, deps: { containers, facts, containerFsDir: path.join(config.root, 'rootfs') } };
 }
 
 function requireId(id: string): string {

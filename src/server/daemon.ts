@@ -6,7 +6,8 @@ import { promises as fs } from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { Config } from '../config/schema';
-import { Sandboxes } from '../containerizer/sandboxes';
+import { Containerizer } from '../containerizer';
+import { readDaemonFacts } from '../cri/daemon-facts';
 import {
   ImageServiceService,
   RuntimeServiceService,
@@ -27,9 +28,10 @@ import { Metrics } from '../metrics/metrics';
 import { startMetricsServer } from '../metrics/server';
 import { imageFsOf, observeDaemon } from '../observability/daemon-hooks';
 import { Health } from '../observability/health';
+import { traceLauncher } from '../observability/launcher-tracing';
 import { startTracing } from '../observability/tracing';
 import { runtimeVersion } from './runtime-info';
-import { containerHandlers, containerStatsOf, startContainers } from './container-service';
+import { ContainerServiceDeps, containerHandlers, containerStatsOf } from './container-service';
 import { eventHandlers } from './events-service';
 import { metricsHandlers } from './metrics-service';
 import { imageHandlers } from './image-service';
@@ -81,24 +83,33 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const state = await loadRuntimeState(config.root);
     const provisioner = await Provisioner.open({ config, log, syncLayers: config.sync_layers });
     closers.push(() => provisioner.close());
-    // The containerizer re-adopts every checkpointed sandbox before we serve.
-    health.starting('recovering pod sandboxes');
-    const sandboxes = await Sandboxes.start({
+    // The containerizer re-adopts every checkpointed sandbox, then every container, before we serve.
+    const containerizer = await Containerizer.start({
       root: config.root,
       state: config.state,
       cgroupDriver: config.cgroup_driver,
-      log: log.child({ component: 'containerizer' }),
+      log,
+      provisioner,
       network: createNetworkIsolator(config, log),
+      onStage: (what) => health.starting(what),
+      wrapLauncher: traceLauncher,
     });
-    closers.push(async () => sandboxes.cgroups.close());
-    // Then every checkpointed container (running ones keep running); it hooks into pod stop/remove.
-    health.starting('recovering containers');
-    const { containers, deps: containerDeps } = await startContainers(config, sandboxes, provisioner, log);
-    closers.push(() => containers.close());
+    closers.push(() => containerizer.close());
+    const { sandboxes, containers } = containerizer;
+    const containerDeps: ContainerServiceDeps = {
+      containers,
+      facts: await readDaemonFacts(containerizer.cgroupVersion),
+      containerFsDir: containerizer.containerFsDir,
+    };
     // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
     const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
     closers.push(() => streaming.close());
-    const streamRuntime = new StreamRuntime({ containers, sandboxes, log: log.child({ component: 'streaming' }) });
+    const streamRuntime = new StreamRuntime({
+      containers,
+      sandboxes,
+      monitor: containerizer.monitor,
+      log: log.child({ component: 'streaming' }),
+    });
     const runtime: ServiceHandlers<RuntimeServiceServer> = {
       ...runtimeHandlers({ config, state }),
       ...podHandlers({

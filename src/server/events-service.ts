@@ -6,9 +6,9 @@
 // transport holds; past that it ends with RESOURCE_EXHAUSTED, so the client
 // knows it missed events (kubelet then relists) and the daemon never waits
 // on it nor grows without bound.
-import type { Containers } from '../containerizer/containers';
-import type { ContainerEvent } from '../containerizer/events';
-import type { Sandboxes } from '../containerizer/sandboxes';
+import type { Containers } from '../containerizer';
+import type { ContainerEvent } from '../containerizer';
+import type { Sandboxes } from '../containerizer';
 import { toContainerEventResponse } from '../cri/container-events';
 import { CapsaError } from '../errors';
 import type { ContainerEventResponse, GetEventsRequest, RuntimeServiceServer } from '../gen/runtime/v1/api';

@@ -10,10 +10,10 @@
 // src/cri/metrics-descriptors.ts.
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import type { Container, Containers } from '../containerizer/containers';
-import type { Usage } from '../containerizer/isolator';
-import type { CgroupStats } from '../containerizer/isolators/cgroups/stats';
-import type { Sandbox, Sandboxes } from '../containerizer/sandboxes';
+import type { Container, Containers } from '../containerizer';
+import type { Usage } from '../containerizer';
+import type { CgroupStats } from '../containerizer';
+import type { Sandbox, Sandboxes } from '../containerizer';
 import { FsSample, MetricsInput, Subject, metricDescriptors, metricsOf } from '../cri/metrics-descriptors';
 import { NotFoundError, asCapsaError } from '../errors';
 import type {

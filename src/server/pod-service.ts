@@ -2,8 +2,8 @@
 // RemovePodSandbox, PodSandboxStatus, ListPodSandbox (and its streaming
 // twin), UpdatePodSandboxResources. Status and List are answered from
 // memory. Validation and CRI shapes live in src/cri/sandbox-mapping.ts.
-import type { Containers } from '../containerizer/containers';
-import type { Sandboxes } from '../containerizer/sandboxes';
+import type { Containers } from '../containerizer';
+import type { Sandboxes } from '../containerizer';
 import { podContainerStatuses } from '../cri/container-mapping';
 import {
   criResources,

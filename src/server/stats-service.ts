@@ -4,12 +4,12 @@
 // from its cgroup (the containers' cgroups nest in it, so they are
 // included), its network counters from its pinned network namespace, and
 // each of its containers' stats as ContainerStats reports them.
-import type { Container } from '../containerizer/container';
-import type { Containers } from '../containerizer/containers';
-import type { Usage } from '../containerizer/isolator';
-import type { Sandbox } from '../containerizer/sandbox';
-import type { Sandboxes } from '../containerizer/sandboxes';
-import { nowNs } from '../containerizer/state';
+import type { Container } from '../containerizer';
+import type { Containers } from '../containerizer';
+import type { Usage } from '../containerizer';
+import type { Sandbox } from '../containerizer';
+import type { Sandboxes } from '../containerizer';
+import { nowNs } from '../containerizer';
 import { matchesFilter } from '../cri/sandbox-mapping';
 import { InvalidArgumentError, NotFoundError } from '../errors';
 import {

@@ -10,7 +10,7 @@
 
 import { InvalidArgumentError } from '../../errors';
 import type { Capability } from '../../gen/runtime/v1/api';
-import type { CapabilitySets } from '../../containerizer/launcher/spec';
+import type { CapabilitySets } from '../../containerizer';
 
 /** Every Linux capability, indexed by its number. */
 export const ALL_CAPABILITIES: readonly string[] = [

@@ -19,7 +19,7 @@ import * as path from 'path';
 import { InvalidArgumentError } from '../../errors';
 import type { Device } from '../../gen/runtime/v1/api';
 import type { HostDevice } from './types';
-import type { DeviceRule, DeviceSpec } from '../../containerizer/launcher/spec';
+import type { DeviceRule, DeviceSpec } from '../../containerizer';
 import { checkString } from './values';
 
 /** The nodes the monitor creates in every /dev tmpfs (for the cgroup rules). */

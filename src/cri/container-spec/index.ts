@@ -21,7 +21,7 @@ import { buildMounts, type CgroupBind, type ImageVolume, type PodFiles } from '.
 import { buildNamespaces, type SandboxNamespaces } from './namespaces';
 import { buildResources } from './resources';
 import type { ImageConfigInput, SpecIo } from './types';
-import type { LaunchSpec } from '../../containerizer/launcher/spec';
+import type { LaunchSpec } from '../../containerizer';
 import { resolveUser, type ResolvedUser } from './user';
 import { resolveSeccomp } from '../seccomp/profile';
 import { checkString, isWithin } from './values';

@@ -12,7 +12,7 @@ import {
   type LinuxContainerSecurityContext,
   type SecurityProfile,
 } from '../../gen/runtime/v1/api';
-import type { ProfileSpec, RlimitSpec } from '../../containerizer/launcher/spec';
+import type { ProfileSpec, RlimitSpec } from '../../containerizer';
 import { checkString, imageString, IMAGE_FIELD } from './values';
 
 const SC = 'config.linux.security_context';

@@ -22,7 +22,7 @@ import { createHash } from 'crypto';
 import * as path from 'path';
 import { InternalError, InvalidArgumentError, UnimplementedError } from '../../errors';
 import { MountPropagation, type Mount } from '../../gen/runtime/v1/api';
-import type { MountSpec } from '../../containerizer/launcher/spec';
+import type { MountSpec } from '../../containerizer';
 import { checkString, IMAGE_FIELD, isWithin, pathDepth } from './values';
 
 export const DEFAULT_MASKED_PATHS: readonly string[] = [

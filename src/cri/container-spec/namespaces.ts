@@ -14,7 +14,7 @@
 
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors';
 import { NamespaceMode, type UserNamespace } from '../../gen/runtime/v1/api';
-import type { IdMapping, NamespaceSpec } from '../../containerizer/launcher/spec';
+import type { IdMapping, NamespaceSpec } from '../../containerizer';
 
 const NS = 'config.linux.security_context.namespace_options';
 

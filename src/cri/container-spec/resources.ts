@@ -16,7 +16,7 @@
 
 import { InvalidArgumentError } from '../../errors';
 import type { LinuxContainerResources } from '../../gen/runtime/v1/api';
-import type { ResourcesSpec } from '../../containerizer/launcher/spec';
+import type { ResourcesSpec } from '../../containerizer';
 import { toSafeNumber } from './values';
 
 const F = 'config.linux.resources';

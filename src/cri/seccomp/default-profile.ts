@@ -12,7 +12,7 @@
 // The caller resolves these rules into a plain OCI LinuxSeccomp object
 // (profile.ts: defaultSeccompProfile).
 
-import type { SeccompArg } from '../../containerizer/launcher/spec';
+import type { SeccompArg } from '../../containerizer';
 
 export interface DefaultRule {
   names: readonly string[];

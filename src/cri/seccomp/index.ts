@@ -10,7 +10,7 @@ export {
   type SeccompOperator,
   type SeccompSpec,
   type SeccompSyscall,
-} from '../../containerizer/launcher/spec';
+} from '../../containerizer';
 export {
   defaultSeccompProfile,
   parseProfile,

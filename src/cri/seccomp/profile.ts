@@ -24,7 +24,7 @@ import {
   type SeccompOperator,
   type SeccompSpec,
   type SeccompSyscall,
-} from '../../containerizer/launcher/spec';
+} from '../../containerizer';
 
 /** A Localhost profile larger than this is refused (the default profile is ~10 KiB). */
 export const MAX_PROFILE_BYTES = 1 << 20;

@@ -1,8 +1,8 @@
 // A container in memory (Mesos nested container): its checkpointed record,
 // the lock that serializes lifecycle operations on it and the promise its
-// exit resolves. The manager (containers.ts) drives it through state.ts.
-import type { ContainerRecord, LaunchSpec } from './container-spec';
-import { ContainerCriState, Lifecycle, LifecycleState, OperationQueue, containerCriState, exitReason } from './state';
+// exit resolves. The manager (index.ts) drives it through state.ts.
+import type { ContainerRecord, LaunchSpec } from '../container-spec';
+import { ContainerCriState, Lifecycle, LifecycleState, OperationQueue, containerCriState, exitReason } from '../state';
 
 export const CONTAINER_CHECKPOINT_VERSION = 1;
 

@@ -12,7 +12,7 @@
 //    dir <root>/rootfs/<id>, the cgroup <pod cgroup>/capsa-<id>, the image
 //    pin "container:<id>", and the monitor's argv names its run dir.
 //
-// Per checkpoint (Containers.recoverOne):
+// Per checkpoint (recoverOne):
 //   no createdAt, or no sandbox   undo everything, drop the checkpoint
 //   finishedAt                    EXITED; kill and remove its cgroup again
 //   monitor alive                 CREATED or RUNNING, same id, watched again
@@ -21,30 +21,17 @@
 // Then every prefixed object whose id has no checkpoint is destroyed.
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { asCapsaError } from '../errors';
-import type { Logger } from '../log';
-import type { Backend } from '../provisioner/backends/backend';
-import type { Provisioner } from '../provisioner/provisioner';
-import { killChecked, processStartTime, processesNamed } from '../util/procfs';
-import { withTimeout } from '../util/timeout';
-import type { CheckpointStore } from './checkpoint';
-import type { CgroupManager } from './isolators/cgroups/manager';
-import type { Launcher } from './launcher/launcher';
-import type { Sandboxes } from './sandboxes';
-
-/** What container recovery needs from the container manager. */
-export interface ContainerRecoveryHost {
-  readonly log: Logger;
-  readonly store: CheckpointStore;
-  readonly timeouts: { readonly recover: number; readonly destroying: number };
-  readonly runRoot: string;
-  readonly cgroups: CgroupManager;
-  readonly launcher: Launcher;
-  readonly opts: { readonly sandboxes: Sandboxes; readonly provisioner: Provisioner };
-  /** Re-adopts one checkpointed container. */
-  recoverOne(id: string, signal: AbortSignal): Promise<'running' | 'exited' | 'discarded'>;
-  backend(): Promise<Backend>;
-}
+import { asCapsaError } from '../../errors';
+import type { Logger } from '../../log';
+import { killChecked, processStartTime, processesNamed } from '../../util/procfs';
+import { withTimeout } from '../../util/timeout';
+import { decodeBigint } from '../checkpoint';
+import type { ContainerRecord } from '../container-spec';
+import { transition } from '../state';
+import { CONTAINER_CHECKPOINT_VERSION, Container } from './container';
+import type { ContainerHost } from './host';
+import { observe, recordEnd, watch } from './observe';
+import { teardown } from './remove';
 
 export interface ContainerRecoverySummary {
   running: string[];
@@ -58,10 +45,7 @@ const ID = /^[0-9a-f]{64}$/;
 /** A container cgroup (not a sandbox's pid-holder leaf "-init"). */
 const CONTAINER_CGROUP = /^capsa-([0-9a-f]{64})(\.scope)?$/;
 
-export async function recoverContainers(
-  cs: ContainerRecoveryHost,
-  backendStateDir: string,
-): Promise<ContainerRecoverySummary> {
+export async function recoverContainers(cs: ContainerHost, backendStateDir: string): Promise<ContainerRecoverySummary> {
   const log = cs.log.child({ part: 'recovery' });
   const summary: ContainerRecoverySummary = { running: [], exited: [], discarded: [], unreadable: [], swept: [] };
   const ids = await cs.store.list('container');
@@ -71,7 +55,7 @@ export async function recoverContainers(
       const r = await withTimeout(
         `recover container ${id}`,
         cs.timeouts.recover,
-        (signal) => cs.recoverOne(id, signal),
+        (signal) => recoverOne(cs, id, signal),
         { containerId: id, stage: 'recover' },
       );
       summary[r === 'running' ? 'running' : r === 'exited' ? 'exited' : 'discarded'].push(id);
@@ -109,7 +93,7 @@ async function listDir(dir: string): Promise<string[]> {
 
 /** Destroys every container object whose id has no checkpoint. Each step is best-effort and logged. */
 async function sweep(
-  cs: ContainerRecoveryHost,
+  cs: ContainerHost,
   known: ReadonlySet<string>,
   backendStateDir: string,
   log: Logger,
@@ -125,7 +109,7 @@ async function sweep(
       log.warn({ what, err: asCapsaError(err).message }, 'cannot destroy an orphaned container object');
     }
   };
-  const backend = await cs.backend();
+  const backend = await cs.opts.provisioner.backend();
 
   // Monitors first: their containers' processes go with their cgroups below.
   const monitors = await orphanMonitors(cs.runRoot, known);
@@ -209,4 +193,75 @@ async function cgroupOfRunDir(dir: string): Promise<string | undefined> {
     // no spec: nothing was launched from this dir
   }
   return undefined;
+}
+
+/**
+ * Re-adopts every checkpointed container (after the sandboxes), then
+ * destroys prefixed objects nobody checkpointed (recoverContainers above).
+ */
+export async function recoverOne(
+  cs: ContainerHost,
+  id: string,
+  signal: AbortSignal,
+): Promise<'running' | 'exited' | 'discarded'> {
+  const raw = await cs.store.read<ContainerRecord>('container', id, CONTAINER_CHECKPOINT_VERSION);
+  if (!raw) {
+    // Crashed between the directory and the first checkpoint: nothing else exists.
+    await cs.store.remove('container', id);
+    return 'discarded';
+  }
+  const c = new Container(fromRecord({ ...raw.data, id }));
+  const r = c.record;
+  transition(c, 'RECOVERING', cs.log);
+  const sandbox = cs.opts.sandboxes.find(r.sandboxId);
+  if (r.createdAt === undefined || !sandbox) {
+    transition(c, 'DESTROYING', cs.log, r.createdAt === undefined ? 'creation never finished' : 'its sandbox is gone');
+    await teardown(cs, c, signal);
+    await cs.store.remove('container', id);
+    transition(c, 'REMOVED', cs.log);
+    cs.log.info({ containerId: id }, 'undid a container whose creation never finished or whose pod is gone');
+    return 'discarded';
+  }
+  cs.registry.adopt(c, (a, b) => (a.record.createdAt ?? 0n) > (b.record.createdAt ?? 0n));
+  if (r.finishedAt === undefined) {
+    const st = await cs.launcher.status(r.runDir);
+    if (st.state === 'created' || st.state === 'running') {
+      r.monitor = st.monitor;
+      if (st.init) r.init = st.init;
+      if (st.state === 'running' && r.startedAt === undefined && st.startedAt !== undefined) {
+        // Started just before the crash: started.json knows when.
+        r.startedAt = st.startedAt;
+        await cs.persist(c);
+      }
+      transition(c, 'RUNNING', cs.log, 'recovered');
+      watch(cs, c);
+      // An exit between the status and the watch is caught here.
+      await observe(cs, c);
+      return c.isFinished() ? 'exited' : 'running';
+    }
+    transition(c, 'RUNNING', cs.log, 'recovered, ended while capsa was down');
+    await recordEnd(cs, c, st);
+    return 'exited';
+  }
+  // Exited before: make sure nothing of it still runs (a crash may have cut the cleanup).
+  transition(c, 'DESTROYING', cs.log, 'recover exited container');
+  try {
+    await cs.cgroups.destroy(r.cgroupPath, cs.timeouts.destroying, signal);
+  } catch (err) {
+    c.cleanupPending = true;
+    cs.log.warn({ containerId: id, err: asCapsaError(err).message }, 'cgroup cleanup of an exited container failed');
+  }
+  transition(c, 'STOPPED', cs.log, 'recovered');
+  c.exitSeen();
+  return 'exited';
+}
+
+function fromRecord(r: ContainerRecord): ContainerRecord {
+  return {
+    ...r,
+    beganAt: decodeBigint(r.beganAt) ?? 0n,
+    createdAt: decodeBigint(r.createdAt),
+    startedAt: decodeBigint(r.startedAt),
+    finishedAt: decodeBigint(r.finishedAt),
+  };
 }

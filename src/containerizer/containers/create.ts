@@ -1,0 +1,249 @@
+// CreateContainer: PREPARING (checkpoint, image pin, rootfs) → ISOLATING
+// (spec, cgroup, the monitor holding the init before execve) → RUNNING (CRI
+// CREATED). An identical retry while the first is being made waits for it
+// and gets the same container; a failed stage undoes everything (discard).
+import { randomBytes } from 'crypto';
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../errors';
+import type { ImageRecord } from '../../provisioner/store/image-store';
+import { raceAbort } from '../../util/timeout';
+import type { ContainerRecord, ContainerRequest } from '../container-spec';
+import type { CgroupResources } from '../isolators/cgroups/values';
+import { LaunchError } from '../launcher/monitor-client';
+import { SIGTERM, signalNumber } from '../launcher/signals';
+import { awaitFirstCreate, isCreating, nowNs, runStage, transition } from '../state';
+import { Container } from './container';
+import { ContainerHost, pinOwner } from './host';
+import { teardown } from './remove';
+import { watch } from './observe';
+
+export async function create(cs: ContainerHost, req: ContainerRequest, signal: AbortSignal): Promise<string> {
+  const sb = cs.opts.sandboxes.get(req.sandboxId);
+  if (sb.criState() !== 'SANDBOX_READY' || sb.stopping) {
+    throw new FailedPreconditionError(`sandbox ${sb.id} is not ready${sb.stopping ? ' (it is being stopped)' : ''}`, {
+      sandboxId: sb.id,
+      stage: 'create',
+    });
+  }
+  const md = sb.spec.metadata;
+  const key = `${req.metadata.name}_${md.name}_${md.namespace}_${md.uid}_${req.metadata.attempt}`;
+  const existing = cs.registry.named(key);
+  if (existing) return retried(cs, existing, req, key, signal);
+
+  const image = cs.opts.provisioner.find(req.image.ref);
+  if (!image) {
+    throw new NotFoundError(`image "${req.image.ref}" not found: pull it first`, {
+      image: req.image.ref,
+      stage: 'create',
+    });
+  }
+  const id = randomBytes(32).toString('hex');
+  const runDir = path.join(cs.runRoot, id);
+  const handle = cs.opts.sandboxes.handle(sb.id);
+  const record: ContainerRecord = {
+    id,
+    sandboxId: sb.id,
+    key,
+    fingerprint: req.fingerprint,
+    metadata: { ...req.metadata },
+    image: {
+      requested: req.image.ref,
+      annotations: { ...req.image.annotations },
+      userSpecified: req.image.userSpecified,
+      id: image.id,
+      ref: image.repoDigests[0] ?? image.id,
+      repoTags: [...image.repoTags],
+    },
+    chainIds: image.layers.map((l) => l.chainId),
+    labels: { ...req.labels },
+    annotations: { ...req.annotations },
+    mounts: req.mounts.map((m) => ({ ...m })),
+    logPath: '',
+    stopSignal: req.stopSignal ?? imageStopSignal(image) ?? SIGTERM,
+    runDir,
+    rootfs: path.join(runDir, 'rootfs'),
+    cgroupPath: handle.cgroup.containerPath(id),
+    criResources: req.criResources,
+    original: req.original,
+    beganAt: nowNs(),
+  };
+  const c = new Container(record);
+  cs.registry.add(c);
+  const creation = c.exclusive(() => make(cs, c, req, image));
+  c.creation = creation;
+  creation.catch(() => undefined);
+  try {
+    await raceAbort(creation, signal);
+  } catch (err) {
+    if (signal.aborted && cs.registry.holds(c)) {
+      c.creatorGone = true;
+      cs.log.info({ containerId: id, key }, 'CreateContainer caller went away; creation continues for a retry');
+    }
+    throw err;
+  }
+  return id;
+}
+
+export async function retried(
+  cs: ContainerHost,
+  existing: Container,
+  req: ContainerRequest,
+  key: string,
+  signal: AbortSignal,
+): Promise<string> {
+  const ctx = { containerId: existing.id };
+  if (existing.record.fingerprint !== req.fingerprint) {
+    throw new AlreadyExistsError(`container name "${key}" is already in use by ${existing.id}`, ctx);
+  }
+  if (isCreating(existing.state) && existing.creation) {
+    const first = await awaitFirstCreate({
+      obj: existing,
+      what: `container "${key}"`,
+      rpc: 'CreateContainer',
+      timeoutMs: cs.timeouts.retryWait,
+      ctx,
+      signal,
+      nameFreed: () => cs.registry.named(key) === undefined,
+    });
+    if (first === 'redo') return create(cs, req, signal);
+    existing.creatorGone = false;
+    return existing.id;
+  }
+  if (existing.criState() === 'CONTAINER_CREATED' && existing.state === 'RUNNING') {
+    // The first call finished but its answer may never have reached kubelet: the same container.
+    existing.creatorGone = false;
+    cs.log.info({ containerId: existing.id }, 'identical CreateContainer retry gets the container its first call made');
+    return existing.id;
+  }
+  throw new AlreadyExistsError(`container name "${key}" is already in use by ${existing.id}`, ctx);
+}
+
+export async function make(cs: ContainerHost, c: Container, req: ContainerRequest, image: ImageRecord): Promise<void> {
+  const t = cs.timeouts;
+  const r = c.record;
+  const cleanup = (signal: AbortSignal): Promise<void> => discard(cs, c, signal);
+  const log = cs.log.child({ containerId: c.id });
+  await runStage(c, 'PREPARING', cs.log, {
+    timeoutMs: t.preparing,
+    cleanupTimeoutMs: t.destroying,
+    cleanup,
+    run: async () => {
+      // Disk before host objects: recovery finds whatever this container makes from here on.
+      await cs.store.create('container', c.id);
+      // The backend is chosen once per daemon (no host object of this container), so its
+      // name goes into the first checkpoint rather than a second write of the same record.
+      const backend = await cs.opts.provisioner.backend();
+      r.backend = backend.name;
+      await cs.persist(c);
+      await fs.mkdir(cs.runRoot, { recursive: true, mode: 0o711 });
+      await fs.mkdir(r.runDir, { recursive: true, mode: 0o711 });
+      // GC must keep the layers while the container uses them (a persisted pin).
+      await cs.opts.provisioner.store.images.pin(pinOwner(c.id), r.chainIds);
+      await backend.provision(c.id, cs.opts.provisioner.layerDirs(image), r.rootfs);
+    },
+  });
+  await runStage(c, 'ISOLATING', cs.log, {
+    timeoutMs: t.isolating,
+    cleanupTimeoutMs: t.destroying,
+    cleanup,
+    run: async (signal) => {
+      const lap = laps();
+      const handle = cs.opts.sandboxes.handle(r.sandboxId);
+      const built = await req.build({
+        containerId: c.id,
+        sandbox: handle,
+        image,
+        rootfs: r.rootfs,
+        volumesRoot: path.join(cs.store.dir('container', c.id), 'volumes'),
+        cgroupPath: r.cgroupPath,
+        cgroupBinds: cgroupBinds(cs, r.cgroupPath),
+        targetPidNsPath: (id) => cs.targetPidNsPath(r.sandboxId, id),
+      });
+      for (const w of built.warnings) log.warn({ warning: w }, 'container spec');
+      for (const v of built.volumes) await fs.mkdir(v, { recursive: true, mode: 0o755 });
+      const spec = built.spec;
+      const { devices, ...rest } = spec.linux.resources;
+      r.resources = { ...rest, devices } as CgroupResources;
+      r.user = built.user;
+      r.logPath = spec.capsa.logPath ?? '';
+      // No checkpoint here: until createdAt is written, recovery undoes the container from
+      // the names in its first checkpoint (cgroupPath, runDir, rootfs, the pin) and reads
+      // nothing of resources, user or logPath; the write below carries them with createdAt.
+      signal.throwIfAborted();
+      lap('spec');
+      const cg = await cs.cgroups.create(r.cgroupPath, r.resources, { delegate: false });
+      lap('cgroup');
+      spec.capsa.cgroupProcs = cg.procs;
+      if (cg.memory) spec.capsa.memoryCgroup = cg.memory;
+      if (cg.monitorProcs) spec.capsa.monitorCgroupProcs = cg.monitorProcs;
+      if (r.logPath !== '') await fs.mkdir(path.dirname(r.logPath), { recursive: true, mode: 0o755 });
+      const created = await cs.launcher.create(r.runDir, spec, signal).catch((err: unknown) => {
+        if (err instanceof LaunchError) throw req.explainLaunchError?.(err.record, err.context) ?? err;
+        throw err;
+      });
+      // The init is in its cgroup: what held it until then goes (systemd: the scope's stand-in).
+      await cs.cgroups.settled(r.cgroupPath);
+      lap('launch');
+      c.spec = spec;
+      r.monitor = created.monitor;
+      r.init = created.init;
+      r.createdAt = nowNs();
+      await cs.persist(c);
+      log.debug({ laps: lap('checkpoint') }, 'isolating timing');
+    },
+  });
+  transition(c, 'RUNNING', cs.log, 'created');
+  cs.publish('created', c, r.createdAt);
+  watch(cs, c);
+  log.info(
+    {
+      key: r.key,
+      image: r.image.requested,
+      init: r.init?.pid,
+      ms: Number(((r.createdAt ?? 0n) - r.beganAt) / 1_000_000n),
+    },
+    'container created',
+  );
+}
+
+/** The container's cgroup directories as /sys/fs/cgroup binds (one per v1 hierarchy, or the v2 dir). */
+export function cgroupBinds(cs: ContainerHost, cgPath: string): { source: string; destination: string }[] {
+  const out: { source: string; destination: string }[] = [];
+  for (const { h, dir } of cs.cgroups.hierarchyDirs(cgPath)) {
+    if (cs.cgroups.layout.version === 2) {
+      out.push({ source: dir, destination: '/sys/fs/cgroup' });
+      break;
+    }
+    if (path.dirname(h.mount) !== '/sys/fs/cgroup') continue;
+    out.push({ source: dir, destination: h.mount });
+  }
+  return out;
+}
+
+/** Undoes a failed creation: everything, then the checkpoint, then the name. */
+export async function discard(cs: ContainerHost, c: Container, signal: AbortSignal): Promise<void> {
+  try {
+    await teardown(cs, c, signal);
+    await cs.store.remove('container', c.id);
+  } finally {
+    cs.forget(c);
+  }
+}
+
+/** Stage timer for the debug log: lap(name) records ms since the previous lap; returns them all. */
+function laps(): (name: string) => Record<string, number> {
+  let t = process.hrtime.bigint();
+  const out: Record<string, number> = {};
+  return (name) => {
+    const now = process.hrtime.bigint();
+    out[name] = Math.round(Number(now - t) / 1e4) / 100;
+    t = now;
+    return out;
+  };
+}
+
+function imageStopSignal(image: ImageRecord): number | undefined {
+  const s = image.config.config?.StopSignal;
+  return typeof s === 'string' && s !== '' ? signalNumber(s) : undefined;
+}

@@ -1,0 +1,128 @@
+// The containerizer as the layers above see it: one object that owns the
+// pod sandboxes (Mesos top-level containers) and their containers (nested
+// ones), built and recovered together, and the one monitor client every
+// capsa-monitor call goes through. Sandboxes ask their containers to stop
+// and go before a pod does; this owner wires that once.
+import * as path from 'path';
+import type { CgroupDriver } from '../config/schema';
+import type { Logger } from '../log';
+import type { Provisioner } from '../provisioner/provisioner';
+import { Containers } from './containers';
+import type { ContainerEvents } from './events';
+import type { AnyIsolator } from './isolator';
+import type { Launcher } from './launcher/launcher';
+import { MonitorClient } from './launcher/monitor-client';
+import { MonitorLauncher } from './launcher/monitor-launcher';
+import type { SandboxContext } from './sandbox-spec';
+import { Sandboxes } from './sandboxes';
+
+// What the layers above (cri, server, streaming) may use: they import the
+// containerizer through this file only (.dependency-cruiser.cjs).
+export { type BuiltSpec, type ContainerImageInfo, type ContainerRequest, type SpecBuildInput } from './container-spec';
+export { Containers, type Container } from './containers';
+export { type ContainerEvent, type ContainerEventKind } from './events';
+export { type Usage } from './isolator';
+export { CgroupPathError, normalizeCgroupfsParent, systemdParentSlice } from './isolators/cgroups/paths';
+export { type BlkioEntry, type CgroupStats } from './isolators/cgroups/stats';
+export { validateResources, type CgroupResources } from './isolators/cgroups/values';
+export { type InterfaceUsage } from './isolators/namespaces/netdev';
+export { sysctlProblem } from './isolators/namespaces/sysctl';
+export { type Launcher } from './launcher/launcher';
+export { MonitorClient, execSpecOf, parseExecOutcome } from './launcher/monitor-client';
+export { signalNumber } from './launcher/signals';
+export {
+  SECCOMP_ACTIONS,
+  SECCOMP_ARCHITECTURES,
+  SECCOMP_FLAGS,
+  SECCOMP_OPERATORS,
+  type CapabilitySets,
+  type DeviceRule,
+  type DeviceSpec,
+  type IdMapping,
+  type LaunchSpec,
+  type MonitorErrorRecord,
+  type MountSpec,
+  type NamespaceSpec,
+  type ProfileSpec,
+  type ResourcesSpec,
+  type RlimitSpec,
+  type SeccompAction,
+  type SeccompArg,
+  type SeccompOperator,
+  type SeccompSpec,
+  type SeccompSyscall,
+} from './launcher/spec';
+export { type Sandbox } from './sandbox';
+export { type HostOrPod, type PidMode, type SandboxSpec } from './sandbox-spec';
+export { type Sandboxes } from './sandboxes';
+export { nowNs, type ContainerCriState, type SandboxCriState } from './state';
+
+export interface ContainerizerOptions {
+  root: string;
+  state: string;
+  cgroupDriver: CgroupDriver;
+  /** The daemon's logger: sandboxes log as component "containerizer", containers as "containers". */
+  log: Logger;
+  provisioner: Provisioner;
+  /** The CNI seam: an isolator that needs `netns` and provides `network`. */
+  network?: AnyIsolator<SandboxContext>;
+  /** Where container lifecycle events go (GetContainerEvents). */
+  events?: ContainerEvents;
+  /** Told what start-up is doing (the daemon's /healthz). */
+  onStage?: (what: string) => void;
+  /** Wraps the launcher (a tracker: tracing, timing), as Mesos wraps its launcher and isolators. */
+  wrapLauncher?: (launcher: Launcher) => Launcher;
+}
+
+export class Containerizer {
+  private constructor(
+    readonly sandboxes: Sandboxes,
+    readonly containers: Containers,
+    readonly monitor: MonitorClient,
+    /** Writable container layers live here (stats' and ImageFsInfo's fs id). */
+    readonly containerFsDir: string,
+  ) {}
+
+  /** Recovers every checkpointed sandbox, then every container (running ones keep running). */
+  static async start(o: ContainerizerOptions): Promise<Containerizer> {
+    o.onStage?.('recovering pod sandboxes');
+    const sandboxes = await Sandboxes.start({
+      root: o.root,
+      state: o.state,
+      cgroupDriver: o.cgroupDriver,
+      log: o.log.child({ component: 'containerizer' }),
+      network: o.network,
+    });
+    try {
+      o.onStage?.('recovering containers');
+      const clog = o.log.child({ component: 'containers' });
+      const monitor = new MonitorClient();
+      const containerFsDir = path.join(o.root, 'rootfs');
+      const containers = await Containers.start({
+        root: o.root,
+        state: o.state,
+        log: clog,
+        sandboxes,
+        provisioner: o.provisioner,
+        launcher: (o.wrapLauncher ?? ((l: Launcher) => l))(new MonitorLauncher({ log: clog, client: monitor })),
+        backendStateDir: containerFsDir,
+        events: o.events,
+      });
+      sandboxes.setContainerHooks(containers.hooks());
+      return new Containerizer(sandboxes, containers, monitor, containerFsDir);
+    } catch (err) {
+      sandboxes.cgroups.close();
+      throw err;
+    }
+  }
+
+  get cgroupVersion(): 1 | 2 {
+    return this.sandboxes.cgroups.layout.version;
+  }
+
+  /** Stops the watches and the cgroup driver's connections; containers keep running. */
+  async close(): Promise<void> {
+    await this.containers.close();
+    this.sandboxes.cgroups.close();
+  }
+}

@@ -1,0 +1,93 @@
+// The objects of one kind in memory (sandboxes, containers): by id and by
+// name, what kubelet may see of them, and the id-or-unique-prefix lookup the
+// CRI allows. One copy for both kinds.
+import { InvalidArgumentError, NotFoundError } from '../errors';
+import { Lifecycle, isCreating } from './state';
+
+export interface RegistryKind<T> {
+  /** The unique name of a live object (kubelet's <name>_<namespace>_…_<attempt>). */
+  key(o: T): string;
+  /** For messages: "sandbox", "container". */
+  noun: string;
+  /** The request field an id comes in: "pod_sandbox_id", "container_id". */
+  field: string;
+  /** The error context key of an id. */
+  contextKey: 'sandboxId' | 'containerId';
+}
+
+export class Registry<T extends Lifecycle> {
+  private readonly byId = new Map<string, T>();
+  private readonly byKey = new Map<string, T>();
+
+  constructor(private readonly kind: RegistryKind<T>) {}
+
+  /** A new object: its id and its name are its from now on. */
+  add(o: T): void {
+    this.byId.set(o.id, o);
+    this.byKey.set(this.kind.key(o), o);
+  }
+
+  /**
+   * A recovered object. Two checkpoints with one name (should not happen):
+   * `newer` decides which keeps it.
+   */
+  adopt(o: T, newer: (a: T, b: T) => boolean): void {
+    this.byId.set(o.id, o);
+    const other = this.byKey.get(this.kind.key(o));
+    if (!other || newer(o, other)) this.byKey.set(this.kind.key(o), o);
+  }
+
+  /** Drops the object and frees its name (only if they are still its). */
+  forget(o: T): void {
+    if (this.byId.get(o.id) === o) this.byId.delete(o.id);
+    const key = this.kind.key(o);
+    if (this.byKey.get(key) === o) this.byKey.delete(key);
+  }
+
+  /** The object holding `key`, being made or not. */
+  named(key: string): T | undefined {
+    return this.byKey.get(key);
+  }
+
+  /** Whether `o` is still the one registered under its id. */
+  holds(o: T): boolean {
+    return this.byId.get(o.id) === o;
+  }
+
+  /** Every object, including those being made. */
+  all(): T[] {
+    return [...this.byId.values()];
+  }
+
+  ids(): string[] {
+    return [...this.byId.keys()];
+  }
+
+  /** What kubelet may see: fully made objects, not removed. */
+  list(): T[] {
+    return this.all().filter((o) => !isCreating(o.state) && o.state !== 'REMOVED');
+  }
+
+  /** A full id or a unique prefix; undefined when nothing matches. */
+  find(idOrPrefix: string): T | undefined {
+    const { field, noun } = this.kind;
+    if (idOrPrefix === '') throw new InvalidArgumentError(field, 'must not be empty');
+    const exact = this.byId.get(idOrPrefix);
+    if (exact) return isCreating(exact.state) || exact.state === 'REMOVED' ? undefined : exact;
+    if (!/^[0-9a-f]{1,63}$/.test(idOrPrefix)) return undefined;
+    const matches = this.list().filter((o) => o.id.startsWith(idOrPrefix));
+    if (matches.length > 1) {
+      throw new InvalidArgumentError(field, `prefix "${idOrPrefix}" matches ${matches.length} ${noun}s`);
+    }
+    return matches[0];
+  }
+
+  /** find(), or NotFound naming the id. */
+  get(idOrPrefix: string): T {
+    const o = this.find(idOrPrefix);
+    if (!o) {
+      throw new NotFoundError(`${this.kind.noun} ${idOrPrefix} not found`, { [this.kind.contextKey]: idOrPrefix });
+    }
+    return o;
+  }
+}
