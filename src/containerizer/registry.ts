@@ -1,8 +1,37 @@
 // The objects of one kind in memory (sandboxes, containers): by id and by
 // name, what kubelet may see of them, and the id-or-unique-prefix lookup the
 // CRI allows. One copy for both kinds.
-import { InvalidArgumentError, NotFoundError } from '../errors';
-import { Lifecycle, isCreating } from './state';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../errors';
+import type { Logger } from '../log';
+import { raceAbort } from '../util/timeout';
+import { Lifecycle, awaitFirstCreate, isCreating } from './state';
+
+/** An object a create call makes on its own lock, so that it may outlive its caller. */
+export interface Creatable extends Lifecycle {
+  /** The in-flight creation, while being made. */
+  creation?: Promise<void>;
+  /** The creating call went away before it got the id: an identical retry may have it. */
+  creatorGone: boolean;
+  exclusive<R>(fn: () => Promise<R>): Promise<R>;
+}
+
+/** A create for a name that is in use (see Registry.retried). */
+export interface RetriedCreate<T> {
+  existing: T;
+  key: string;
+  /** The request is the one that made `existing` (same fingerprint). */
+  sameRequest: boolean;
+  /** `existing` was made and answered, but the answer may never have reached kubelet. */
+  madeUnclaimed: boolean;
+  /** The RPC, for messages: "RunPodSandbox", "CreateContainer". */
+  rpc: string;
+  /** How long to wait for a first create still under way. */
+  timeoutMs: number;
+  signal: AbortSignal;
+  /** Makes it afresh (the first attempt failed and freed the name). */
+  redo: () => Promise<string>;
+  log: Logger;
+}
 
 export interface RegistryKind<T> {
   /** The unique name of a live object (kubelet's <name>_<namespace>_…_<attempt>). */
@@ -89,5 +118,70 @@ export class Registry<T extends Lifecycle> {
       throw new NotFoundError(`${this.kind.noun} ${idOrPrefix} not found`, { [this.kind.contextKey]: idOrPrefix });
     }
     return o;
+  }
+
+  /**
+   * Registers `o` and makes it (`make`) on its own lock, independently of
+   * the calling RPC: a caller that goes away (kubelet's timeout) leaves the
+   * creation running, and an identical retry gets the result (retried).
+   */
+  async createDetached(
+    o: T & Creatable,
+    make: () => Promise<void>,
+    signal: AbortSignal,
+    log: Logger,
+    rpc: string,
+  ): Promise<string> {
+    this.add(o);
+    const creation = o.exclusive(make);
+    o.creation = creation;
+    // Nobody may be left waiting for it (the caller can go away): never unhandled.
+    creation.catch(() => undefined);
+    try {
+      await raceAbort(creation, signal);
+    } catch (err) {
+      if (signal.aborted && this.holds(o)) {
+        o.creatorGone = true;
+        log.info(
+          { [this.kind.contextKey]: o.id, key: this.kind.key(o) },
+          `${rpc} caller went away; creation continues for a retry`,
+        );
+      }
+      throw err;
+    }
+    return o.id;
+  }
+
+  /**
+   * A create for a name in use: the same request waits for (or gets) what
+   * the first one made; a different one is AlreadyExists.
+   */
+  async retried(r: RetriedCreate<T & Creatable>): Promise<string> {
+    const { existing, key, rpc } = r;
+    const { noun, contextKey } = this.kind;
+    const ctx = { [contextKey]: existing.id };
+    const inUse = (): AlreadyExistsError =>
+      new AlreadyExistsError(`${noun} name "${key}" is already in use by ${existing.id}`, ctx);
+    if (!r.sameRequest) throw inUse();
+    if (isCreating(existing.state) && existing.creation) {
+      const first = await awaitFirstCreate({
+        obj: existing,
+        what: `${noun} "${key}"`,
+        rpc,
+        timeoutMs: r.timeoutMs,
+        ctx,
+        signal: r.signal,
+        nameFreed: () => this.named(key) === undefined,
+      });
+      if (first === 'redo') return r.redo();
+      existing.creatorGone = false;
+      return existing.id;
+    }
+    if (r.madeUnclaimed) {
+      existing.creatorGone = false;
+      r.log.info(ctx, `identical ${rpc} retry gets the ${noun} its first call made`);
+      return existing.id;
+    }
+    throw inUse();
   }
 }

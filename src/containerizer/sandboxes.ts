@@ -12,7 +12,7 @@ import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { CgroupDriver } from '../config/schema';
-import { AlreadyExistsError, CapsaError, asCapsaError } from '../errors';
+import { CapsaError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
@@ -30,7 +30,7 @@ import { RecoveryHost, recoverSandboxes } from './recovery';
 import { Registry } from './registry';
 import type { SandboxContext, SandboxHandle, SandboxSpec } from './sandbox-spec';
 import { DEFAULT_TIMEOUTS, SANDBOX_CHECKPOINT_VERSION, Sandbox, SandboxRecord, SandboxTimeouts } from './sandbox';
-import { errorContext, awaitFirstCreate, isCreating, nowNs, runStage, stageError, transition } from './state';
+import { errorContext, nowNs, runStage, stageError, transition } from './state';
 
 /** The sandbox object lives in sandbox.ts; importers of it from here keep working. */
 export { Sandbox, type SandboxRecord } from './sandbox';
@@ -212,60 +212,23 @@ export class Sandboxes implements RecoveryHost {
    */
   async run(spec: SandboxSpec, fingerprint: string, signal: AbortSignal): Promise<string> {
     const existing = this.registry.named(spec.key);
-    if (existing) return this.retried(existing, spec, fingerprint, signal);
+    if (existing) {
+      return this.registry.retried({
+        existing,
+        key: spec.key,
+        sameRequest: existing.fingerprint === fingerprint,
+        madeUnclaimed: existing.state === 'RUNNING' && existing.creatorGone,
+        rpc: 'RunPodSandbox',
+        timeoutMs: this.timeouts.retryWait,
+        signal,
+        redo: () => this.run(spec, fingerprint, signal),
+        log: this.log,
+      });
+    }
 
     const id = randomBytes(32).toString('hex');
     const sb = new Sandbox(id, this.makeContext(id, spec), fingerprint, { createdAt: nowNs() });
-    this.registry.add(sb);
-    const creation = sb.exclusive(() => this.create(sb));
-    sb.creation = creation;
-    // Nobody may be left waiting for it (the caller can go away): never unhandled.
-    creation.catch(() => undefined);
-    try {
-      await raceAbort(creation, signal);
-    } catch (err) {
-      if (signal.aborted && this.registry.holds(sb)) {
-        sb.creatorGone = true;
-        this.log.info(
-          { sandboxId: id, key: spec.key },
-          'RunPodSandbox caller went away; creation continues for a retry',
-        );
-      }
-      throw err;
-    }
-    return id;
-  }
-
-  private async retried(
-    existing: Sandbox,
-    spec: SandboxSpec,
-    fingerprint: string,
-    signal: AbortSignal,
-  ): Promise<string> {
-    const ctx = { sandboxId: existing.id };
-    if (existing.fingerprint !== fingerprint) {
-      throw new AlreadyExistsError(`sandbox name "${spec.key}" is already in use by ${existing.id}`, ctx);
-    }
-    if (isCreating(existing.state) && existing.creation) {
-      const first = await awaitFirstCreate({
-        obj: existing,
-        what: `sandbox "${spec.key}"`,
-        rpc: 'RunPodSandbox',
-        timeoutMs: this.timeouts.retryWait,
-        ctx,
-        signal,
-        nameFreed: () => this.registry.named(spec.key) === undefined,
-      });
-      if (first === 'redo') return this.run(spec, fingerprint, signal);
-      existing.creatorGone = false;
-      return existing.id;
-    }
-    if (existing.state === 'RUNNING' && existing.creatorGone) {
-      existing.creatorGone = false;
-      this.log.info({ sandboxId: existing.id }, 'identical RunPodSandbox retry gets the sandbox its first call made');
-      return existing.id;
-    }
-    throw new AlreadyExistsError(`sandbox name "${spec.key}" is already in use by ${existing.id}`, ctx);
+    return this.registry.createDetached(sb, () => this.create(sb), signal, this.log, 'RunPodSandbox');
   }
 
   private async create(sb: Sandbox): Promise<void> {

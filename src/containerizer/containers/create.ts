@@ -5,14 +5,13 @@
 import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../../errors';
+import { FailedPreconditionError, NotFoundError } from '../../errors';
 import type { ImageRecord } from '../../provisioner/store/image-store';
-import { raceAbort } from '../../util/timeout';
 import type { ContainerRecord, ContainerRequest } from '../container-spec';
 import type { CgroupResources } from '../isolators/cgroups/values';
 import { LaunchError } from '../launcher/monitor-client';
 import { SIGTERM, signalNumber } from '../launcher/signals';
-import { awaitFirstCreate, isCreating, nowNs, runStage, transition } from '../state';
+import { nowNs, runStage, transition } from '../state';
 import { Container } from './container';
 import { ContainerHost, pinOwner } from './host';
 import { teardown } from './remove';
@@ -29,7 +28,20 @@ export async function create(cs: ContainerHost, req: ContainerRequest, signal: A
   const md = sb.spec.metadata;
   const key = `${req.metadata.name}_${md.name}_${md.namespace}_${md.uid}_${req.metadata.attempt}`;
   const existing = cs.registry.named(key);
-  if (existing) return retried(cs, existing, req, key, signal);
+  if (existing) {
+    return cs.registry.retried({
+      existing,
+      key,
+      sameRequest: existing.record.fingerprint === req.fingerprint,
+      // Made, but the answer may never have reached kubelet: the same container.
+      madeUnclaimed: existing.criState() === 'CONTAINER_CREATED' && existing.state === 'RUNNING',
+      rpc: 'CreateContainer',
+      timeoutMs: cs.timeouts.retryWait,
+      signal,
+      redo: () => create(cs, req, signal),
+      log: cs.log,
+    });
+  }
 
   const image = cs.opts.provisioner.find(req.image.ref);
   if (!image) {
@@ -69,54 +81,7 @@ export async function create(cs: ContainerHost, req: ContainerRequest, signal: A
     beganAt: nowNs(),
   };
   const c = new Container(record);
-  cs.registry.add(c);
-  const creation = c.exclusive(() => make(cs, c, req, image));
-  c.creation = creation;
-  creation.catch(() => undefined);
-  try {
-    await raceAbort(creation, signal);
-  } catch (err) {
-    if (signal.aborted && cs.registry.holds(c)) {
-      c.creatorGone = true;
-      cs.log.info({ containerId: id, key }, 'CreateContainer caller went away; creation continues for a retry');
-    }
-    throw err;
-  }
-  return id;
-}
-
-export async function retried(
-  cs: ContainerHost,
-  existing: Container,
-  req: ContainerRequest,
-  key: string,
-  signal: AbortSignal,
-): Promise<string> {
-  const ctx = { containerId: existing.id };
-  if (existing.record.fingerprint !== req.fingerprint) {
-    throw new AlreadyExistsError(`container name "${key}" is already in use by ${existing.id}`, ctx);
-  }
-  if (isCreating(existing.state) && existing.creation) {
-    const first = await awaitFirstCreate({
-      obj: existing,
-      what: `container "${key}"`,
-      rpc: 'CreateContainer',
-      timeoutMs: cs.timeouts.retryWait,
-      ctx,
-      signal,
-      nameFreed: () => cs.registry.named(key) === undefined,
-    });
-    if (first === 'redo') return create(cs, req, signal);
-    existing.creatorGone = false;
-    return existing.id;
-  }
-  if (existing.criState() === 'CONTAINER_CREATED' && existing.state === 'RUNNING') {
-    // The first call finished but its answer may never have reached kubelet: the same container.
-    existing.creatorGone = false;
-    cs.log.info({ containerId: existing.id }, 'identical CreateContainer retry gets the container its first call made');
-    return existing.id;
-  }
-  throw new AlreadyExistsError(`container name "${key}" is already in use by ${existing.id}`, ctx);
+  return cs.registry.createDetached(c, () => make(cs, c, req, image), signal, cs.log, 'CreateContainer');
 }
 
 export async function make(cs: ContainerHost, c: Container, req: ContainerRequest, image: ImageRecord): Promise<void> {
