@@ -4,16 +4,15 @@
 // capsa-monitor call goes through. Sandboxes ask their containers to stop
 // and go before a pod does; this owner wires that once.
 import * as path from 'path';
-import type { CgroupDriver } from '../config/schema';
+import type { CgroupDriver, Config } from '../config/schema';
 import type { Logger } from '../log';
 import type { Provisioner } from '../provisioner/provisioner';
 import { Containers } from './containers';
 import type { ContainerEvents } from './events';
-import type { AnyIsolator } from './isolator';
+import { createNetworkIsolator } from './isolators/network';
 import type { Launcher } from './launcher/launcher';
 import { MonitorClient } from './launcher/monitor-client';
 import { MonitorLauncher } from './launcher/monitor-launcher';
-import type { SandboxContext } from './sandbox-spec';
 import { Sandboxes } from './sandboxes';
 
 // What the layers above (cri, server, streaming) may use: they import the
@@ -64,8 +63,8 @@ export interface ContainerizerOptions {
   /** The daemon's logger: sandboxes log as component "containerizer", containers as "containers". */
   log: Logger;
   provisioner: Provisioner;
-  /** The CNI seam: an isolator that needs `netns` and provides `network`. */
-  network?: AnyIsolator<SandboxContext>;
+  /** CNI's conf and bin dirs: pods get the `network` isolator over them. */
+  cni: Pick<Config, 'root' | 'cni_conf_dir' | 'cni_bin_dirs'>;
   /** Where container lifecycle events go (GetContainerEvents). */
   events?: ContainerEvents;
   /** Told what start-up is doing (the daemon's /healthz). */
@@ -91,7 +90,7 @@ export class Containerizer {
       state: o.state,
       cgroupDriver: o.cgroupDriver,
       log: o.log.child({ component: 'containerizer' }),
-      network: o.network,
+      network: createNetworkIsolator(o.cni, o.log),
     });
     try {
       o.onStage?.('recovering containers');

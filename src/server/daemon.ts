@@ -15,7 +15,6 @@ import {
   type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
 import { Provisioner } from '../provisioner/provisioner';
-import { createNetworkIsolator } from '../network/cni';
 import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
 import { StreamRuntime } from '../streaming/runtime';
@@ -90,7 +89,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       cgroupDriver: config.cgroup_driver,
       log,
       provisioner,
-      network: createNetworkIsolator(config, log),
+      cni: config,
       onStage: (what) => health.starting(what),
       wrapLauncher: traceLauncher,
     });

@@ -1,5 +1,5 @@
 // The `network` isolator of pod sandboxes: the containerizer's seam for CNI
-// (SandboxesOptions.network). It needs the pinned netns (`netns`, from the
+// (SandboxesOptions.network), over src/network/cni. It needs the pinned netns (`netns`, from the
 // namespaces isolator), provides `network`, and fills ctx.network.ips, which
 // PodSandboxStatus reports and the pod files' /etc/hosts names.
 //
@@ -12,12 +12,12 @@
 // behaviour before CNI, with a warning; kubelet does not start such pods
 // while Status says NetworkReady=false). A config that exists but is
 // unusable (invalid, plugins missing) fails RunPodSandbox with the reason.
-import type { IsolatorCheckpoint } from '../../containerizer/checkpoint';
-import type { CheckpointFn, Isolator, RecoverResult } from '../../containerizer/isolator';
-import type { SandboxContext } from '../../containerizer/sandbox-spec';
-import { FailedPreconditionError } from '../../errors';
-import type { Logger } from '../../log';
-import type { CniNetwork } from './network';
+import { FailedPreconditionError } from '../../../errors';
+import type { Logger } from '../../../log';
+import type { CniNetwork } from '../../../network/cni/network';
+import type { IsolatorCheckpoint } from '../../checkpoint';
+import type { CheckpointFn, Isolator, RecoverResult } from '../../isolator';
+import type { SandboxContext } from '../../sandbox-spec';
 
 export interface NetworkIsolatorState {
   /** The sandbox was attached to a CNI network (has a record). */

@@ -1,11 +1,10 @@
-// The CNI network of the daemon: one CniNetwork for the configured conf and
-// bin dirs, its records under <root>/network, as the sandboxes' `network`
-// isolator.
+// The sandboxes' `network` isolator: one CniNetwork (src/network/cni) for
+// the configured conf and bin dirs, its records under <root>/network.
 import * as path from 'path';
-import type { Config } from '../../config/schema';
-import type { Logger } from '../../log';
-import { CniNetworkIsolator } from './isolator';
-import { CniNetwork } from './network';
+import type { Config } from '../../../config/schema';
+import type { Logger } from '../../../log';
+import { CniNetwork } from '../../../network/cni/network';
+import { CniNetworkIsolator } from './cni';
 
 export function createNetworkIsolator(
   config: Pick<Config, 'root' | 'cni_conf_dir' | 'cni_bin_dirs'>,
