@@ -390,6 +390,12 @@ for f in /usr/bin/*; do
   case ${f##*/} in systemd-run | journalctl) continue ;; esac
   ln -s "$f" "$NOSD/${f##*/}"
 done
+# ginkgo runs a compiled suite in the suite's directory, and the suite writes
+# its kubeconfig, kubelet config and static pod dirs into its working
+# directory and looks for kubelet next to itself: it runs as a link in our
+# work dir, not in the build cache.
+ln -sf "$K8S_BIN/e2e_node.test" "$E2E_RUN/work/e2e_node.test"
+ln -sf "$K8S_BIN/kubelet" "$E2E_RUN/work/kubelet"
 cat >"$E2E_RUN/work/kubelet-base.yaml" <<EOF
 # test/e2e_node/jenkins/default-kubelet-config.yaml, plus failCgroupV1: false
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -419,7 +425,7 @@ set +e
     PATH=$NOSD:/usr/local/sbin:/usr/local/bin:/usr/sbin exec setsid "$K8S_BIN/ginkgo" \
       --procs="$PROCS" --timeout="$TIMEOUT" --focus="$FOCUS" --skip="$SKIP" --no-color \
       --output-dir="$REPORT" --json-report=report.json --junit-report=junit.xml \
-      "$K8S_BIN/e2e_node.test" -- \
+      "$E2E_RUN/work/e2e_node.test" -- \
       --node-name="$(hostname)" --report-dir="$REPORT" \
       --container-runtime-endpoint="unix://$SOCK" --image-service-endpoint="unix://$SOCK" \
       --container-runtime-process-name="$PROC_NAME" --container-runtime-pid-file="$E2E_RUN/$runtime.pid" \
