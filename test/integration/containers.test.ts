@@ -297,7 +297,12 @@ describe('containers', () => {
     // A prefix works for status.
     expect((await status(d, id.slice(0, 12))).status.id).toBe(id);
 
-    // The image's StopSignal (SIGUSR1) makes capsa-idle exit 0 at once.
+    // The image's StopSignal (SIGUSR1) makes capsa-idle exit 0 at once, once its trap is set (it logs "ready"
+    // then: a signal before that kills it, 138, as a loaded machine showed).
+    const log = path.join(podCfg.logDirectory as string, 'web.log');
+    for (let i = 0; i < 200 && !(await fs.readFile(log, 'utf8').catch(() => '')).includes('capsa-idle: ready'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const t0 = Date.now();
     await call(d.runtime, 'stopContainer', { containerId: id, timeout: 30n }, 60_000);
     expect(Date.now() - t0).toBeLessThan(5000);
