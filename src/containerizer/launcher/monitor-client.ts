@@ -3,20 +3,26 @@
 // exec spec they run, and the error record a failed start leaves
 // (native/monitor/README.md has the protocol, spec.ts the types).
 import { ChildProcess, spawn } from 'child_process';
-import { promises as fs } from 'fs';
-import { CapsaError, ErrorContext, InternalError } from '../../errors';
-import { findHelperBinary } from '../../util/helper-binary';
+import { existsSync, promises as fs } from 'fs';
+import * as path from 'path';
+import { CapsaError, ErrorContext, FailedPreconditionError, InternalError } from '../../errors';
 import type { ProcessIdentity } from '../../util/procfs';
 import type { ExecSpec, LaunchSpec, MonitorErrorRecord } from './spec';
 
 /** Where capsa-monitor is: $CAPSA_MONITOR, next to the sources (native/build), or installed. */
 export function findMonitorBinary(): string {
-  return findHelperBinary({
-    name: 'capsa-monitor',
-    env: 'CAPSA_MONITOR',
-    buildDir: 'native/build',
-    make: 'make -C native/monitor',
-  });
+  const fromEnv = process.env.CAPSA_MONITOR;
+  if (fromEnv) return fromEnv;
+  let dir = __dirname;
+  for (let i = 0; i < 8; i++) {
+    const candidate = path.join(dir, 'native', 'build', 'capsa-monitor');
+    if (existsSync(candidate)) return candidate;
+    dir = path.dirname(dir);
+  }
+  for (const p of ['/usr/local/libexec/capsa/capsa-monitor', '/usr/libexec/capsa/capsa-monitor']) {
+    if (existsSync(p)) return p;
+  }
+  throw new FailedPreconditionError('capsa-monitor not found: run make -C native/monitor (hack/setup.sh does)');
 }
 
 /** A failed container start as the monitor recorded it; `record` says what failed without parsing text. */
