@@ -239,9 +239,13 @@ podLogsDir: $K8S_DIR/pod-logs
 $gates
 EOF
 if ! running kubelet; then
+  # Not even beside another cgroup root and other ports: kubelet keeps its
+  # device plugin registration socket at /var/lib/kubelet/device-plugins
+  # whatever its --root-dir, so the kubelet started last takes it over and the
+  # other's device plugins (the node e2e Device Plugin specs) fail.
   other=$(pgrep -x kubelet | head -1 || true)
-  [ -z "$other" ] || [ "$CGROUP_ROOT" != / ] ||
-    k8s_die "another kubelet (pid $other) runs on this machine and would share kubepods (set CAPSA_K8S_CGROUP_ROOT and ports to run beside it)"
+  [ -z "$other" ] ||
+    k8s_die "another kubelet (pid $other) runs on this machine: both would serve /var/lib/kubelet/device-plugins/kubelet.sock (a fixed path); wait for it to end"
   if [ "$CGROUP_ROOT" != / ]; then
     for d in $(cgroup_root_dirs); do mkdir -p "$d"; done
   fi
