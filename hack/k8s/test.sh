@@ -14,10 +14,18 @@ cd "$top"
 t0=$(date +%s)
 bash "$here/build.sh" >/dev/null
 echo "k8s: binaries ready ($(($(date +%s) - t0)) s)"
+# The registry is stopped afterwards only if this run started it, and not
+# while a node e2e run (hack/k8s/node-e2e.sh, /run/capsa-node-e2e) pulls from it.
+started_registry=0
+bash "$here/images.sh" status | grep -q '^registry: running' || started_registry=1
 bash "$here/images.sh" start
 bash "$here/images.sh" build
 echo "k8s: images ready ($(($(date +%s) - t0)) s)"
-stop_registry() { [ "${CAPSA_E2E_KEEP:-0}" = 1 ] || bash "$here/images.sh" stop; }
+stop_registry() {
+  [ "$started_registry" = 1 ] && [ "${CAPSA_E2E_KEEP:-0}" != 1 ] && [ ! -e "${CAPSA_NODE_E2E_RUN:-/run/capsa-node-e2e}" ] &&
+    bash "$here/images.sh" stop
+  return 0
+}
 trap stop_registry EXIT
 npx --no-install jest -c jest.e2e.config.js "$@"
 echo "k8s: e2e done ($(($(date +%s) - t0)) s)"
