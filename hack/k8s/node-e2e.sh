@@ -434,25 +434,27 @@ set +e
 ) >"$REPORT/ginkgo.log" 2>&1 &
 echo $! >"$E2E_RUN/ginkgo.pid"
 echo "$K8S_BIN/ginkgo" >"$E2E_RUN/ginkgo.pid.match"
-# Another kubelet on the machine during the run shares what kubelet keeps at
-# fixed paths whatever its --root-dir (/var/lib/kubelet/device-plugins, whose
-# registration socket the device plugin specs dial): note any, as evidence.
+# What others on the machine can do to the run, noted as evidence: another
+# kubelet shares what kubelet keeps at fixed paths whatever its --root-dir
+# (/var/lib/kubelet/device-plugins, whose registration socket the device
+# plugin specs dial), and the registry may be stopped under it.
 (
   while kill -0 "$(cat "$E2E_RUN/ginkgo.pid" 2>/dev/null)" 2>/dev/null; do
     for pid in $(pgrep -x kubelet); do
       tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$E2E_RUN/work/" ||
         echo "$(date +%T) another kubelet: pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-300)"
     done
+    curl -sf -m 5 -o /dev/null "http://$REGISTRY_ADDR/v2/" || echo "$(date +%T) the registry on $REGISTRY_ADDR does not answer"
     sleep 30
   done
-) >>"$REPORT/other-kubelets.log" 2>/dev/null &
+) >>"$REPORT/interference.log" 2>/dev/null &
 wait "$(cat "$E2E_RUN/ginkgo.pid")"
 rc=$?
 set -e
 rm -f "$E2E_RUN/ginkgo.pid"
 ne_log "suite exited $rc after $(($(date +%s) - start)) s"
-if [ -s "$REPORT/other-kubelets.log" ]; then
-  ne_log "warning: another kubelet ran during the run (see $REPORT/other-kubelets.log): specs on kubelet's fixed paths may have failed for it"
+if [ -s "$REPORT/interference.log" ]; then
+  ne_log "warning: the run was disturbed (another kubelet, or the registry gone; see $REPORT/interference.log)"
 fi
 
 # ---- the table ---------------------------------------------------------------
