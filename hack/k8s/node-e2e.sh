@@ -196,8 +196,9 @@ busy() {
       return 0
     }
   done
-  [ -e "$E2E_RUN/ginkgo.pid" ] && {
-    echo "another node-e2e run ($E2E_RUN exists; hack/k8s/node-e2e.sh cleanup if it is dead)"
+  # a run, or the cleanup after one (which removes $E2E_RUN last)
+  [ -e "$E2E_RUN" ] && {
+    echo "another node-e2e run or its cleanup ($E2E_RUN exists; hack/k8s/node-e2e.sh cleanup if it is dead)"
     return 0
   }
   return 1
