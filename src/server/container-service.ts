@@ -16,11 +16,14 @@ import {
   toContainer,
   toContainerStatus,
 } from '../cri/container-mapping';
+import { CpuRates } from '../cri/cpu-rate';
 import { criResources } from '../cri/sandbox-mapping';
+import { cpuUsageOf, ioUsageOf, memoryUsageOf } from '../cri/stats-mapping';
 import { InvalidArgumentError } from '../errors';
 import {
   ContainerStats,
   ContainerStatsRequest,
+  CpuUsage,
   ContainerStatsResponse,
   ContainerStatusRequest,
   ContainerStatusResponse,
@@ -57,37 +60,44 @@ export interface ContainerServiceDeps {
   facts: DaemonFacts;
   /** Where writable layers live (stats' fs id). */
   containerFsDir: string;
+  /** CPU rate per container, shared by every stats RPC. */
+  cpuRates: CpuRates;
 }
 
 /** Containers per streaming message. */
 const STREAM_CHUNK = 100;
 
 /**
- * ContainerStats of one container: CPU and memory from its cgroup (zero once
- * it has none), the writable layer's bytes and inodes. Pod stats reuse it.
+ * ContainerStats of one container: CPU (total, rate, pressure), memory
+ * (usage, working set, RSS, available under a limit, page faults, pressure)
+ * and I/O pressure from its cgroup (zero once it has none), the writable
+ * layer's bytes and inodes. Pod stats reuse it.
  */
 export async function containerStatsOf(
   c: Container,
-  deps: Pick<ContainerServiceDeps, 'containers' | 'containerFsDir'>,
+  deps: Pick<ContainerServiceDeps, 'containers' | 'containerFsDir' | 'cpuRates'>,
 ): Promise<ContainerStats> {
   const { containers } = deps;
   const now = nowNs();
   const r = c.record;
-  const u = await containers.usage(c).catch(() => undefined);
+  const s = await containers.stats(c, 'usage').catch(() => undefined);
   const backend = await containers.backend();
   const wd = backend.writableDir?.(c.id);
   const disk = wd ? await diskUsage(wd).catch(() => undefined) : undefined;
+  const cpu: CpuUsage = s
+    ? cpuUsageOf(s, now)
+    : { timestamp: now, usageCoreNanoSeconds: { value: 0n }, usageNanoCores: undefined, psi: undefined };
+  if (s?.cpu.usageNs !== undefined) {
+    const rate = deps.cpuRates.observe(r.id, s.cpu.usageNs, now);
+    if (rate !== undefined) cpu.usageNanoCores = { value: rate };
+  }
   return ContainerStats.fromPartial({
     attributes: { id: r.id, metadata: { ...r.metadata }, labels: { ...r.labels }, annotations: { ...r.annotations } },
-    cpu: {
-      timestamp: now,
-      usageCoreNanoSeconds: { value: u?.cpuNs ?? 0n },
-    },
-    memory: {
-      timestamp: now,
-      workingSetBytes: { value: u?.workingSetBytes ?? 0n },
-      usageBytes: { value: u?.memoryBytes ?? 0n },
-    },
+    cpu,
+    memory: s
+      ? memoryUsageOf(s, now, 'container')
+      : { timestamp: now, workingSetBytes: { value: 0n }, usageBytes: { value: 0n } },
+    io: s ? ioUsageOf(s, now) : undefined,
     writableLayer: {
       timestamp: now,
       fsId: { mountpoint: deps.containerFsDir },

@@ -39,6 +39,7 @@ import { loadRuntimeState } from '../network/runtime-state';
 import { runtimeHandlers } from './runtime-service';
 import { prepareSocketPath, secureSocket } from './socket';
 import { statsHandlers } from './stats-service';
+import { CpuRates } from '../cri/cpu-rate';
 import { streamingHandlers } from './streaming-service';
 
 /** kubelet's own limit for CRI messages. */
@@ -99,6 +100,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       containers,
       facts: await readDaemonFacts(containerizer.cgroupVersion),
       containerFsDir: containerizer.containerFsDir,
+      cpuRates: new CpuRates(),
     };
     // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
     const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
@@ -123,6 +125,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         containers,
         // A pod's containers are reported exactly as ContainerStats reports each one.
         containerStats: (c) => containerStatsOf(c, containerDeps),
+        cpuRates: containerDeps.cpuRates,
       }),
       ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
       ...eventHandlers({ sandboxes, containers }),

@@ -10,7 +10,9 @@ import type { Usage } from '../containerizer';
 import type { Sandbox } from '../containerizer';
 import type { Sandboxes } from '../containerizer';
 import { nowNs } from '../containerizer';
+import { CpuRates } from '../cri/cpu-rate';
 import { matchesFilter } from '../cri/sandbox-mapping';
+import { cpuUsageOf, ioUsageOf, memoryUsageOf } from '../cri/stats-mapping';
 import { InvalidArgumentError, NotFoundError } from '../errors';
 import {
   ContainerStats,
@@ -33,6 +35,8 @@ export interface StatsServiceDeps {
   containers: Containers;
   /** ContainerStats of one container (the container service's own answer). */
   containerStats(c: Container): Promise<ContainerStats>;
+  /** CPU rates, keyed by id: pods here, containers in the container service. */
+  cpuRates: CpuRates;
 }
 
 /** Pods per StreamPodSandboxStats message. */
@@ -68,6 +72,11 @@ export function statsHandlers(deps: StatsServiceDeps): ServiceHandlers<RuntimeSe
       if (err instanceof NotFoundError) return {};
       throw err;
     });
+    const cpu = u.cgroup && u.cpu ? cpuUsageOf(u.cgroup, now) : undefined;
+    if (cpu && u.cpu) {
+      const rate = deps.cpuRates.observe(sb.id, u.cpu.usageCoreNanoSeconds, now);
+      if (rate !== undefined) cpu.usageNanoCores = { value: rate };
+    }
     const own = containers.list().filter((c) => c.record.sandboxId === sb.id);
     const cstats: ContainerStats[] = [];
     for (const c of own) cstats.push(await deps.containerStats(c));
@@ -79,12 +88,9 @@ export function statsHandlers(deps: StatsServiceDeps): ServiceHandlers<RuntimeSe
         annotations: { ...sb.spec.annotations },
       },
       linux: {
-        cpu: u.cpu && { timestamp: now, usageCoreNanoSeconds: { value: u.cpu.usageCoreNanoSeconds } },
-        memory: u.memory && {
-          timestamp: now,
-          usageBytes: { value: u.memory.usageBytes },
-          workingSetBytes: { value: u.memory.workingSetBytes },
-        },
+        cpu: cpu,
+        memory: u.cgroup && u.memory && memoryUsageOf(u.cgroup, now, 'hierarchy'),
+        io: u.cgroup && ioUsageOf(u.cgroup, now),
         network: networkOf(u, now),
         process: u.process && { timestamp: now, processCount: { value: BigInt(u.process.count) } },
         containers: cstats,

@@ -3,7 +3,7 @@
 // per-container CPU and memory read from the container's real cgroup; and
 // the CRI pod stats (cgroup usage, network counters from the pod's netns).
 import { execFileSync } from 'child_process';
-import { mkdtempSync, promises as fs } from 'fs';
+import { existsSync, mkdtempSync, promises as fs } from 'fs';
 import * as http from 'http';
 import * as os from 'os';
 import * as net from 'net';
@@ -178,6 +178,12 @@ test('a metrics address that is taken stops the start, naming metrics_address', 
   }
 }, 60_000);
 
+/** Per-cgroup PSI: the kernel has PSI and a cgroup2 tree is mounted (v2, or a v1 host's hybrid one). */
+function hostHasCgroupPsi(): boolean {
+  const cg2 = ['/sys/fs/cgroup/cgroup.procs', '/sys/fs/cgroup/unified/cgroup.procs'].some((f) => existsSync(f));
+  return cg2 && existsSync('/proc/pressure/cpu');
+}
+
 describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
   test('cgroup CPU, memory and processes, netns interface counters, the containers; filters; errors', async () => {
     const uid = `stats-${process.pid}`;
@@ -195,7 +201,7 @@ describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
         image: { image: IMAGE },
         command: ['sleep', '3600'],
         logPath: 'pinger.log',
-        linux: {},
+        linux: { resources: { memoryLimitInBytes: String(64 << 20) } },
       });
       await call(d.runtime, 'startContainer', { containerId: ctr }, 30_000);
       // The pod's netns has only lo without CNI here: give it an "eth0" (one end of a veth pair whose
@@ -229,6 +235,37 @@ describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
       expect(linux.network!.interfaces.map((i) => i.name).sort()).toEqual(['eth0', 'peer0']);
       expect(linux.containers.map((c) => c.attributes!.id)).toEqual([ctr]);
       expect(linux.containers[0].cpu!.usageCoreNanoSeconds!.value).toBeGreaterThan(0n);
+      // What kubelet's summary API takes from here with PodAndContainerStatsFromCRI.
+      const cmem = linux.containers[0].memory!;
+      expect(cmem.rssBytes!.value).toBeGreaterThan(0n);
+      expect(cmem.pageFaults!.value).toBeGreaterThan(0n);
+      expect(cmem.majorPageFaults).toBeDefined();
+      expect(cmem.availableBytes!.value).toBe(BigInt(64 << 20) - cmem.workingSetBytes!.value);
+      expect(linux.memory!.rssBytes!.value).toBeGreaterThan(0n);
+      expect(linux.memory!.pageFaults!.value).toBeGreaterThan(0n);
+      // Pressure stall information wherever the kernel keeps it per cgroup (a cgroup2 tree, hybrid included).
+      if (hostHasCgroupPsi()) {
+        for (const psi of [linux.cpu!.psi, linux.memory!.psi, linux.io!.psi, linux.containers[0].cpu!.psi]) {
+          expect(psi!.Some!.Total).toBeGreaterThanOrEqual(0n);
+          expect(psi!.Full).toBeDefined();
+        }
+        expect(linux.containers[0].cpu!.psi!.Some!.Total).toBeGreaterThan(0n);
+        expect(linux.containers[0].memory!.psi).toBeDefined();
+        expect(linux.containers[0].io!.psi).toBeDefined();
+      } else {
+        expect(linux.cpu!.psi).toBeUndefined();
+      }
+      // A CPU rate once two samples are a second apart (kubelet reads the pod's from here).
+      await call(d.runtime, 'execSync', {
+        containerId: ctr,
+        cmd: ['sh', '-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'],
+        timeout: 20,
+      });
+      await new Promise((r) => setTimeout(r, 1100));
+      const again = (await call<{ stats: PodSandboxStats }>(d.runtime, 'podSandboxStats', { podSandboxId: pod })).stats
+        .linux!;
+      expect(again.cpu!.usageNanoCores!.value).toBeGreaterThan(0n);
+      expect(again.containers[0].cpu!.usageNanoCores!.value).toBeGreaterThan(0n);
 
       const listed = async (filter: Record<string, unknown>): Promise<string[]> =>
         (

@@ -159,7 +159,7 @@ const V2_MOUNTINFO = `30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatim
 `;
 
 describe('hierarchy detection', () => {
-  test('v1 (hybrid): one hierarchy per controller mount, named and unified ones ignored', () => {
+  test('v1 (hybrid): one hierarchy per controller mount, named ones ignored, the cgroup2 tree kept apart', () => {
     const layout = chooseLayout(parseCgroupMounts(V1_MOUNTINFO), () => ['hugetlb']);
     expect(layout.version).toBe(1);
     expect(layout.hierarchies).toEqual([
@@ -169,6 +169,7 @@ describe('hierarchy detection', () => {
       { mount: '/sys/fs/cgroup/memory', controllers: ['memory'] },
       { mount: '/sys/fs/cgroup/pids', controllers: ['pids'] },
     ]);
+    expect(layout.hybridUnified).toBe('/sys/fs/cgroup/unified');
   });
 
   test('co-mounted controllers share one hierarchy; a second mount of it is skipped', () => {
@@ -177,6 +178,7 @@ describe('hierarchy detection', () => {
       { mount: '/sys/fs/cgroup/cpu,cpuacct', controllers: ['cpu', 'cpuacct'] },
       { mount: '/sys/fs/cgroup/memory', controllers: ['memory'] },
     ]);
+    expect(layout.hybridUnified).toBeUndefined();
   });
 
   test('v2: the unified mount at /sys/fs/cgroup with its controllers', () => {

@@ -6,9 +6,11 @@ import {
   parseBlkio,
   parseFlatKeyed,
   parseIoStat,
+  parsePressure,
   parseV1Stats,
   parseV2Stats,
   readCgroupStats,
+  readPressure,
 } from '../../src/containerizer/isolators/cgroups/stats';
 
 const V1: Record<string, string> = {
@@ -326,7 +328,7 @@ test('v2 before 5.18: kernel memory is the sum of the parts the kernel documents
 });
 
 test.each([1, 2] as const)(
-  'readCgroupStats v%i reads every listed file, and only three for the usage summary',
+  'readCgroupStats v%i reads every listed file, and only four for the usage summary',
   async (v) => {
     const files = v === 1 ? V1 : V2;
     const asked: string[] = [];
@@ -340,13 +342,48 @@ test.each([1, 2] as const)(
 
     asked.length = 0;
     const usage = await readCgroupStats(v, 2, read, 'usage');
-    expect(asked).toHaveLength(3);
+    expect(asked).toHaveLength(4);
     expect(usage.cpu.usageNs).toBe(all.cpu.usageNs);
     expect(usage.memory.usageBytes).toBe(all.memory.usageBytes);
     expect(usage.memory.workingSetBytes).toBe(all.memory.workingSetBytes);
+    // what ContainerStats reports besides: RSS, page faults, available (from the limit)
+    expect(usage.memory.rssBytes).toBe(all.memory.rssBytes);
+    expect(usage.memory.pgfault).toEqual(all.memory.pgfault);
+    expect(usage.spec.memoryLimitBytes).toBe(all.spec.memoryLimitBytes);
   },
 );
 
 test('v1 files name the controller whose hierarchy holds them', () => {
   for (const [controller, file] of V1_STAT_FILES) expect(file.startsWith(`${controller}.`)).toBe(true);
+});
+
+describe('pressure stall information', () => {
+  test('some and full lines, total from µs to ns', () => {
+    const p = parsePressure(
+      'some avg10=1.50 avg60=0.25 avg300=0.00 total=13334\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=10358\n',
+    );
+    expect(p).toEqual({
+      some: { avg10: 1.5, avg60: 0.25, avg300: 0, totalNs: 13_334_000n },
+      full: { avg10: 0, avg60: 0, avg300: 0, totalNs: 10_358_000n },
+    });
+  });
+
+  test('a cpu.pressure without a full line (before Linux 5.13) has none', () => {
+    expect(parsePressure('some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n')?.full).toBeUndefined();
+  });
+
+  test('absent or garbled files are unknown, not zero', () => {
+    expect(parsePressure(undefined)).toBeUndefined();
+    expect(parsePressure('')).toBeUndefined();
+    expect(parsePressure('full avg10=0.00 avg60=0.00 avg300=0.00 total=5\n')).toBeUndefined();
+    expect(parsePressure('some avg10=x avg60=0.00 avg300=0.00 total=5\n')).toBeUndefined();
+  });
+
+  test('readPressure: undefined when no file is there, else each file parsed', async () => {
+    expect(await readPressure(async () => undefined)).toBeUndefined();
+    const files: Record<string, string> = { 'memory.pressure': 'some avg10=2.00 avg60=1.00 avg300=0.50 total=7\n' };
+    const psi = await readPressure(async (f) => files[f]);
+    expect(psi?.cpu).toBeUndefined();
+    expect(psi?.memory?.some).toEqual({ avg10: 2, avg60: 1, avg300: 0.5, totalNs: 7000n });
+  });
 });

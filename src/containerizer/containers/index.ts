@@ -228,10 +228,13 @@ export class Containers implements ContainerHost {
     return this.cgroups.usage(c.record.cgroupPath);
   }
 
-  /** Every counter of a running container's cgroup (CRI metrics); undefined when it has none. */
-  async stats(c: Container): Promise<CgroupStats | undefined> {
+  /**
+   * The counters of a running container's cgroup, undefined when it has
+   * none: every one (CRI metrics), or 'usage', what ContainerStats needs.
+   */
+  async stats(c: Container, scope: 'all' | 'usage' = 'all'): Promise<CgroupStats | undefined> {
     if (c.isFinished() || c.state !== 'RUNNING') return undefined;
-    return this.cgroups.stats(c.record.cgroupPath);
+    return this.cgroups.stats(c.record.cgroupPath, scope);
   }
 
   async backend(): Promise<Backend> {

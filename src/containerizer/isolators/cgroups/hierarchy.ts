@@ -4,7 +4,11 @@
 //   v1: one mount per controller set (cpu, memory, … possibly co-mounted
 //       like "cpu,cpuacct"); named hierarchies (name=systemd) are ignored.
 //   hybrid (v1 controllers + an empty cgroup2 at /sys/fs/cgroup/unified)
-//       is treated as v1: the unified tree is not used.
+//       is v1 for every controller; the cgroup2 tree (no controllers) is
+//       kept as `hybridUnified`: processes are placed there too, as runc
+//       and kubelet do, because per-cgroup pressure stall information
+//       (cpu/memory/io.pressure, what kubelet's PSI stats read) exists only
+//       in a cgroup2 tree.
 import { promises as fs } from 'fs';
 
 export interface Hierarchy {
@@ -16,6 +20,8 @@ export interface CgroupLayout {
   version: 1 | 2;
   /** v1: every controller hierarchy; v2: exactly one. */
   hierarchies: Hierarchy[];
+  /** v1 only: the mount point of a hybrid host's cgroup2 tree (usually /sys/fs/cgroup/unified). */
+  hybridUnified?: string;
 }
 
 /** Controllers capsa creates cgroups in on v1. */
@@ -86,11 +92,11 @@ export function chooseLayout(mounts: CgroupMount[], v2Controllers: (mount: strin
     fresh.forEach((c) => seen.add(c));
     hierarchies.push({ mount: m.mount, controllers: m.controllers });
   }
+  const anyV2 = mounts.find((m) => m.fstype === 'cgroup2' && m.root === '/');
   if (hierarchies.length === 0) {
-    const anyV2 = mounts.find((m) => m.fstype === 'cgroup2' && m.root === '/');
     if (anyV2) return { version: 2, hierarchies: [{ mount: anyV2.mount, controllers: v2Controllers(anyV2.mount) }] };
   }
-  return { version: 1, hierarchies };
+  return anyV2 ? { version: 1, hierarchies, hybridUnified: anyV2.mount } : { version: 1, hierarchies };
 }
 
 export async function detectLayout(): Promise<CgroupLayout> {

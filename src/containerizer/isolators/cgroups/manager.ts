@@ -19,7 +19,7 @@ import { CgroupLayout, Hierarchy } from './hierarchy';
 import type { CgroupBackend, CgroupHandle } from './backend';
 import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
 import { countFds } from './fds';
-import { CgroupStats, readCgroupStats } from './stats';
+import { CgroupStats, readCgroupStats, readPressure } from './stats';
 import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
 
 /** Controllers a v2 pod cgroup delegates to its children when the host has them. */
@@ -41,9 +41,25 @@ export class CgroupManager implements CgroupBackend {
     private readonly log: Logger,
   ) {}
 
-  /** One directory per hierarchy for `cgPath`. */
+  /**
+   * One directory per hierarchy for `cgPath`; on a hybrid host with the
+   * cgroupfs driver also the cgroup2 twin (no controllers: it only holds the
+   * processes, for their pressure stall information). The systemd driver
+   * leaves that tree to systemd, which keeps its units there itself.
+   */
   hierarchyDirs(cgPath: string): { h: Hierarchy; dir: string }[] {
-    return this.layout.hierarchies.map((h) => ({ h, dir: cgroupDir(h.mount, cgPath) }));
+    const dirs = this.layout.hierarchies.map((h) => ({ h, dir: cgroupDir(h.mount, cgPath) }));
+    const hybrid = this.layout.hybridUnified;
+    if (hybrid !== undefined && this.driver === 'cgroupfs')
+      dirs.push({ h: { mount: hybrid, controllers: [] }, dir: cgroupDir(hybrid, cgPath) });
+    return dirs;
+  }
+
+  /** The cgroup2 directory holding the cgroup's *.pressure files (v2, or a hybrid host's twin). */
+  protected pressureDir(cgPath: string): string | undefined {
+    if (this.layout.version === 2) return this.hierarchyDirs(cgPath)[0].dir;
+    const hybrid = this.layout.hybridUnified;
+    return hybrid === undefined ? undefined : cgroupDir(hybrid, cgPath);
   }
 
   handle(cgPath: string): CgroupHandle {
@@ -325,6 +341,8 @@ export class CgroupManager implements CgroupBackend {
       },
       scope,
     );
+    const psiDir = this.pressureDir(cgPath);
+    if (psiDir !== undefined) s.psi = await readPressure((file) => readStatFile(path.join(psiDir, file)));
     if (scope === 'all') {
       // The same processes as the count above (the subtree's); a /proc we may not read costs these two only.
       try {

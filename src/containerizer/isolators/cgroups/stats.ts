@@ -17,6 +17,20 @@ export interface BlkioEntry {
   value: bigint;
 }
 
+/** One line of a *.pressure file: the averages in percent, total stall time (the file's µs, here ns). */
+export interface PressureLine {
+  avg10: number;
+  avg60: number;
+  avg300: number;
+  totalNs: bigint;
+}
+
+/** A *.pressure file: "some" always; "full" for memory and io, and for cpu at cgroup level since Linux 5.13. */
+export interface Pressure {
+  some: PressureLine;
+  full?: PressureLine;
+}
+
 export interface CgroupStats {
   cpu: {
     usageNs?: bigint;
@@ -65,6 +79,13 @@ export interface CgroupStats {
    */
   blkio?: { serviceBytes: BlkioEntry[]; serviced: BlkioEntry[] };
   /**
+   * Pressure stall information of the cgroup (cpu/memory/io.pressure):
+   * cgroup v2 only, so on a v1 host with the hybrid cgroup2 tree it comes
+   * from the cgroup's twin there (the manager places processes in both).
+   * Undefined where the kernel keeps none (no PSI, psi=0, plain v1).
+   */
+  psi?: { cpu?: Pressure; memory?: Pressure; io?: Pressure };
+  /**
    * The limits in force, as cAdvisor's ContainerSpec reads them from the
    * cgroup: CPU shares (v2: from cpu.weight), CFS period and quota in µs
    * (quota undefined when there is none), memory limit, reservation (v1
@@ -83,9 +104,9 @@ export interface CgroupStats {
 
 /**
  * The files each version's stats come from: the controller that owns each on
- * v1, and whether the usage summary (CPU total, memory usage and working set:
- * ContainerStats, polled by kubelet) needs it, so that hot path reads three
- * files rather than all of them.
+ * v1, and whether the usage summary (ContainerStats, polled by kubelet: CPU
+ * total, memory usage, working set, RSS, page faults and the limit) needs
+ * it, so that hot path reads four files rather than all of them.
  */
 type StatFile = readonly [controller: string, file: string, usage?: 'usage'];
 
@@ -99,7 +120,7 @@ export const V1_STAT_FILES: readonly StatFile[] = [
   ['cpu', 'cpu.cfs_period_us'],
   ['cpu', 'cpu.cfs_quota_us'],
   ['memory', 'memory.usage_in_bytes', 'usage'],
-  ['memory', 'memory.limit_in_bytes'],
+  ['memory', 'memory.limit_in_bytes', 'usage'],
   ['memory', 'memory.soft_limit_in_bytes'],
   ['memory', 'memory.memsw.limit_in_bytes'],
   ['memory', 'memory.max_usage_in_bytes'],
@@ -123,7 +144,7 @@ export const V2_STAT_FILES: readonly StatFile[] = [
   ['cpu', 'cpu.weight'],
   ['cpu', 'cpu.max'],
   ['memory', 'memory.current', 'usage'],
-  ['memory', 'memory.max'],
+  ['memory', 'memory.max', 'usage'],
   ['memory', 'memory.min'],
   ['memory', 'memory.swap.max'],
   ['memory', 'memory.peak'],
@@ -149,6 +170,35 @@ export function parseFlatKeyed(text: string | undefined): Map<string, bigint> {
     if (m) out.set(m[1], BigInt(m[2]));
   }
   return out;
+}
+
+/**
+ * A *.pressure file ("some avg10=0.12 avg60=0.05 avg300=0.01 total=1234" and
+ * the same for "full"); undefined without a valid "some" line.
+ */
+export function parsePressure(text: string | undefined): Pressure | undefined {
+  const lines: Partial<Record<'some' | 'full', PressureLine>> = {};
+  for (const line of (text ?? '').split('\n')) {
+    const m = /^(some|full) avg10=(\d+(?:\.\d+)?) avg60=(\d+(?:\.\d+)?) avg300=(\d+(?:\.\d+)?) total=(\d+)$/.exec(
+      line.trim(),
+    );
+    if (!m) continue;
+    lines[m[1] as 'some' | 'full'] = {
+      avg10: Number(m[2]),
+      avg60: Number(m[3]),
+      avg300: Number(m[4]),
+      totalNs: BigInt(m[5]) * 1000n,
+    };
+  }
+  return lines.some ? { some: lines.some, full: lines.full } : undefined;
+}
+
+/** The pressure files of one cgroup v2 directory; undefined when none is there. */
+export async function readPressure(read: (file: string) => Promise<string | undefined>): Promise<CgroupStats['psi']> {
+  const [cpu, memory, io] = await Promise.all(
+    ['cpu.pressure', 'memory.pressure', 'io.pressure'].map(async (f) => parsePressure(await read(f))),
+  );
+  return cpu || memory || io ? { cpu, memory, io } : undefined;
 }
 
 /** A file holding one unsigned number; undefined otherwise. */
