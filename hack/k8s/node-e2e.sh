@@ -44,7 +44,13 @@
 # CAPSA_NODE_E2E_RUN (/run/capsa-node-e2e), CAPSA_NODE_E2E_REPORTS,
 # CAPSA_NODE_E2E_PROCS (4), CAPSA_NODE_E2E_FOCUS, CAPSA_NODE_E2E_SKIP (regexps
 # replacing the CI ones), CAPSA_NODE_E2E_TIMEOUT (3h), CAPSA_NODE_E2E_LOG_LEVEL
-# (capsa's, debug).
+# (capsa's, debug), CAPSA_NODE_E2E_FEATURE_GATES (kubelet's and the suite's;
+# capsa: PodAndContainerStatsFromCRI=true, containerd: none). kubelet takes
+# container stats from the cAdvisor it links in, which has handlers for
+# containerd and CRI-O only (pkg/kubelet/cadvisor/cadvisor_linux.go): any
+# other CRI runtime gives kubelet its stats through the CRI, the beta
+# PodAndContainerStatsFromCRI gate (with it the suite skips its
+# /metrics/cadvisor spec, which reads cAdvisor).
 set -euo pipefail
 # bash reads a script as it runs it: a run lasts most of an hour, so it runs
 # from a copy, and editing this file meanwhile cannot derail it
@@ -418,7 +424,14 @@ evictionMinimumReclaim:
 serializeImagePulls: false
 EOF
 kubelet_flags="--cgroups-per-qos=true --cgroup-root=/ --runtime-cgroups=/$RUNTIME_CGROUP --system-cgroups="
-ne_log "running [NodeConformance] against $runtime ($PROCS procs, timeout $TIMEOUT)"
+if [ "$runtime" = capsa ]; then
+  FEATURE_GATES=${CAPSA_NODE_E2E_FEATURE_GATES-PodAndContainerStatsFromCRI=true}
+else
+  FEATURE_GATES=${CAPSA_NODE_E2E_FEATURE_GATES-}
+fi
+gate_args=()
+[ -n "$FEATURE_GATES" ] && gate_args=(--feature-gates="$FEATURE_GATES")
+ne_log "running [NodeConformance] against $runtime ($PROCS procs, timeout $TIMEOUT, feature gates: ${FEATURE_GATES:-none})"
 start=$(date +%s)
 set +e
 (
@@ -431,7 +444,7 @@ set +e
       --container-runtime-endpoint="unix://$SOCK" --image-service-endpoint="unix://$SOCK" \
       --container-runtime-process-name="$PROC_NAME" --container-runtime-pid-file="$E2E_RUN/$runtime.pid" \
       --kubelet-config-file="$E2E_RUN/work/kubelet-base.yaml" --kubelet-flags="$kubelet_flags" \
-      --prepull-images=false --v=4
+      "${gate_args[@]}" --prepull-images=false --v=4
 ) >"$REPORT/ginkgo.log" 2>&1 &
 echo $! >"$E2E_RUN/ginkgo.pid"
 echo "$K8S_BIN/ginkgo" >"$E2E_RUN/ginkgo.pid.match"
