@@ -15,7 +15,10 @@
 # 127.0.0.1:5100). Settings (env): CAPSA_K8S_DIR (/var/lib/capsa-k8s),
 # CAPSA_K8S_RUN (/run/capsa-k8s), CAPSA_K8S_NODE (capsa-node),
 # CAPSA_K8S_KUBELET_ARGS (extra kubelet flags), CAPSA_K8S_FEATURE_GATES
-# (kubelet feature gates, e.g. EventedPLEG=true), CAPSA_K8S_CAPSA_ARGS.
+# (kubelet feature gates, default PodAndContainerStatsFromCRI=true: kubelet's
+# cAdvisor knows only containerd and CRI-O containers, so capsa gives kubelet
+# its stats through the CRI; e.g. add EventedPLEG=true, or "" for kubelet's
+# defaults), CAPSA_K8S_CAPSA_ARGS.
 #   export KUBECONFIG=/var/lib/capsa-k8s/pki/admin.kubeconfig
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -200,9 +203,10 @@ wait_for 60 capsa capsa_serves || k8s_die "capsa: see $K8S_LOGS/capsa.log"
 KUBELET_DIR=$K8S_DIR/kubelet
 mkdir -p "$KUBELET_DIR" "$K8S_DIR/manifests"
 gates=""
-if [ -n "${CAPSA_K8S_FEATURE_GATES:-}" ]; then
+FEATURE_GATES=${CAPSA_K8S_FEATURE_GATES-PodAndContainerStatsFromCRI=true}
+if [ -n "$FEATURE_GATES" ]; then
   gates="featureGates:"$'\n'
-  IFS=, read -ra gl <<<"$CAPSA_K8S_FEATURE_GATES"
+  IFS=, read -ra gl <<<"$FEATURE_GATES"
   for g in "${gl[@]}"; do gates+="  ${g%%=*}: ${g#*=}"$'\n'; done
 fi
 cat >"$K8S_RUN/kubelet.yaml" <<EOF

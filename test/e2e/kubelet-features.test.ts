@@ -1,12 +1,13 @@
 // What kubelet's optional runtime features get from capsa when the cluster
 // runs with them (CAPSA_K8S_FEATURE_GATES, hack/k8s/up.sh): EventedPLEG
 // watches capsa's GetContainerEvents stream, PodAndContainerStatsFromCRI
-// reads /metrics/cadvisor from capsa's CRI metrics. Skipped otherwise.
+// takes the summary API's pod and container stats from capsa's
+// ListPodSandboxStats and /metrics/cadvisor from capsa's CRI metrics (on by
+// default: kubelet's cAdvisor knows only containerd and CRI-O containers).
+// Skipped when the cluster runs without them.
+import { existsSync } from 'fs';
 import { BUSYBOX } from './images';
-import { apply, isReady, kubectl, namespace, NODE, until, waitPod } from '../helpers/k8s';
-
-const gates = process.env.CAPSA_K8S_FEATURE_GATES ?? '';
-const on = (g: string): boolean => gates.split(',').includes(`${g}=true`);
+import { apply, gateOn as on, isReady, kubectl, namespace, NODE, until, waitPod } from '../helpers/k8s';
 const NS = 'e2e-features';
 let dropNs: (() => Promise<void>) | undefined;
 
@@ -46,4 +47,79 @@ function sample(metrics: string, name: string): number {
     expect(sample(await metrics(), 'kubelet_evented_pleg_connection_error_count')).toBe(0);
   },
   180_000,
+);
+
+/** Per-cgroup pressure stall information: a PSI kernel with a cgroup2 tree (v2, or a v1 host's hybrid one). */
+const cgroupPsi =
+  existsSync('/proc/pressure/cpu') &&
+  ['/sys/fs/cgroup/cgroup.procs', '/sys/fs/cgroup/unified/cgroup.procs'].some((f) => existsSync(f));
+
+(on('PodAndContainerStatsFromCRI') ? test : test.skip)(
+  'PodAndContainerStatsFromCRI: the summary API and /metrics/cadvisor come from capsa',
+  async () => {
+    await apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'cri-stats', namespace: NS },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'main',
+            image: BUSYBOX,
+            // some CPU, some memory, some traffic on the pod's interface
+            command: [
+              'sh',
+              '-c',
+              'while true; do ping -c 1 -W 1 10.244.0.1 >/dev/null; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 1; done',
+            ],
+            resources: { limits: { memory: '64Mi', cpu: '200m' } },
+          },
+        ],
+      },
+    });
+    await waitPod(NS, 'cri-stats', 'Ready', isReady);
+    // kubelet's summary: a CPU rate needs two of capsa's samples a second apart, kubelet polls every 10 s
+    const p = await until(
+      "the pod's stats in the summary API",
+      async () => {
+        const s = JSON.parse(await kubectl(['get', '--raw', `/api/v1/nodes/${NODE}/proxy/stats/summary`]));
+        const pod = s.pods.find(
+          (x: { podRef: { name: string; namespace: string } }) =>
+            x.podRef.name === 'cri-stats' && x.podRef.namespace === NS,
+        );
+        return pod?.cpu?.usageNanoCores > 0 && pod?.network && pod ? pod : undefined;
+      },
+      120_000,
+    );
+    expect(p.process_stats.process_count).toBeGreaterThanOrEqual(1);
+    expect(p.network.name).toBe('eth0');
+    expect(p.network.txBytes).toBeGreaterThan(0);
+    expect(p.memory.rssBytes).toBeGreaterThan(0);
+    expect(p.memory.availableBytes).toBeGreaterThan(0);
+    const c = p.containers.find((x: { name: string }) => x.name === 'main');
+    expect(c.cpu.usageCoreNanoSeconds).toBeGreaterThan(0);
+    expect(c.memory.rssBytes).toBeGreaterThan(0);
+    expect(c.memory.pageFaults).toBeGreaterThan(0);
+    // 64 MiB limit less the working set
+    expect(c.memory.availableBytes).toBe(64 * 1024 * 1024 - c.memory.workingSetBytes);
+    if (cgroupPsi) {
+      for (const psi of [c.cpu.psi, c.memory.psi, c.io.psi, p.cpu.psi, p.memory.psi]) expect(psi.some).toBeDefined();
+      expect(c.cpu.psi.some.total).toBeGreaterThan(0);
+    }
+    // /metrics/cadvisor from capsa's ListPodSandboxMetrics, under cAdvisor's names and labels
+    const text = await kubectl(['get', '--raw', `/api/v1/nodes/${NODE}/proxy/metrics/cadvisor`]);
+    const line = text
+      .split('\n')
+      .find(
+        (l) =>
+          l.startsWith('container_cpu_usage_seconds_total{') &&
+          l.includes('container="main"') &&
+          l.includes(`namespace="${NS}"`) &&
+          l.includes('pod="cri-stats"'),
+      );
+    expect(line).toBeDefined();
+    expect(Number(line!.split(' ')[1])).toBeGreaterThan(0);
+  },
+  240_000,
 );

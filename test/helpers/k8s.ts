@@ -17,6 +17,9 @@ export const NODE = process.env.CAPSA_K8S_NODE ?? 'capsa-node';
 export const CAPSA_SOCKET = process.env.CAPSA_K8S_SOCKET ?? '/run/capsa/capsa.sock';
 /** kubelet's cgroup root (hack/k8s/lib.sh CGROUP_ROOT): kubepods lives under it. */
 export const CGROUP_ROOT = process.env.CAPSA_K8S_CGROUP_ROOT ?? '/';
+/** kubelet's feature gates, as hack/k8s/up.sh sets them (same default). */
+export const FEATURE_GATES = process.env.CAPSA_K8S_FEATURE_GATES ?? 'PodAndContainerStatsFromCRI=true';
+export const gateOn = (g: string): boolean => FEATURE_GATES.split(',').includes(`${g}=true`);
 
 /** Runs a hack/k8s script (up.sh, down.sh, …), failing with its output. */
 export async function k8sScript(name: string, args: string[] = [], timeoutMs = 600_000): Promise<string> {
