@@ -168,6 +168,51 @@ describe.each([
   });
 });
 
+describe.each([
+  ['overlay', (): Backend => new OverlayBackend({ stateDir })],
+  ['copy', (): Backend => new CopyBackend({ stateDir })],
+  ['bind', (): Backend => new BindBackend({ stateDir })],
+])('%s backend: image volumes', (name, make) => {
+  it('mounts layers read-only, nosuid, nodev beside the rootfs; destroy takes them with it', async () => {
+    const b = make();
+    const id = `volumes-${name}`;
+    const target = path.join(base, 'rootfs', id);
+    try {
+      await b.provision(id, [lower.path], target);
+      const flags = async (mnt: string): Promise<string[]> =>
+        (await readMountInfo()).find((m) => m.mountPoint === mnt)!.options.split(',');
+      if (name === 'bind') {
+        await expect(b.mountReadOnly(id, '0', [lower.path, upper.path])).rejects.toMatchObject({
+          kind: 'InvalidArgument',
+        });
+        expect(await mountsAt(path.join(stateDir, id, 'volumes'))).toEqual([]);
+      } else {
+        const merged = await b.mountReadOnly(id, '0', [lower.path, upper.path]);
+        expect(merged).toBe(path.join(stateDir, id, 'volumes', '0', 'mnt'));
+        checkMerged(merged);
+        expect(() => fs.writeFileSync(path.join(merged, 'new'), 'x')).toThrow(/EROFS/);
+        expect(await flags(merged)).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev']));
+        expect(await flags(merged)).not.toContain('noexec');
+        // Made again from nothing (a retry after a crash).
+        expect(await b.mountReadOnly(id, '0', [lower.path, upper.path])).toBe(merged);
+        expect(await mountsAt(merged)).toEqual([merged]);
+      }
+      const one = await b.mountReadOnly(id, '1', [lower.path]);
+      expect(fs.readFileSync(path.join(one, 'a/1'), 'utf8')).toBe('one');
+      expect(() => fs.writeFileSync(path.join(one, 'a/1'), 'x')).toThrow(/EROFS/);
+      expect(await flags(one)).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev']));
+      const none = await b.mountReadOnly(id, '2', []);
+      expect(fs.readdirSync(none)).toEqual([]);
+      await expect(b.mountReadOnly(id, '../x', [lower.path])).rejects.toMatchObject({ kind: 'Internal' });
+      expect(fs.readFileSync(path.join(lower.path, 'a/1'), 'utf8')).toBe('one');
+    } finally {
+      await b.destroy(id, target);
+    }
+    expect(await mountsAt(path.join(stateDir, id))).toEqual([]);
+    await expectGone(b, id, target);
+  });
+});
+
 describe('overlay backend with many layers', () => {
   it('mounts 150 layers (past the one-page option limit of absolute paths)', async () => {
     const layers: string[] = [];

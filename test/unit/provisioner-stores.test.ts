@@ -403,6 +403,34 @@ describe('image store', () => {
     expect(await content.has(kept)).toBe(true);
   });
 
+  test('an image held by a pin (an image volume) cannot be removed until it is unpinned, across a restart', async () => {
+    const { root, content, images } = await newStores();
+    await images.add(image(300, { tags: ['example.test/vol:1', 'example.test/vol:2'] }));
+    await images.pin('container:a', [dg(3002)], { images: [dg(300)] });
+    expect(images.holders(dg(300))).toEqual(['container:a']);
+    // One tag of two goes: the image stays, so that is no use of it.
+    expect((await images.removeImage('example.test/vol:2')).untagged).toBe('example.test/vol:2');
+    await expect(images.removeImage('example.test/vol:1')).rejects.toMatchObject({
+      kind: 'FailedPrecondition',
+      message: expect.stringMatching(/in use as an image volume by container:a/),
+    });
+    await expect(images.remove(dg(300))).rejects.toMatchObject({ kind: 'FailedPrecondition' });
+    expect(images.get(dg(300))).toBeDefined();
+
+    const again = new ImageStore(root, { content });
+    await again.init();
+    expect(again.holders(dg(300))).toEqual(['container:a']);
+    await expect(again.removeImage(dg(300))).rejects.toMatchObject({ kind: 'FailedPrecondition' });
+    await again.unpin('container:a');
+    expect((await again.removeImage(dg(300))).removed).toBe(true);
+    expect(again.get(dg(300))).toBeUndefined();
+    // A layer-only pin (a container's rootfs) never held the image record.
+    await images.unpin('container:a');
+    await images.add(image(400));
+    await images.pin('container:b', [dg(4002)]);
+    expect((await images.removeImage(dg(400))).removed).toBe(true);
+  });
+
   test('gc without listLayers collects the layers of removed images', async () => {
     const root = freshDir();
     const content = new ContentStore(root, { fsync: false });

@@ -1,5 +1,6 @@
 // A Backend assembles a container's root file system from a chain of
-// unpacked layer directories (lowest first) and tears it down again.
+// unpacked layer directories (lowest first) and tears it down again; it
+// also mounts an image read-only for an image volume (CRI Mount.image).
 // Every backend leaves a mount at `target` (overlay, or a bind mount of the
 // assembled tree), so the launcher can treat them alike. Per-container state
 // lives in <stateDir>/<id>/<backend>/ — stateDir is normally
@@ -8,15 +9,30 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 
-import { AlreadyExistsError, CapsaError, ErrorContext, InvalidArgumentError, asCapsaError } from '../../errors';
+import {
+  AlreadyExistsError,
+  CapsaError,
+  ErrorContext,
+  InternalError,
+  InvalidArgumentError,
+  asCapsaError,
+} from '../../errors';
 import type { Logger } from '../../log';
+import { native } from '../../native';
 import { isMountPoint, removeTree, rmdirIfEmpty, unmountAll } from './mounts';
 
 export interface Backend {
   readonly name: string;
   /** Mounts a rootfs for container `id` at `target` from `layerDirs` (lowest first). */
   provision(id: string, layerDirs: string[], target: string): Promise<void>;
-  /** Unmounts and removes everything provision() made. Idempotent; fine for an unknown id. */
+  /**
+   * Mounts `layerDirs` (lowest first) read-only, nosuid and nodev, with no
+   * writable layer, for container `id` under the volume name `name`, and
+   * returns the mount point: an image volume (CRI Mount.image). destroy(id)
+   * removes it with the rootfs.
+   */
+  mountReadOnly(id: string, name: string, layerDirs: string[]): Promise<string>;
+  /** Unmounts and removes everything provision() and mountReadOnly() made. Idempotent; fine for an unknown id. */
   destroy(id: string, target: string): Promise<void>;
   /** The directory holding the container's writable data (for disk-usage reports), if any. */
   writableDir?(id: string): string | undefined;
@@ -31,6 +47,8 @@ export interface BackendOptions {
 export type BackendName = 'overlay' | 'copy' | 'bind';
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** An image volume's name inside its container's dir (the mount's index). */
+const VOLUME_NAME = /^[0-9]{1,5}$/;
 
 export function validateId(id: string): void {
   if (!ID.test(id)) {
@@ -71,6 +89,19 @@ export abstract class MountingBackend implements Backend {
   /** Mounts the assembled rootfs at `target` (an existing directory or a missing path, not a mount point). */
   protected abstract assemble(id: string, layerDirs: string[], target: string, ctx: ErrorContext): Promise<void>;
 
+  /**
+   * Mounts two or more layers merged and read-only at `target` (an empty
+   * directory); `base` is this view's own directory for whatever the
+   * backend needs besides. MS_RDONLY | MS_NOSUID | MS_NODEV are `flags`.
+   */
+  protected abstract mergeReadOnly(
+    base: string,
+    layerDirs: string[],
+    target: string,
+    flags: number,
+    ctx: ErrorContext,
+  ): Promise<void>;
+
   abstract writableDir(id: string): string | undefined;
 
   /** A layer directory, resolved; InvalidArgument `layers` when it is missing. */
@@ -102,12 +133,53 @@ export abstract class MountingBackend implements Backend {
     }
   }
 
+  /** <stateDir>/<id>/volumes: every backend's image volumes, so any backend's destroy finds them. */
+  protected volumesDir(id: string): string {
+    return path.join(this.stateDir, id, 'volumes');
+  }
+
+  async mountReadOnly(id: string, name: string, layerDirs: string[]): Promise<string> {
+    validateId(id);
+    if (!VOLUME_NAME.test(name)) throw new InternalError(`invalid image volume name ${JSON.stringify(name)}`);
+    const base = path.join(this.volumesDir(id), name);
+    const target = path.join(base, 'mnt');
+    const ctx = { stage: 'image volume', containerId: id, path: target };
+    const { MS_BIND, MS_REMOUNT, MS_RDONLY, MS_NOSUID, MS_NODEV } = native().constants;
+    const flags = MS_RDONLY | MS_NOSUID | MS_NODEV;
+    try {
+      // A view a crashed attempt left is made again from nothing.
+      await unmountAll(base);
+      await removeTree(base);
+      await fs.mkdir(target, { recursive: true, mode: 0o755 });
+      if (layerDirs.length >= 2) {
+        await this.mergeReadOnly(base, layerDirs, target, flags, ctx);
+      } else {
+        // Overlay wants two lowers when it has no upper; one layer is the tree itself.
+        let source = path.join(base, 'empty');
+        if (layerDirs.length === 1) source = await this.layerDir(layerDirs[0], ctx);
+        else await fs.mkdir(source, { mode: 0o755 });
+        native().mount(source, target, '', MS_BIND, '');
+        native().mount('', target, '', MS_BIND | MS_REMOUNT | flags, '');
+      }
+    } catch (err) {
+      await unmountAll(base)
+        .then(() => removeTree(base))
+        .catch((e: unknown) => this.log?.warn({ id, err: e }, 'cleanup after a failed image volume mount failed'));
+      if (err instanceof CapsaError) throw err;
+      throw asCapsaError(new Error(`image volume ${name} of ${id}: ${(err as Error).message}`), ctx);
+    }
+    this.log?.debug({ id, name, layers: layerDirs.length, target }, 'image volume mounted');
+    return target;
+  }
+
   async destroy(id: string, target: string): Promise<void> {
     validateId(id);
     validateTarget(target, id);
     try {
       await unmountAll(target);
       await rmdirIfEmpty(target);
+      await unmountAll(this.volumesDir(id));
+      await removeTree(this.volumesDir(id));
       await removeTree(this.dir(id));
       await rmdirIfEmpty(path.join(this.stateDir, id));
     } catch (err) {

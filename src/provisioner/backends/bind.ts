@@ -15,13 +15,7 @@ export class BindBackend extends MountingBackend {
   }
 
   protected async assemble(id: string, layerDirs: string[], target: string, ctx: ErrorContext): Promise<void> {
-    if (layerDirs.length !== 1) {
-      throw new InvalidArgumentError(
-        'layers',
-        `the bind backend serves exactly one layer, the image has ${layerDirs.length}`,
-        ctx,
-      );
-    }
+    if (layerDirs.length !== 1) throw oneLayerOnly(layerDirs.length, ctx);
     const layer = await this.layerDir(layerDirs[0], ctx);
     const { MS_BIND, MS_REMOUNT, MS_RDONLY } = native().constants;
     await fs.mkdir(target, { recursive: true, mode: 0o755 });
@@ -29,4 +23,19 @@ export class BindBackend extends MountingBackend {
     native().mount('', target, '', MS_BIND | MS_REMOUNT | MS_RDONLY, '');
     this.log?.debug({ id, layer, target }, 'bind rootfs mounted');
   }
+
+  /** Image volumes of one layer are binds in any backend; more cannot be merged here. */
+  protected mergeReadOnly(
+    _base: string,
+    layerDirs: string[],
+    _t: string,
+    _f: number,
+    ctx: ErrorContext,
+  ): Promise<void> {
+    return Promise.reject(oneLayerOnly(layerDirs.length, ctx));
+  }
+}
+
+function oneLayerOnly(layers: number, ctx: ErrorContext): InvalidArgumentError {
+  return new InvalidArgumentError('layers', `the bind backend serves exactly one layer, the image has ${layers}`, ctx);
 }

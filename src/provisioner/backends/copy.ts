@@ -199,4 +199,22 @@ export class CopyBackend extends MountingBackend {
     native().mount(rootfs, target, '', native().constants.MS_BIND, '');
     this.log?.debug({ id, layers: layerDirs.length, target }, 'copy rootfs assembled');
   }
+
+  /** An image volume: the layers merged into <base>/tree, bound read-only. */
+  protected async mergeReadOnly(
+    base: string,
+    layerDirs: string[],
+    target: string,
+    flags: number,
+    ctx: ErrorContext,
+  ): Promise<void> {
+    const tree = path.join(base, 'tree');
+    await fs.mkdir(tree, { recursive: true, mode: 0o755 });
+    const merger = new LayerMerger(tree, this.log);
+    for (const layer of layerDirs) await merger.addLayer(await this.layerDir(layer, ctx));
+    await merger.finish();
+    const { MS_BIND, MS_REMOUNT } = native().constants;
+    native().mount(tree, target, '', MS_BIND, '');
+    native().mount('', target, '', MS_BIND | MS_REMOUNT | flags, '');
+  }
 }

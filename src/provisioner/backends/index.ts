@@ -5,3 +5,4 @@ export { CopyBackend, LayerMerger } from './copy';
 export { isMountPoint, mountsUnder, readMountInfo, unmountAll, type MountEntry } from './mounts';
 export { OverlayBackend } from './overlay';
 export { createBackend, overlayWorks, selectBackend } from './select';
+export { resolveSubPath } from './subpath';

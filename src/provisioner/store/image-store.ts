@@ -6,7 +6,7 @@
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import type { Logger } from '../../log';
-import { ErrorContext, InvalidArgumentError } from '../../errors';
+import { ErrorContext, FailedPreconditionError, InvalidArgumentError } from '../../errors';
 import { readJsonIfExists, writeFileAtomic } from '../../util/atomic-file';
 import { ContentStore } from './content-store';
 import { isSha256Digest } from './digest';
@@ -84,6 +84,8 @@ export interface RemoveResult {
 interface Pin {
   chainIds: Set<string>;
   blobs: Set<string>;
+  /** Image ids the owner uses as such (an image volume): RemoveImage refuses them. */
+  images: Set<string>;
   persisted: boolean;
 }
 
@@ -189,11 +191,17 @@ export class ImageStore {
       }
       if (!name.endsWith('.json')) continue;
       try {
-        const lease = await readJsonIfExists<{ owner: string; chainIds: string[]; blobs: string[] }>(file);
+        const lease = await readJsonIfExists<{
+          owner: string;
+          chainIds: string[];
+          blobs: string[];
+          images?: string[];
+        }>(file);
         if (lease)
           this.pins.set(lease.owner, {
             chainIds: new Set(lease.chainIds),
             blobs: new Set(lease.blobs),
+            images: new Set(lease.images ?? []),
             persisted: true,
           });
       } catch (err) {
@@ -298,16 +306,39 @@ export class ImageStore {
     });
   }
 
-  /** Deletes the image record. Its blobs and layers go at the next gc() if nothing else holds them. */
+  /**
+   * Deletes the image record. Its blobs and layers go at the next gc() if
+   * nothing else holds them. FailedPrecondition while a pin holds the image
+   * itself (an image volume).
+   */
   async remove(id: string): Promise<boolean> {
     return this.mutex.run(async () => {
       const rec = this.get(id);
       if (!rec) return false;
-      await fs.rm(this.file(rec.id), { force: true });
+      // Checked and dropped from memory with no await between: a pin() after
+      // this point finds the image gone (its caller checks), one before is seen here.
+      const holders = this.holders(rec.id);
+      if (holders.length > 0) {
+        throw new FailedPreconditionError(
+          `image ${rec.id} is in use as an image volume by ${holders.join(', ')}: remove ${holders.length > 1 ? 'those' : 'that'} first`,
+          { image: rec.id, stage: 'remove image' },
+        );
+      }
       this.images.delete(rec.id);
+      try {
+        await fs.rm(this.file(rec.id), { force: true });
+      } catch (err) {
+        this.images.set(rec.id, rec);
+        throw err;
+      }
       for (const l of rec.layers) this.layerCandidates.add(l.chainId);
       return true;
     });
+  }
+
+  /** Owners whose pins hold image `id` itself (image volumes). */
+  holders(id: string): string[] {
+    return [...this.pins.entries()].filter(([, p]) => p.images.has(id)).map(([owner]) => owner);
   }
 
   /**
@@ -354,19 +385,26 @@ export class ImageStore {
   /**
    * Pins layers (and optionally blobs) for `owner` — a container using an
    * image's layers, or a pull in progress — so gc() keeps them even when no
-   * image does. Pins accumulate per owner. A persisted pin (the default)
-   * survives a daemon restart until unpin(). Waits for a running gc().
+   * image does. `images` also holds image records: remove() refuses them
+   * (an image volume uses the image as such). Pins accumulate per owner. A
+   * persisted pin (the default) survives a daemon restart until unpin().
+   * Waits for a running gc().
    */
-  async pin(owner: string, chainIds: string[], opts: { blobs?: string[]; persist?: boolean } = {}): Promise<void> {
+  async pin(
+    owner: string,
+    chainIds: string[],
+    opts: { blobs?: string[]; images?: string[]; persist?: boolean } = {},
+  ): Promise<void> {
     while (this.gcRunning) await this.gcRunning.catch(() => undefined);
     const persist = opts.persist ?? true;
     let p = this.pins.get(owner);
     if (!p) {
-      p = { chainIds: new Set(), blobs: new Set(), persisted: persist };
+      p = { chainIds: new Set(), blobs: new Set(), images: new Set(), persisted: persist };
       this.pins.set(owner, p);
     }
     for (const c of chainIds) p.chainIds.add(c);
     for (const b of opts.blobs ?? []) p.blobs.add(b);
+    for (const i of opts.images ?? []) p.images.add(i);
     if (p.persisted) {
       const pin = p;
       await this.leaseMutex.run(async () => {
@@ -374,7 +412,7 @@ export class ImageStore {
         if (this.pins.get(owner) !== pin) return;
         await writeFileAtomic(
           this.leaseFile(owner),
-          JSON.stringify({ owner, chainIds: [...pin.chainIds], blobs: [...pin.blobs] }),
+          JSON.stringify({ owner, chainIds: [...pin.chainIds], blobs: [...pin.blobs], images: [...pin.images] }),
           0o600,
         );
       });
