@@ -42,6 +42,7 @@ struct mon {
 	int sock, sigfd;
 	int out_fd, err_fd, stdin_w;
 	int start_fd, start_wr, ctl_fd, ctl_wr;
+	int alive_wr; /* the only writer of the `alive` fifo: its close tells the daemon we are gone */
 	int listen_fd, clients[MAX_CLIENTS], nclients, attached;
 	char in_buf[4096];
 	size_t in_len;
@@ -87,6 +88,7 @@ static void remove_endpoints(struct mon *m)
 	(void)m;
 	unlink("start");
 	unlink("ctl");
+	unlink("alive");
 	unlink("attach.sock");
 	attach_remove();
 }
@@ -139,6 +141,29 @@ static int make_fifo(const char *name, int *rd, int *wr)
 	*wr = open(name, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	if (*wr < 0)
 		return err_sys("open fifo", name);
+	return 0;
+}
+
+/* The daemon reads `alive` and sees EOF (EPOLLHUP) the moment our writer
+ * closes, i.e. when this process is gone, however it ended: an end without
+ * exit.json (SIGKILL) is noticed at once instead of by a poll, and a
+ * restarted daemon just opens it again. Our read end is only needed to open
+ * the writer without blocking. */
+static int make_alive(struct mon *m)
+{
+	int rd;
+
+	if (unlink("alive") < 0 && errno != ENOENT)
+		return err_sys("unlink", "alive");
+	if (mkfifo("alive", 0600) < 0)
+		return err_sys("mkfifo", "alive");
+	rd = open("alive", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (rd < 0)
+		return err_sys("open fifo", "alive");
+	m->alive_wr = open("alive", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	close(rd);
+	if (m->alive_wr < 0)
+		return err_sys("open fifo", "alive");
 	return 0;
 }
 
@@ -212,7 +237,7 @@ static int prepare(struct mon *m, struct init_args *a)
 		return -1;
 	if (log_open(&m->log, m->s->log_path) < 0)
 		return -1;
-	if (make_fifo("ctl", &m->ctl_fd, &m->ctl_wr) < 0)
+	if (make_fifo("ctl", &m->ctl_fd, &m->ctl_wr) < 0 || make_alive(m) < 0)
 		return -1;
 	if (m->wait_start && make_fifo("start", &m->start_fd, &m->start_wr) < 0)
 		return -1;
@@ -779,7 +804,7 @@ int monitor_run(struct spec *s, int wait_start, int ready_fd)
 	m.wait_start = wait_start;
 	m.ready_fd = ready_fd;
 	m.sock = m.sigfd = m.out_fd = m.err_fd = m.stdin_w = -1;
-	m.start_fd = m.start_wr = m.ctl_fd = m.ctl_wr = m.listen_fd = -1;
+	m.start_fd = m.start_wr = m.ctl_fd = m.ctl_wr = m.alive_wr = m.listen_fd = -1;
 	m.oom_before = m.oom_seen = m.oom_inv_before = -1;
 	m.oom_fd = -1;
 	if (prepare(&m, &a) < 0 || spawn_init(&m, &a) < 0 || isolate(&m, &a) < 0 || await_ready(&m) < 0)

@@ -845,6 +845,32 @@ describe('containers across daemon restarts', () => {
     expect(await waitState(d, created, ContainerState.CONTAINER_EXITED)).toMatchObject({ exitCode: 0 });
   });
 
+  test('a killed monitor ends its container at once (EXITED, Unknown), before and after a restart', async () => {
+    const podCfg = podConfig(d);
+    const pod = await runp(d, podCfg);
+    // Seen through the monitor's `alive` fifo; the backup poll alone takes up to 2 s.
+    const killMonitor = async (id: string): Promise<number> => {
+      const info = (await status(d, id)).info;
+      const t0 = Date.now();
+      process.kill(info.monitor.pid, 'SIGKILL');
+      const s = await waitState(d, id, ContainerState.CONTAINER_EXITED, 5000);
+      const took = Date.now() - t0;
+      expect(s).toMatchObject({ exitCode: 255, reason: 'Unknown' });
+      expect(s.message).toMatch(/monitor .* is gone without recording an exit/);
+      await waitFor('the init to die', () => !alive(info.pid), 5000);
+      return took;
+    };
+    const first = await run(d, pod, podCfg, ctrConfig('first', { command: ['sleep', '1000'] }));
+    expect(await killMonitor(first)).toBeLessThan(1000);
+    const running = await run(d, pod, podCfg, ctrConfig('running', { command: ['sleep', '1000'] }));
+    const created = await create(d, pod, podCfg, ctrConfig('created'));
+    await kill9();
+    d = await newDaemon(d.dir);
+    // The restarted daemon watches the monitors it re-adopted the same way.
+    expect(await killMonitor(running)).toBeLessThan(1000);
+    expect(await killMonitor(created)).toBeLessThan(1000);
+  });
+
   test('a wiped state dir (reboot): containers EXITED (Unknown), pods NOTREADY, nothing left', async () => {
     const podCfg = podConfig(d);
     const pod = await runp(d, podCfg);

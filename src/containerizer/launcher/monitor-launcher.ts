@@ -10,7 +10,8 @@
 // Pid reuse: every pid we act on is checked against the start time the
 // monitor recorded next to it.
 import { randomBytes } from 'crypto';
-import { existsSync, promises as fs, constants as fsc, watch as fsWatch } from 'fs';
+import { closeSync, existsSync, promises as fs, constants as fsc, watch as fsWatch, openSync, readSync } from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import {
   CapsaError,
@@ -357,7 +358,56 @@ export class MonitorLauncher implements Launcher {
       // The periodic check still sees the exit.
       this.log.warn({ runDir, err: (err as Error).message }, 'cannot watch run dir');
     }
-    return () => w?.close();
+    const gone = this.watchMonitor(runDir, onChange);
+    return () => {
+      w?.close();
+      gone();
+    };
+  }
+
+  /**
+   * Calls `onChange` once the monitor is gone, however it ended: EOF on the
+   * `alive` fifo, whose only writer the monitor holds (a SIGKILLed monitor
+   * writes no exit.json for the dir watch to see). The read end sits in the
+   * event loop like a socket (epoll, no thread); it is opened anew after a
+   * daemon restart. Without the fifo (a monitor older than it, or gone
+   * already) one look now and the periodic check do the job.
+   */
+  private watchMonitor(runDir: string, onChange: () => void): () => void {
+    const fd = openFifoWithWriter(path.join(runDir, 'alive'));
+    if (fd === undefined) {
+      setImmediate(onChange);
+      return () => undefined;
+    }
+    let closed = false;
+    const sock = new net.Socket({ fd, readable: true, writable: false });
+    sock.unref();
+    const ended = (): void => {
+      if (closed) return;
+      closed = true;
+      sock.destroy();
+      void this.monitorExited(runDir).then(onChange);
+    };
+    sock.on('data', () => undefined);
+    sock.once('end', ended);
+    sock.once('error', (err) => {
+      this.log.debug({ runDir, err: err.message }, 'monitor watch ended');
+      ended();
+    });
+    return () => {
+      closed = true;
+      sock.destroy();
+    };
+  }
+
+  /**
+   * Resolves once the monitor no longer counts as alive: its files close a
+   * moment before /proc shows it as a zombie, and status() goes by /proc.
+   */
+  private async monitorExited(runDir: string): Promise<void> {
+    const monitor = identity(await readJson(path.join(runDir, 'monitor.json')).catch(() => undefined));
+    const until = Date.now() + 1000;
+    while (Date.now() < until && (await isAlive(monitor))) await sleep(2);
   }
 
   async destroy(runDir: string, signal: AbortSignal): Promise<void> {
@@ -381,6 +431,29 @@ export class MonitorLauncher implements Launcher {
     }
     await fs.rm(runDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Opens the fifo `file` for reading (O_NONBLOCK: never waits for a writer);
+ * undefined when it is missing or has no writer right now. That must be
+ * looked at once at the open: a reader that never saw a writer gets no
+ * hangup later. (libuv opens every file O_CLOEXEC.)
+ */
+function openFifoWithWriter(file: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    // 0: EOF, no writer. EAGAIN: a writer and nothing to read, the usual case.
+    if (readSync(fd, Buffer.alloc(1)) !== 0) return fd;
+  } catch (err) {
+    if (errno(err) === 'EAGAIN') return fd;
+  }
+  closeSync(fd);
+  return undefined;
 }
 
 /** Mount points at or below `dir` (from /proc/self/mountinfo). */
