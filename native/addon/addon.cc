@@ -65,6 +65,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMountAt(env, exports);
   InitLock(env, exports);
   InitNs(env, exports);
+  InitIdmap(env, exports);
   return exports;
 }
 

@@ -21,5 +21,6 @@ void InitMount(Napi::Env env, Napi::Object exports);
 void InitMountAt(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitNs(Napi::Env env, Napi::Object exports);
+void InitIdmap(Napi::Env env, Napi::Object exports);
 
 }  // namespace capsa

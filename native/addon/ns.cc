@@ -33,6 +33,10 @@ struct Pin {
 
 struct PinJob {
   std::vector<Pin> pins;
+  // Join the pinned files instead of creating and pinning: the namespaces
+  // of a pod in a user namespace, made by capsa-pause userns (a thread
+  // cannot enter a new user namespace), still get hostname, lo, sysctls here.
+  bool join = false;
   std::string hostname;
   bool loopback = false;
   std::vector<std::pair<std::string, std::string>> sysctls;  // path under /proc/sys, value
@@ -111,7 +115,22 @@ void* PinThread(void* arg) {
   PinJob* job = static_cast<PinJob*>(arg);
   int flags = 0;
   for (const Pin& p : job->pins) flags |= p.flag;
-  if (flags != 0 && unshare(flags) != 0) {
+  if (job->join) {
+    for (const Pin& p : job->pins) {
+      int fd = open(p.target.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        Fail(job, errno, "open", p.target);
+        return nullptr;
+      }
+      int rc = setns(fd, p.flag);
+      int e = errno;
+      close(fd);
+      if (rc != 0) {
+        Fail(job, e, "setns", p.target);
+        return nullptr;
+      }
+    }
+  } else if (flags != 0 && unshare(flags) != 0) {
     Fail(job, errno, "unshare", "");
     return nullptr;
   }
@@ -123,6 +142,7 @@ void* PinThread(void* arg) {
   for (const auto& kv : job->sysctls) {
     if (!WriteSysctl(job, kv.first, kv.second)) return nullptr;
   }
+  if (job->join) return nullptr;
   std::vector<std::string> done;
   for (const Pin& p : job->pins) {
     if (!PinOne(job, p)) {
@@ -158,7 +178,7 @@ bool SafeSysctlPath(const std::string& p) {
   return true;
 }
 
-// pinNamespaces({ net?, uts?, ipc?: target file, hostname?, loopback?, sysctls?: [path, value][] })
+// pinNamespaces({ net?, uts?, ipc?: target file, join?, hostname?, loopback?, sysctls?: [path, value][] })
 Napi::Value PinNamespaces(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
@@ -178,6 +198,8 @@ Napi::Value PinNamespaces(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "hostname needs a new UTS namespace (uts)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  Napi::Value jv = o.Get("join");
+  job.join = jv.IsBoolean() && jv.As<Napi::Boolean>().Value();
   Napi::Value lo = o.Get("loopback");
   job.loopback = lo.IsBoolean() && lo.As<Napi::Boolean>().Value();
   if (job.loopback && net.empty()) {

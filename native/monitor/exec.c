@@ -178,7 +178,8 @@ static void shim_main(struct ex *x)
 
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || chan_recv(x->sock, &type, NULL, 0, NULL) != 1)
 		_exit(1);
-	if (shim_join(x) < 0) {
+	/* Before a user namespace makes /proc/self/oom_score_adj read-only to us. */
+	if (proc_oom_score_adj(&x->s.proc) < 0 || shim_join(x) < 0) {
 		(void)chan_send(x->sock, 'E', g_err, -1);
 		_exit(1);
 	}

@@ -50,6 +50,17 @@ static int become_root(void)
 	return 0;
 }
 
+/* The fd of the user namespace the spec joins by path, -1 for none. */
+static int joined_userns(const struct init_args *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->s->nns; i++)
+		if (a->s->ns[i].type == CLONE_NEWUSER && a->ns_fds[i] >= 0)
+			return a->ns_fds[i];
+	return -1;
+}
+
 /* Joins the namespaces given by path (user first), then creates the rest. */
 static int namespaces(struct init_args *a)
 {
@@ -173,6 +184,10 @@ void init_main(struct init_args *a)
 		die(a);
 	expect(a, 'G');
 	if (a->new_userns && become_root() < 0)
+		die(a);
+	/* Mount sources are opened, oom_score_adj set while still host root (see mounts.c). */
+	if (joined_userns(a) >= 0 &&
+	    (mounts_open_trees(a->s, joined_userns(a)) < 0 || proc_oom_score_adj(&a->s->proc) < 0))
 		die(a);
 	if (namespaces(a) < 0 || filesystem(a) < 0)
 		die(a);

@@ -20,6 +20,18 @@
 
 static int g_rootfd = -1;
 
+/*
+ * A container that joins a user namespace (a pod with userns_options POD)
+ * gets every mount source as a detached tree opened before it enters the
+ * user namespace (mounts_open_trees): from inside, root is an unprivileged
+ * host uid that could neither reach sources below 0700 host dirs nor make
+ * an idmapped mount (mount_setattr needs CAP_SYS_ADMIN over the
+ * filesystem's own user namespace, the host's). g_root_tree is the rootfs,
+ * g_trees[i] the source of bind mount i; -1 where the path-based code runs.
+ */
+static int g_root_tree = -1;
+static int *g_trees;
+
 /* ---- paths inside the rootfs ---- */
 
 static const char *rel(const char *p)
@@ -238,6 +250,37 @@ static int do_bind(const char *src, const char *dest, unsigned long flags, unsig
 	return 0;
 }
 
+/* A bind from a tree opened by mounts_open_trees (idmapped or not). */
+static int attach_tree(int *tree, const struct mount_spec *m)
+{
+	char target[64];
+	struct stat st;
+	int fd, rc;
+
+	const char *src = m->source ? m->source : m->type;
+
+	if (fstat(*tree, &st) < 0)
+		return err_sys("mount: stat source", src);
+	if (ensure_path(m->dest, S_ISDIR(st.st_mode)) < 0 || target_of(m->dest, &fd, target) < 0)
+		return -1;
+	if (check_not_procfs(fd, src, m->dest) < 0) {
+		close(fd);
+		return -1;
+	}
+	rc = (int)syscall(SYS_move_mount, *tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+	close(fd);
+	close(*tree);
+	*tree = -1;
+	if (rc < 0) {
+		char what[PATH_MAX + 32];
+		snprintf(what, sizeof(what), "mount %s: attach", m->dest);
+		return err_sys_as(what, "bind", src);
+	}
+	if ((m->flags & ~(unsigned long)(MS_BIND | MS_REC)) && remount_bind(m->dest, m->flags & ~(unsigned long)(MS_BIND | MS_REC), m->clear) < 0)
+		return -1;
+	return 0;
+}
+
 static int do_fs_mount(const struct mount_spec *m)
 {
 	char target[64];
@@ -278,12 +321,15 @@ static int set_recursive_readonly(const char *dest)
 	return rc;
 }
 
-static int apply_mount(const struct mount_spec *m)
+static int apply_mount(const struct mount_spec *m, int *tree)
 {
 	if (m->type && strcmp(m->type, "cgroup") == 0)
 		return err_msg("mount %s: type cgroup is not supported; bind the container's cgroup dirs instead",
 			       m->dest);
-	if (m->bind) {
+	if (tree && *tree >= 0) {
+		if (attach_tree(tree, m) < 0)
+			return -1;
+	} else if (m->bind) {
 		if (do_bind(m->source, m->dest, m->flags, m->clear, (m->flags & MS_REC) != 0) < 0)
 			return -1;
 	} else if (do_fs_mount(m) < 0) {
@@ -412,9 +458,38 @@ static int parent_mount(const char *path, char *out, size_t cap)
 	return 0;
 }
 
+/*
+ * The rootfs of a container in a user namespace: the detached tree goes on
+ * the cwd, which init_main set to the rootfs before the user and mount
+ * namespaces (a path lookup from inside could be refused), and becomes the
+ * root to pivot into. "/" is made non-shared recursively first (a user
+ * namespace's mounts never propagate to the host anyway: bidirectional
+ * mounts are refused for such pods), which pivot_root needs.
+ */
+static int prepare_root_tree(const struct spec *s)
+{
+	char self[64];
+
+	if (s->root_prop & MS_SHARED)
+		return err_msg("mount: a shared rootfs propagation cannot be used in a user namespace");
+	if (mount(NULL, "/", NULL, s->root_prop, NULL) < 0)
+		return err_sys("mount: set propagation", "/");
+	if (syscall(SYS_move_mount, g_root_tree, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return err_sys("mount: attach rootfs (move_mount)", s->root);
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", g_root_tree);
+	if (mount(NULL, self, NULL, MS_PRIVATE, NULL) < 0)
+		return err_sys("mount: make private", s->root);
+	g_rootfd = g_root_tree;
+	g_root_tree = -1;
+	return 0;
+}
+
 static int prepare_root(const struct spec *s, char root[PATH_MAX])
 {
 	char pm[PATH_MAX];
+
+	if (g_root_tree >= 0)
+		return prepare_root_tree(s);
 
 	if (!realpath(s->root, root))
 		return err_sys("rootfs", s->root);
@@ -453,7 +528,7 @@ int mounts_setup(const struct spec *s)
 
 		/* Errors name the mount: the daemon maps them to the request's field. */
 		err_set_mount(s->mounts[i].dest);
-		rc = apply_mount(&s->mounts[i]);
+		rc = apply_mount(&s->mounts[i], g_trees ? &g_trees[i] : NULL);
 		err_set_mount(NULL);
 		if (rc < 0)
 			return -1;
@@ -537,5 +612,90 @@ int mounts_finish(const struct spec *s)
 			return -1;
 	if (s->root_readonly && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags("/"), NULL) < 0)
 		return err_sys("mount: remount read-only", "/");
+	return 0;
+}
+
+/* ---- detached trees (containers in a user namespace) ---- */
+
+/* open_tree(OPEN_TREE_CLONE) of src, idmapped through userns_fd when idmap. */
+static int open_tree_of(const char *src, int rec, int idmap, int userns_fd, const char *dest)
+{
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns_fd };
+	unsigned int flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0);
+	char what[PATH_MAX + 64];
+	int fd = (int)syscall(SYS_open_tree, AT_FDCWD, src, flags);
+
+	if (fd < 0) {
+		snprintf(what, sizeof(what), "mount %s: source", dest);
+		return err_sys_as(what, "source", src);
+	}
+	if (idmap && syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), &attr, sizeof(attr)) < 0) {
+		/* EINVAL: the filesystem (or one below, for a recursive bind)
+		 * cannot be idmapped on this kernel. There is no fallback that
+		 * keeps the ownership right; the daemon reports it as a failed
+		 * precondition naming the mount. */
+		snprintf(what, sizeof(what), "mount %s: idmap (mount_setattr MOUNT_ATTR_IDMAP)", dest);
+		err_sys_as(what, "idmap", src);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * A procfs for the container, made while still host root: the container's
+ * PID namespace (the monitor's clone, or the pod's capsa-pause) belongs to
+ * the host's user namespace, over which the container's root has no
+ * CAP_SYS_ADMIN to mount one. The flags come with the remount after attach.
+ */
+static int fsmount_proc(const char *dest)
+{
+	char what[PATH_MAX + 32];
+	int fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC), mnt;
+
+	snprintf(what, sizeof(what), "mount %s (proc)", dest);
+	if (fs < 0)
+		return err_sys_as(what, "mount", "proc");
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		err_sys_as(what, "mount", "proc");
+		close(fs);
+		return -1;
+	}
+	mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+	if (mnt < 0)
+		err_sys_as(what, "mount", "proc");
+	close(fs);
+	return mnt;
+}
+
+int mounts_open_trees(const struct spec *s, int userns_fd)
+{
+	size_t i;
+
+	g_trees = calloc(s->nmounts ? s->nmounts : 1, sizeof(int));
+	if (!g_trees)
+		return err_sys("calloc", NULL);
+	for (i = 0; i < s->nmounts; i++)
+		g_trees[i] = -1;
+	for (i = 0; i < s->nmounts; i++) {
+		const struct mount_spec *m = &s->mounts[i];
+		int proc = !m->bind && m->type && strcmp(m->type, "proc") == 0;
+		if (!m->bind && !proc)
+			continue; /* tmpfs, devpts, mqueue, sysfs: the container's root may mount those */
+		err_set_mount(m->dest);
+		g_trees[i] = proc ? fsmount_proc(m->dest)
+				  : open_tree_of(m->source, (m->flags & MS_REC) != 0, m->idmap, userns_fd, m->dest);
+		err_set_mount(NULL);
+		if (g_trees[i] < 0)
+			return -1;
+	}
+	/* The rootfs comes idmapped already where it must be (the provisioner
+	 * mounts its layers so): a clone keeps that. */
+	g_root_tree = open_tree_of(s->root, 0, 0, userns_fd, "/");
+	if (g_root_tree < 0)
+		return -1;
+	/* The cwd carries the rootfs into the new mount namespace (see prepare_root_tree). */
+	if (chdir(s->root) < 0)
+		return err_sys("chdir to the rootfs", s->root);
 	return 0;
 }

@@ -7,6 +7,10 @@
 
 #include "spec.h"
 
+/* Before joining a user namespace (still host root): opens the rootfs and
+ * every bind source as detached trees, idmapped through userns_fd where the
+ * spec says so, and chdirs to the rootfs; mounts_setup then attaches them. */
+int mounts_open_trees(const struct spec *s, int userns_fd);
 /* Propagation of "/", the rootfs bind, spec mounts and devices. */
 int mounts_setup(const struct spec *s);
 /* pivot_root into the rootfs and detach the old root. */

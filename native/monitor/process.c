@@ -84,7 +84,9 @@ static int write_oom_score_adj(int v)
 }
 
 /* Lowering oom_score_adj needs CAP_SYS_RESOURCE; without it keep the
- * current value (clamped) and say so, rather than failing the start. */
+ * current value (clamped) and say so, rather than failing the start. In a
+ * user namespace the file is not even writable: proc_oom_score_adj set it
+ * before the process entered one, and the value there is kept. */
 static int apply_oom_score_adj(const struct process_spec *p)
 {
 	int cur;
@@ -93,11 +95,18 @@ static int apply_oom_score_adj(const struct process_spec *p)
 		return 0;
 	if (write_oom_score_adj(p->oom_score_adj) == 0)
 		return 0;
+	if ((errno == EACCES || errno == EPERM) && read_oom_score_adj(&cur) == 0 && p->oom_score_adj == cur)
+		return 0;
 	if ((errno == EACCES || errno == EPERM) && read_oom_score_adj(&cur) == 0 && p->oom_score_adj < cur) {
 		logf_("oom_score_adj %d refused (no CAP_SYS_RESOURCE), keeping %d", p->oom_score_adj, cur);
 		return 0;
 	}
 	return err_sys("write oom_score_adj", "/proc/self/oom_score_adj");
+}
+
+int proc_oom_score_adj(const struct process_spec *p)
+{
+	return apply_oom_score_adj(p);
 }
 
 static int apply_creds(const struct process_spec *p)

@@ -14,6 +14,9 @@ int proc_reset_signals(void);
  * loaded here, before the credentials change (the kernel wants
  * CAP_SYS_ADMIN then); with it, proc_exec loads it just before execve. */
 int proc_setup(const struct process_spec *p);
+/* oom_score_adj alone, for a process about to join a user namespace (where
+ * /proc/self/oom_score_adj is not writable); proc_setup keeps the value. */
+int proc_oom_score_adj(const struct process_spec *p);
 /* Loads a filter still pending, resolves args[0] against PATH from p->env
  * and execs; returns -1 with g_err = "exec: <reason>: <path>" on failure. */
 int proc_exec(const struct process_spec *p);

@@ -305,6 +305,11 @@ static int parse_mount(struct mount_spec *m, const struct jval *v)
 			m->clear &= ~(unsigned long)MS_RDONLY;
 			continue;
 		}
+		if (strcmp(o, "idmap") == 0) {
+			/* OCI 1.1's idmapped bind; the mapping is the joined user namespace's */
+			m->idmap = 1;
+			continue;
+		}
 		i = mount_opt(o);
 		if (i < 0) {
 			if (add_data(m, o) < 0)
@@ -324,6 +329,8 @@ static int parse_mount(struct mount_spec *m, const struct jval *v)
 		return err_msg("spec: mounts[%s]: bind source must be an absolute path", m->dest);
 	if (m->rro && !m->bind)
 		return err_msg("spec: mounts[%s]: rro is for bind mounts", m->dest);
+	if (m->idmap && !m->bind)
+		return err_msg("spec: mounts[%s]: idmap is for bind mounts", m->dest);
 	if (!m->bind && !m->type)
 		return err_msg("spec: mounts[%s]: type is required", m->dest);
 	return 0;
@@ -526,6 +533,16 @@ static int parse_linux(struct spec *s, const struct jval *v)
 		       : 0;
 }
 
+static int has_idmap(const struct spec *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nmounts; i++)
+		if (s->mounts[i].idmap)
+			return 1;
+	return 0;
+}
+
 static int parse_capsa(struct spec *s, const struct jval *v)
 {
 	s->kill_on_exit = 1;
@@ -601,6 +618,8 @@ int spec_load(struct spec *s, const char *path)
 		return -1;
 	if ((s->nuid_maps || s->ngid_maps) && !spec_ns(s, CLONE_NEWUSER))
 		return err_msg("spec: linux.uidMappings given without a user namespace");
+	if (has_idmap(s) && (!spec_ns(s, CLONE_NEWUSER) || !spec_ns(s, CLONE_NEWUSER)->path))
+		return err_msg("spec: idmapped mounts need a user namespace to join (linux.namespaces[].path)");
 	return 0;
 }
 

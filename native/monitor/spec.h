@@ -46,6 +46,7 @@ struct mount_spec {
 	unsigned long prop;   /* MS_SHARED/SLAVE/PRIVATE/UNBINDABLE [|MS_REC] */
 	int bind;             /* bind or rbind */
 	int rro;              /* "rro": read-only through every submount too (mount_setattr) */
+	int idmap;            /* "idmap": an idmapped bind through the user namespace the container joins */
 	char *data;           /* options passed to the filesystem */
 };
 

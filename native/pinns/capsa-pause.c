@@ -1,6 +1,11 @@
-/* capsa-pause: holds a pod's shared PID namespace.
+/* capsa-pause: holds a pod's shared PID namespace; pins a pod's user namespace.
  *
  *   capsa-pause --pin FILE [--net FILE] [--uts FILE] [--ipc FILE] [--cgroup-procs FILE]...
+ *   capsa-pause userns --user FILE [--net FILE] [--uts FILE] [--ipc FILE]
+ *                      --uid-map C:H:L... --gid-map C:H:L...
+ *   capsa-pause probe-idmap DIR
+ *
+ * The userns and probe-idmap modes are in userns.c (see README.md). The pause mode:
  *
  * Joins the pod's pinned net/UTS/IPC namespaces, unshares a PID namespace
  * and forks its init (pid 1 inside). The parent then bind-mounts the new
@@ -46,7 +51,9 @@ static void die(const char *op, const char *path, int err)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: capsa-pause --pin FILE [--net FILE] [--uts FILE] [--ipc FILE] [--cgroup-procs FILE]...\n");
+	fprintf(stderr, "usage: capsa-pause --pin FILE [--net FILE] [--uts FILE] [--ipc FILE] [--cgroup-procs FILE]...\n"
+			"       capsa-pause userns --user FILE [--net FILE] [--uts FILE] [--ipc FILE] --uid-map C:H:L... --gid-map C:H:L...\n"
+			"       capsa-pause probe-idmap DIR\n");
 	exit(2);
 }
 
@@ -142,9 +149,16 @@ static void undo(pid_t child, const char *pin, int pinned)
 	unlink(pin);
 }
 
+int userns_main(int argc, char **argv);
+int probe_main(int argc, char **argv);
+
 int main(int argc, char **argv)
 {
 	struct args a;
+	if (argc > 1 && strcmp(argv[1], "userns") == 0)
+		return userns_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "probe-idmap") == 0)
+		return probe_main(argc - 1, argv + 1);
 	parse(argc, argv, &a);
 
 	join(a.net, CLONE_NEWNET);
