@@ -37,12 +37,19 @@ export interface NativeAddon {
    * not exist). On failure nothing stays pinned.
    */
   pinNamespaces(opts: PinNamespacesOptions): void;
+  /**
+   * An idmapped bind mount of `source` on `target` through the user namespace
+   * pinned at `usernsFile` (open_tree, mount_setattr MOUNT_ATTR_IDMAP, move_mount).
+   */
+  idmapBind(source: string, target: string, usernsFile: string): void;
   /** /proc/net/dev as seen inside the network namespace pinned at `nsPath` (read on a short-lived thread). */
   readNetDev(nsPath: string): string;
   constants: NativeConstants;
 }
 
 export interface PinNamespacesOptions {
+  /** Join the namespaces already pinned at net/uts/ipc (a user namespace's) instead of creating and pinning them. */
+  join?: boolean;
   net?: string;
   uts?: string;
   ipc?: string;

@@ -11,11 +11,36 @@ import type { SandboxHandle } from './sandbox-spec';
 /** A CRI mount as recorded for ContainerStatus. */
 export interface ContainerMountInfo {
   containerPath: string;
+  /** An image volume's: the mounted image's directory, once made. */
   hostPath: string;
   readonly: boolean;
   selinuxRelabel: boolean;
   /** CRI MountPropagation value. */
   propagation: number;
+  /** An image volume: the image as asked for, and its id once resolved. */
+  image?: { requested: string; userSpecified: string; annotations: Record<string, string>; id?: string };
+  imageSubPath?: string;
+}
+
+/** An image volume (a mount of an image's layers, read-only) as the request asks for it. */
+export interface ImageMountRequest {
+  /** Its index in `mounts`. */
+  index: number;
+  /** The request's field for it, for errors (the CRI layer's name, e.g. "config.mounts[2]"). */
+  field: string;
+  /** Image reference to resolve locally (an id or a name). */
+  ref: string;
+  /** Directory inside the image to mount; "" for its root. */
+  subPath: string;
+}
+
+/** An image volume as checkpointed: what recovery and teardown need are the container id and the pin. */
+export interface ImageMountRecord {
+  index: number;
+  /** The image id ("sha256:…"), held against RemoveImage while the container exists. */
+  imageId: string;
+  chainIds: string[];
+  subPath: string;
 }
 
 export interface ContainerImageInfo {
@@ -44,6 +69,8 @@ export interface SpecBuildInput {
   cgroupPath: string;
   /** Host directories of the container's cgroup to show at /sys/fs/cgroup. */
   cgroupBinds: { source: string; destination: string }[];
+  /** Image volumes: the mounted image's directory to bind, by index in the request's mounts. */
+  imageSources: ReadonlyMap<number, string>;
   /** /proc/<init>/ns/pid of a running container of the same pod. */
   targetPidNsPath(containerId: string): string | undefined;
 }
@@ -68,6 +95,8 @@ export interface ContainerRequest {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   mounts: ContainerMountInfo[];
+  /** The mounts that are image volumes. */
+  imageMounts: ImageMountRequest[];
   /** CRI's explicit stop signal; undefined: the image's StopSignal, else SIGTERM. */
   stopSignal?: number;
   /** CRI resources as proto JSON, for ContainerStatus; opaque here. */
@@ -98,6 +127,8 @@ export interface ContainerRecord {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   mounts: ContainerMountInfo[];
+  /** Image volumes (absent in checkpoints from before them). */
+  imageMounts?: ImageMountRecord[];
   logPath: string;
   stopSignal: number;
   /** <state>/containers/<id> */

@@ -26,6 +26,7 @@ export { type BlkioEntry, type CgroupStats, type Pressure, type PressureLine } f
 export { validateResources, type CgroupResources } from './isolators/cgroups/values';
 export { type InterfaceUsage } from './isolators/namespaces/netdev';
 export { sysctlProblem } from './isolators/namespaces/sysctl';
+export { usernsSupport, type UsernsSupport } from './isolators/namespaces/userns-probe';
 export { type Launcher } from './launcher/launcher';
 export { MonitorClient, execSpecOf, parseExecOutcome } from './launcher/monitor-client';
 export { signalNumber } from './launcher/signals';
@@ -52,7 +53,7 @@ export {
   type SeccompSyscall,
 } from './launcher/spec';
 export { type Sandbox } from './sandbox';
-export { type HostOrPod, type PidMode, type SandboxSpec } from './sandbox-spec';
+export { type HostOrPod, type PidMode, type SandboxSpec, type UsernsSpec } from './sandbox-spec';
 export { type Sandboxes } from './sandboxes';
 export { nowNs, type ContainerCriState, type SandboxCriState } from './state';
 

@@ -6,10 +6,20 @@ import type { CgroupHandle } from './isolators/cgroups/backend';
 import type { CgroupManager } from './isolators/cgroups/manager';
 import type { CgroupDriverName } from './isolators/cgroups/paths';
 import type { CgroupResources } from './isolators/cgroups/values';
+import type { IdMapping } from './launcher/spec';
 
 export type HostOrPod = 'pod' | 'host';
 /** pod: one PID namespace for the pod, held by capsa-pause; container: one per container; host: the node's. */
 export type PidMode = 'pod' | 'container' | 'host';
+
+/**
+ * A pod in a user namespace of its own (CRI userns_options mode POD): the
+ * mappings, checked (src/cri/userns.ts); each list maps container id 0.
+ */
+export interface UsernsSpec {
+  uids: IdMapping[];
+  gids: IdMapping[];
+}
 
 export interface SandboxSpec {
   /** Unique among live sandboxes: <name>_<namespace>_<uid>_<attempt>. */
@@ -20,7 +30,7 @@ export interface SandboxSpec {
   /** undefined: copy the host's resolv.conf. */
   dns?: { servers: string[]; searches: string[]; options: string[] };
   /** UTS follows network (a host-network pod keeps the host's hostname). */
-  namespaces: { network: HostOrPod; ipc: HostOrPod; pid: PidMode };
+  namespaces: { network: HostOrPod; ipc: HostOrPod; pid: PidMode; userns?: UsernsSpec };
   /** Validated namespaced sysctls, written inside the pod's namespaces. */
   sysctls: Record<string, string>;
   /** As kubelet sent it ('' → the daemon's default parent). */
@@ -47,6 +57,8 @@ export interface PodFiles {
 }
 
 export interface PinnedNamespaces {
+  /** The pod's user namespace (userns POD); it owns the net, UTS, IPC and pid ones then. */
+  user?: string;
   net?: string;
   uts?: string;
   ipc?: string;

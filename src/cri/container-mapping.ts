@@ -24,7 +24,15 @@ import {
   PodSandboxConfig,
   Signal,
 } from '../gen/runtime/v1/api';
-import { EXEC_ARGS_LIMIT, buildContainerSpec, containerLogPath, hostSpecIo, prepareLogFile } from './container-spec';
+import {
+  EXEC_ARGS_LIMIT,
+  buildContainerSpec,
+  containerLogPath,
+  hostSpecIo,
+  imageMounts,
+  isImageMount,
+  prepareLogFile,
+} from './container-spec';
 import { checkArg } from './container-spec/values';
 import type { Rlimit } from './container-spec/linux';
 import { buildResources } from './container-spec/resources';
@@ -181,6 +189,11 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
     }
   }
   if (req.sandboxConfig) containerLogPath(config, req.sandboxConfig);
+  // Image volumes' own fields, before anything is mounted for them.
+  imageMounts(config.mounts);
+  for (const [i, m] of config.mounts.entries()) {
+    if (isImageMount(m)) checkStringMap(`config.mounts[${i}].image.annotations`, m.image!.annotations);
+  }
   const stopSignal = criSignalNumber(config.stopSignal);
 
   const build = async (input: SpecBuildInput): Promise<BuiltSpec> => {
@@ -217,6 +230,7 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
       capLastCap: facts.capLastCap,
       nodeHostname: facts.nodeHostname,
       io: hostSpecIo((id) => input.targetPidNsPath(id)),
+      imageSources: input.imageSources,
     });
     const logPath = built.spec.capsa.logPath;
     if (logPath !== undefined) {
@@ -245,7 +259,16 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
       readonly: m.readonly,
       selinuxRelabel: m.selinuxRelabel,
       propagation: m.propagation,
+      ...(isImageMount(m) && {
+        image: {
+          requested: m.image!.image.trim(),
+          userSpecified: m.image!.userSpecifiedImage,
+          annotations: { ...m.image!.annotations },
+        },
+        imageSubPath: m.imageSubPath,
+      }),
     })),
+    imageMounts: imageMounts(config.mounts),
     stopSignal,
     criResources: config.linux?.resources ? LinuxContainerResources.toJSON(config.linux.resources) : undefined,
     original: ContainerConfig.toJSON(config),
@@ -345,6 +368,18 @@ export function toContainerStatus(c: Container): ContainerStatus {
         readonly: m.readonly,
         selinuxRelabel: m.selinuxRelabel,
         propagation: m.propagation,
+        // kubelet's image GC keeps an image whose id a mount's image.image names
+        // (it sends the id); image_ref is the id PullImage answered (critest checks it).
+        ...(m.image && {
+          image: {
+            image: m.image.requested,
+            userSpecifiedImage: m.image.userSpecified,
+            annotations: { ...m.image.annotations },
+            runtimeHandler: '',
+            imageRef: m.image.id ?? '',
+          },
+          imageSubPath: m.imageSubPath ?? '',
+        }),
       }),
     ),
     logPath: r.logPath,

@@ -5,7 +5,7 @@
 import { createHash } from 'crypto';
 import { isIP } from 'net';
 import * as os from 'os';
-import { InvalidArgumentError, UnimplementedError } from '../errors';
+import { InvalidArgumentError } from '../errors';
 import type { Sandbox } from '../containerizer';
 import type { HostOrPod, PidMode, SandboxSpec } from '../containerizer';
 import { CgroupPathError, normalizeCgroupfsParent, systemdParentSlice } from '../containerizer';
@@ -26,6 +26,9 @@ import { canonicalJson } from '../util/canonical-json';
 import { MIN_MEMORY_LIMIT } from './container-spec/resources';
 import { checkEnums } from './enums';
 import { checkHostResources } from './host-limits';
+import { usernsFromCri, usernsToCri } from './userns';
+
+const NSO = 'config.linux.security_context.namespace_options';
 
 export interface MappingOptions {
   cgroupDriver: 'cgroupfs' | 'systemd';
@@ -201,15 +204,25 @@ export function sandboxSpecFromRequest(req: RunPodSandboxRequest, opts: MappingO
     NamespaceMode.CONTAINER,
     NamespaceMode.NODE,
   ]);
-  if (nso?.usernsOptions && nso.usernsOptions.mode === NamespaceMode.POD) {
-    throw new UnimplementedError(
-      'user namespaces (namespace_options.userns_options mode POD) are not supported by capsa yet',
-    );
+  const userns = usernsFromCri(nso?.usernsOptions, `${NSO}.userns_options`);
+  if (userns) {
+    // kubelet refuses hostUsers: false with host namespaces; the node's
+    // namespaces are not the user namespace's to use.
+    for (const [f, mode] of [
+      ['network', network],
+      ['ipc', ipc],
+      ['pid', pid],
+    ] as const) {
+      if (mode === NamespaceMode.NODE) {
+        throw new InvalidArgumentError(`${NSO}.${f}`, 'NODE cannot be combined with a POD user namespace');
+      }
+    }
   }
   const namespaces = {
     network: (network === NamespaceMode.NODE ? 'host' : 'pod') as HostOrPod,
     ipc: (ipc === NamespaceMode.NODE ? 'host' : 'pod') as HostOrPod,
     pid: (pid === NamespaceMode.NODE ? 'host' : pid === NamespaceMode.CONTAINER ? 'container' : 'pod') as PidMode,
+    ...(userns ? { userns } : {}),
   };
 
   let hostname = config.hostname;
@@ -348,7 +361,7 @@ export function toPodSandboxStatus(sb: Sandbox): PodSandboxStatus {
           pid: modeToCri(sb.spec.namespaces.pid),
           ipc: modeToCri(sb.spec.namespaces.ipc),
           targetId: '',
-          usernsOptions: undefined,
+          usernsOptions: usernsToCri(sb.spec.namespaces.userns),
         },
       },
     },

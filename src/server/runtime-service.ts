@@ -16,6 +16,7 @@ import {
   VersionResponse,
   type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
+import { usernsSupport } from '../containerizer';
 import { kernelHasMountSetattr } from '../cri/container-spec/host-io';
 import { networkReadiness } from '../network/cni-status';
 import { RuntimeState, saveRuntimeState } from '../network/runtime-state';
@@ -41,6 +42,7 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): ServiceHandlers<Runti
 
   const status = async (req: StatusRequest): Promise<StatusResponse> => {
     const net = await networkReadiness(deps.config.cni_conf_dir, deps.config.cni_bin_dirs);
+    const userns = await usernsSupport(deps.config.root);
     const info: Record<string, string> = {};
     if (req.verbose) {
       info.config = JSON.stringify({ ...deps.config, podCidr: deps.state.podCidr, networkConfigFile: net.file ?? '' });
@@ -57,10 +59,11 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): ServiceHandlers<Runti
       // rejects a pod asking for recursive read-only mounts or a user
       // namespace on a handler that lacks them. Recursive read-only binds
       // need mount_setattr (the same test the container spec builder makes);
-      // user namespaces capsa does not do yet.
+      // user namespaces need idmapped binds and overlayfs over idmapped
+      // layers on the root dir's filesystem (the daemon's probe, run once).
       runtimeHandlers: ['', ...deps.config.runtime_handlers].map((name) => ({
         name,
-        features: { recursiveReadOnlyMounts: rro, userNamespaces: false },
+        features: { recursiveReadOnlyMounts: rro, userNamespaces: userns.ok },
       })),
       // SupplementalGroupsPolicy (Strict leaves out the image's /etc/group) and
       // ContainerStatus.user are served; kubelet and critest only use them when this says so.

@@ -1,8 +1,8 @@
-import { UnimplementedError } from '../../src/errors';
 import { Mount, MountPropagation } from '../../src/gen/runtime/v1/api';
 import {
   buildMounts,
   cgroupMounts,
+  imageMounts,
   DEFAULT_MASKED_PATHS,
   DEFAULT_READONLY_PATHS,
   sortMounts,
@@ -10,7 +10,7 @@ import {
 } from '../../src/cri/container-spec/mounts';
 import type { MountSpec } from '../../src/containerizer/launcher/spec';
 import { kernelHasMountSetattr } from '../../src/cri/container-spec/host-io';
-import { fieldOfAsync as fieldOf } from '../helpers/invalid';
+import { fieldOf as fieldOfSync, fieldOfAsync as fieldOf } from '../helpers/invalid';
 
 const existing = new Set(['/host/data', '/host/cfg', '/host/dev', '/var/lib/kubelet/x', '/host/sys']);
 const base: MountsInput = {
@@ -250,14 +250,44 @@ describe('buildMounts', () => {
     expect(await fieldOf(buildMounts({ ...base, ...over }))).toBe(field);
   });
 
-  test('an image volume mount is Unimplemented naming the field (not served yet)', async () => {
-    const over = { mounts: [ok, m({ containerPath: '/x', image: { image: 'busybox' } as Mount['image'] })] };
-    const err = await buildMounts({ ...base, ...over }).then(
-      () => undefined,
-      (e: unknown) => e,
+  test('an image volume binds the mounted image read-only, nosuid, nodev (exec allowed), in request order', async () => {
+    const img = (over: Partial<Mount>): Mount =>
+      Mount.fromPartial({ readonly: true, image: { image: 'sha256:' + 'a'.repeat(64) }, ...over });
+    const r = await buildMounts({
+      ...base,
+      recursiveReadOnly: true,
+      mounts: [
+        ok,
+        img({ containerPath: '/iv' }),
+        img({ containerPath: '/iv2/', recursiveReadOnly: true, mountOptions: ['noatime'] }),
+      ],
+      imageSources: new Map([
+        [1, '/var/lib/capsa/rootfs/c1/volumes/1/mnt'],
+        [2, '/var/lib/capsa/rootfs/c1/volumes/2/mnt/etc'],
+      ]),
+    });
+    expect(byDest(r.mounts, '/iv')).toEqual({
+      destination: '/iv',
+      type: 'bind',
+      source: '/var/lib/capsa/rootfs/c1/volumes/1/mnt',
+      options: ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev'],
+    });
+    expect(byDest(r.mounts, '/iv2')?.options).toEqual(['rbind', 'rprivate', 'ro', 'nosuid', 'nodev', 'rro', 'noatime']);
+    expect(byDest(r.mounts, '/iv2')?.source).toBe('/var/lib/capsa/rootfs/c1/volumes/2/mnt/etc');
+    // what was never mounted for it is a bug, not the request's fault
+    await expect(buildMounts({ ...base, mounts: [img({ containerPath: '/iv' })] })).rejects.toMatchObject({
+      kind: 'Internal',
+    });
+    // options that would undo read-only, nosuid or nodev
+    for (const o of ['rw', 'suid', 'dev']) {
+      const mounts = [img({ containerPath: '/iv', mountOptions: ['noatime', o] })];
+      const f = await fieldOf(buildMounts({ ...base, mounts, imageSources: new Map([[0, '/v']]) }));
+      expect(f).toBe('config.mounts[0].mount_options[1]');
+    }
+    const proc = [img({ containerPath: '/proc' })];
+    expect(await fieldOf(buildMounts({ ...base, mounts: proc, imageSources: new Map([[0, '/v']]) }))).toBe(
+      'config.mounts[0].container_path',
     );
-    expect(err).toBeInstanceOf(UnimplementedError);
-    expect((err as UnimplementedError).context.field).toBe(`${F}.image`);
   });
 
   test('the missing host path is named in the message', async () => {
@@ -283,6 +313,37 @@ describe('buildMounts', () => {
   test('allowed extra mount options are appended', async () => {
     const r = await buildMounts({ ...base, mounts: [m({ containerPath: '/x', mountOptions: ['noexec', 'nosuid'] })] });
     expect(byDest(r.mounts, '/x')?.options).toEqual(['rbind', 'rprivate', 'rw', 'noexec', 'nosuid']);
+  });
+});
+
+describe('imageMounts (the image volumes of a request, checked before anything is made)', () => {
+  const ID = 'sha256:' + 'b'.repeat(64);
+  const img = (over: Partial<Mount>): Mount =>
+    Mount.fromPartial({ containerPath: '/iv', readonly: true, image: { image: ID }, ...over });
+
+  test('lists image mounts with their index and field; plain binds are not', () => {
+    const mounts = [
+      m({ containerPath: '/x' }),
+      img({ imageSubPath: 'etc/ssl' }),
+      m({ containerPath: '/y', image: { image: '  ' } as Mount['image'] }),
+      img({ containerPath: '/z', image: { image: ` ${ID} ` } as Mount['image'] }),
+    ];
+    expect(imageMounts(mounts)).toEqual([
+      { index: 1, field: 'config.mounts[1]', ref: ID, subPath: 'etc/ssl' },
+      { index: 3, field: 'config.mounts[3]', ref: ID, subPath: '' },
+    ]);
+  });
+
+  test.each<[string, Partial<Mount>, string]>([
+    ['a host path besides the image', { hostPath: '/host/data' }, 'config.mounts[0].host_path'],
+    ['not read-only (containerd and critest expect a refusal)', { readonly: false }, 'config.mounts[0].readonly'],
+    ['an absolute sub path', { imageSubPath: '/etc' }, 'config.mounts[0].image_sub_path'],
+    ['a sub path with ".."', { imageSubPath: 'etc/../..' }, 'config.mounts[0].image_sub_path'],
+    ['a sub path with a NUL', { imageSubPath: 'etc\0' }, 'config.mounts[0].image_sub_path'],
+    ['a sub path without an image', { image: undefined, imageSubPath: 'etc' }, 'config.mounts[0].image_sub_path'],
+    ['an image name with a NUL', { image: { image: 'busy\0box' } as Mount['image'] }, 'config.mounts[0].image.image'],
+  ])('error: %s', (_name, over, field) => {
+    expect(fieldOfSync(() => imageMounts([img(over)]))).toBe(field);
   });
 });
 

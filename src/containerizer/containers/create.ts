@@ -1,4 +1,4 @@
-// CreateContainer: PREPARING (checkpoint, image pin, rootfs) → ISOLATING
+// CreateContainer: PREPARING (checkpoint, image pin, rootfs, image volumes) → ISOLATING
 // (spec, cgroup, the monitor holding the init before execve) → RUNNING (CRI
 // CREATED). An identical retry while the first is being made waits for it
 // and gets the same container; a failed stage undoes everything (discard).
@@ -14,6 +14,7 @@ import { SIGTERM, signalNumber } from '../launcher/signals';
 import { nowNs, runStage, transition } from '../state';
 import { Container } from './container';
 import { ContainerHost, pinOwner } from './host';
+import { mountImages, resolveImageMounts } from './image-mounts';
 import { teardown } from './remove';
 import { watch } from './observe';
 
@@ -50,6 +51,7 @@ export async function create(cs: ContainerHost, req: ContainerRequest, signal: A
       stage: 'create',
     });
   }
+  const imageMounts = resolveImageMounts(cs, req);
   const id = randomBytes(32).toString('hex');
   const runDir = path.join(cs.runRoot, id);
   const handle = cs.opts.sandboxes.handle(sb.id);
@@ -70,7 +72,11 @@ export async function create(cs: ContainerHost, req: ContainerRequest, signal: A
     chainIds: image.layers.map((l) => l.chainId),
     labels: { ...req.labels },
     annotations: { ...req.annotations },
-    mounts: req.mounts.map((m) => ({ ...m })),
+    mounts: req.mounts.map((m, i) => ({
+      ...m,
+      image: m.image && { ...m.image, id: imageMounts.find((v) => v.index === i)?.imageId },
+    })),
+    imageMounts,
     logPath: '',
     stopSignal: req.stopSignal ?? imageStopSignal(image) ?? SIGTERM,
     runDir,
@@ -89,6 +95,7 @@ export async function make(cs: ContainerHost, c: Container, req: ContainerReques
   const r = c.record;
   const cleanup = (signal: AbortSignal): Promise<void> => discard(cs, c, signal);
   const log = cs.log.child({ containerId: c.id });
+  let imageSources = new Map<number, string>();
   await runStage(c, 'PREPARING', cs.log, {
     timeoutMs: t.preparing,
     cleanupTimeoutMs: t.destroying,
@@ -106,6 +113,7 @@ export async function make(cs: ContainerHost, c: Container, req: ContainerReques
       // GC must keep the layers while the container uses them (a persisted pin).
       await cs.opts.provisioner.store.images.pin(pinOwner(c.id), r.chainIds);
       await backend.provision(c.id, cs.opts.provisioner.layerDirs(image), r.rootfs);
+      imageSources = await mountImages(cs, c, req);
     },
   });
   await runStage(c, 'ISOLATING', cs.log, {
@@ -123,6 +131,7 @@ export async function make(cs: ContainerHost, c: Container, req: ContainerReques
         volumesRoot: path.join(cs.store.dir('container', c.id), 'volumes'),
         cgroupPath: r.cgroupPath,
         cgroupBinds: cgroupBinds(cs, r.cgroupPath),
+        imageSources,
         targetPidNsPath: (id) => cs.targetPidNsPath(r.sandboxId, id),
       });
       for (const w of built.warnings) log.warn({ warning: w }, 'container spec');

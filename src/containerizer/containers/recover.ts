@@ -23,6 +23,7 @@ import { promises as fs } from 'fs';
 import * as path from 'path';
 import { asCapsaError } from '../../errors';
 import type { Logger } from '../../log';
+import { releaseIdmappedLayers } from '../../provisioner/backends/idmap-layers';
 import { killChecked, processStartTime, processesNamed } from '../../util/procfs';
 import { withTimeout } from '../../util/timeout';
 import { decodeBigint } from '../checkpoint';
@@ -126,13 +127,17 @@ async function sweep(
       const cgPath = await cgroupOfRunDir(dir);
       if (cgPath) await cs.cgroups.destroy(cgPath, cs.timeouts.destroying, signal);
       await backend.destroy(id, path.join(dir, 'rootfs'));
+      await releaseIdmappedLayers(backendStateDir, id);
       await cs.launcher.destroy(dir, signal);
     });
   }
 
   // Writable layers of containers nobody knows.
   for (const id of (await listDir(backendStateDir)).filter((n) => ID.test(n) && !known.has(n))) {
-    await step(`rootfs ${id}`, () => backend.destroy(id, path.join(cs.runRoot, id, 'rootfs')));
+    await step(`rootfs ${id}`, async () => {
+      await backend.destroy(id, path.join(cs.runRoot, id, 'rootfs'));
+      await releaseIdmappedLayers(backendStateDir, id);
+    });
   }
 
   // Container cgroups in the pods we know (a pod's pid-holder scope is its sandbox's).

@@ -1,5 +1,5 @@
 // RemoveContainer (kills it first if it runs) and the teardown every undo
-// shares: cgroup, monitor, rootfs, run dir, image pin.
+// shares: cgroup, monitor, rootfs and image volumes, run dir, image pin.
 import { CapsaError, asCapsaError } from '../../errors';
 import { withTimeout } from '../../util/timeout';
 import { errorContext, transition } from '../state';
@@ -50,7 +50,8 @@ export async function teardown(cs: ContainerHost, c: Container, signal: AbortSig
   const images = cs.opts.provisioner.store.images;
   await images.unpin(pinOwner(c.id));
   // Its image was removed while it ran: this pin was the last hold on those layers.
-  if (r.chainIds.some((chainId) => images.layerRefCount(chainId) === 0)) {
+  const chainIds = [...r.chainIds, ...(r.imageMounts ?? []).flatMap((v) => v.chainIds)];
+  if (chainIds.some((chainId) => images.layerRefCount(chainId) === 0)) {
     await images
       .gc()
       .catch((err: unknown) =>

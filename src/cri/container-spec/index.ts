@@ -31,7 +31,8 @@ export { resolveCommand } from './command';
 export { buildEnv, DEFAULT_PATH } from './env';
 export { resolveUser, resolveUserFromDb, parsePasswd, parseGroup, readAccountDb } from './user';
 export type { ResolvedUser, UserRequest } from './user';
-export { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './mounts';
+export { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, imageMounts, isImageMount } from './mounts';
+export type { ImageMountInput } from './mounts';
 export type { CgroupBind, ImageVolume, PodFiles } from './mounts';
 export { ALL_CAPABILITIES, DEFAULT_CAPABILITIES } from './capabilities';
 export { MIN_MEMORY_LIMIT } from './resources';
@@ -57,6 +58,8 @@ export interface BuildContainerSpecInput {
   logPath?: string;
   /** Host directory under which the image volumes' empty directories go. */
   volumesRoot: string;
+  /** Image volumes (Mount.image): the mounted image's directory to bind, by index in config.mounts. */
+  imageSources?: ReadonlyMap<number, string>;
   /** The container's cgroup; default: <cgroup_parent>/capsa-<id>. */
   cgroupsPath?: string;
   /** The container's cgroup directories to show at /sys/fs/cgroup (none: no cgroup mount). */
@@ -169,6 +172,7 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     pathExists: (p) => input.io.pathExists(p),
     isProcfs: input.io.isProcfs ? (p) => input.io.isProcfs!(p) : undefined,
     recursiveReadOnly: input.io.recursiveReadOnly ?? false,
+    imageSources: input.imageSources,
   });
   warnings.push(...mounts.warnings);
   const devices = await buildDevices({

@@ -10,7 +10,8 @@
 //   - the pod's files: /dev/shm (the pod's, or the host's with host IPC),
 //     /etc/hostname, /etc/hosts, /etc/resolv.conf bound from the sandbox
 //     (read-only with a read-only rootfs);
-//   - the CRI mounts, validated;
+//   - the CRI mounts, validated; an image volume (Mount.image) is a bind of
+//     the image the containerizer mounted, read-only, nosuid, nodev;
 //   - the image's VOLUMEs, as empty host directories under volumesRoot.
 // A CRI mount replaces any default or pod mount at the same destination, and
 // a CRI mount of /dev replaces every default below /dev. The table is then
@@ -20,7 +21,7 @@
 
 import { createHash } from 'crypto';
 import * as path from 'path';
-import { InternalError, InvalidArgumentError, UnimplementedError } from '../../errors';
+import { InternalError, InvalidArgumentError } from '../../errors';
 import { MountPropagation, type Mount } from '../../gen/runtime/v1/api';
 import type { MountSpec } from '../../containerizer';
 import { checkString, IMAGE_FIELD, isWithin, pathDepth } from './values';
@@ -106,6 +107,8 @@ export interface MountsInput {
   isProcfs?: (hostPath: string) => Promise<boolean>;
   /** Whether recursive read-only binds work here (SpecIo.recursiveReadOnly). */
   recursiveReadOnly?: boolean;
+  /** Image volumes: the host directory to bind, by index in `mounts`. */
+  imageSources?: ReadonlyMap<number, string>;
 }
 
 export interface ImageVolume {
@@ -236,12 +239,73 @@ export function containerPath(p: string, field: string): string {
   return path.posix.normalize(p).replace(/(.)\/$/, '$1');
 }
 
-/** Validates the CRI mounts and turns them into mount specs (in request order). */
+/** An image volume (CRI Mount.image) as the request asks for it; the image is resolved later. */
+export interface ImageMountInput {
+  /** Its index in config.mounts. */
+  index: number;
+  /** The request's field for it ("config.mounts[2]"), for errors. */
+  field: string;
+  /** The image: an id (kubelet sends the one PullImage answered) or a reference. */
+  ref: string;
+  /** Directory inside the image to mount ("" for its root). */
+  subPath: string;
+}
+
+/** Options that would undo what an image volume is (read-only, no set-uid, no devices). */
+const IMAGE_MOUNT_FORBIDDEN = new Set(['rw', 'suid', 'dev']);
+
+/** A mount that asks for an image (Mount.image with a name) rather than a host path. */
+export function isImageMount(m: Mount): boolean {
+  return m.image !== undefined && m.image.image.trim() !== '';
+}
+
+/**
+ * The image volumes among the CRI mounts, with the fields only they have
+ * checked before anything is made (the rest is checked with every mount):
+ * no host path, read-only as kubelet always sends them (containerd refuses
+ * the others too), a relative image_sub_path without "..".
+ */
+export function imageMounts(mounts: readonly Mount[]): ImageMountInput[] {
+  const out: ImageMountInput[] = [];
+  for (const [i, m] of mounts.entries()) {
+    const f = `config.mounts[${i}]`;
+    checkString(m.imageSubPath, `${f}.image_sub_path`);
+    if (!isImageMount(m)) {
+      if (m.imageSubPath !== '') {
+        throw new InvalidArgumentError(`${f}.image_sub_path`, 'is only for image volumes (image.image is empty)');
+      }
+      continue;
+    }
+    const ref = m.image!.image.trim();
+    checkString(ref, `${f}.image.image`);
+    if (Buffer.byteLength(ref) > 4096) throw new InvalidArgumentError(`${f}.image.image`, 'is longer than 4096 bytes');
+    if (m.hostPath !== '') {
+      throw new InvalidArgumentError(`${f}.host_path`, 'must be empty for an image volume (image is set)');
+    }
+    if (!m.readonly) throw new InvalidArgumentError(`${f}.readonly`, 'must be true: an image volume is read-only');
+    const sub = m.imageSubPath;
+    if (sub.startsWith('/')) throw new InvalidArgumentError(`${f}.image_sub_path`, `"${sub}" is not a relative path`);
+    if (sub.split('/').includes('..')) {
+      throw new InvalidArgumentError(`${f}.image_sub_path`, `"${sub}" must not contain ".."`);
+    }
+    if (Buffer.byteLength(sub) > 4095)
+      throw new InvalidArgumentError(`${f}.image_sub_path`, 'is longer than 4095 bytes');
+    out.push({ index: i, field: f, ref, subPath: sub });
+  }
+  return out;
+}
+
+/**
+ * Validates the CRI mounts and turns them into mount specs (in request
+ * order). An image volume is a bind of `imageSources`' entry for its index:
+ * the image the containerizer mounted (at its sub path).
+ */
 export async function criMounts(
   mounts: readonly Mount[],
   pathExists: (hostPath: string) => Promise<boolean>,
   isProcfs?: (hostPath: string) => Promise<boolean>,
   recursiveReadOnly = false,
+  imageSources: ReadonlyMap<number, string> = new Map(),
 ): Promise<MountSpec[]> {
   const out: MountSpec[] = [];
   const seen = new Set<string>();
@@ -258,19 +322,20 @@ export async function criMounts(
       );
     }
     seen.add(dest);
-    if (m.image !== undefined && m.image.image !== '') {
-      // Not served yet (issue 11): UNIMPLEMENTED, which kubelet and critest read as "no
-      // image volumes here", where InvalidArgument would blame a well-formed request.
-      throw new UnimplementedError(`${f}.image: image volume mounts are not supported yet`, { field: `${f}.image` });
+    const imageSource = isImageMount(m) ? imageSources.get(i) : undefined;
+    if (isImageMount(m) && imageSource === undefined) {
+      throw new InternalError(`${f}.image: no image volume was mounted for it`, { field: `${f}.image` });
     }
     if (m.uidMappings.length > 0)
       throw new InvalidArgumentError(`${f}.uid_mappings`, 'ID-mapped mounts are not supported');
     if (m.gidMappings.length > 0)
       throw new InvalidArgumentError(`${f}.gid_mappings`, 'ID-mapped mounts are not supported');
-    checkString(m.hostPath, `${f}.host_path`);
-    if (m.hostPath === '') throw new InvalidArgumentError(`${f}.host_path`, 'must not be empty');
-    if (!m.hostPath.startsWith('/')) {
-      throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" is not an absolute path`);
+    if (imageSource === undefined) {
+      checkString(m.hostPath, `${f}.host_path`);
+      if (m.hostPath === '') throw new InvalidArgumentError(`${f}.host_path`, 'must not be empty');
+      if (!m.hostPath.startsWith('/')) {
+        throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" is not an absolute path`);
+      }
     }
     const propagation = PROPAGATION[m.propagation];
     if (propagation === undefined) {
@@ -293,8 +358,19 @@ export async function criMounts(
       if (!ALLOWED_MOUNT_OPTIONS.has(o)) {
         throw new InvalidArgumentError(`${f}.mount_options[${j}]`, `unsupported mount option "${o}"`);
       }
+      if (imageSource !== undefined && IMAGE_MOUNT_FORBIDDEN.has(o)) {
+        throw new InvalidArgumentError(`${f}.mount_options[${j}]`, `"${o}" is not allowed on an image volume`);
+      }
       return o;
     });
+    if (imageSource !== undefined) {
+      if (dest === '/proc') throw new InvalidArgumentError(`${f}.container_path`, 'only a procfs may cover /proc');
+      // Read-only, and no set-uid binaries or device nodes from an image; executables
+      // stay runnable (tools shipped as an image are what image volumes are for).
+      const options = ['rbind', propagation, 'ro', 'nosuid', 'nodev', ...(m.recursiveReadOnly ? ['rro'] : [])];
+      out.push({ destination: dest, type: 'bind', source: imageSource, options: [...options, ...extra] });
+      continue;
+    }
     if (!(await pathExists(m.hostPath))) {
       throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" does not exist`);
     }
@@ -359,7 +435,13 @@ export function sortMounts(mounts: readonly MountSpec[]): MountSpec[] {
 
 export async function buildMounts(input: MountsInput): Promise<MountsResult> {
   const warnings: string[] = [];
-  const cri = await criMounts(input.mounts, input.pathExists, input.isProcfs, input.recursiveReadOnly);
+  const cri = await criMounts(
+    input.mounts,
+    input.pathExists,
+    input.isProcfs,
+    input.recursiveReadOnly,
+    input.imageSources,
+  );
   const criDests = new Set(cri.map((m) => m.destination));
   const devReplaced = criDests.has('/dev');
   const cgroup = cgroupMounts(input.cgroupBinds, input.privileged);

@@ -7,20 +7,25 @@
 //   pid      per the container's NamespaceMode: POD → the sandbox's shared
 //            one, CONTAINER → new, NODE → the host's, TARGET → the target
 //            container's
-//   user     the sandbox's, when the pod runs in a user namespace
+//   user     the sandbox's, when the pod runs in a user namespace (POD): the
+//            container shares it as it shares net/ipc/uts; its own
+//            userns_options may repeat the pod's mappings or be left out
 //   cgroup   new on cgroup v2 (as containerd does), the host's on v1
 // Network and IPC follow the sandbox (as containerd does: the container's own
 // network/ipc modes cannot differ from its pod's).
 
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors';
 import { NamespaceMode, type UserNamespace } from '../../gen/runtime/v1/api';
-import type { IdMapping, NamespaceSpec } from '../../containerizer';
+import type { IdMapping, NamespaceSpec, UsernsSpec } from '../../containerizer';
+import { sameMappings, usernsFromCri } from '../userns';
 
 const NS = 'config.linux.security_context.namespace_options';
 
 export interface SandboxNamespaces {
   /** Pinned namespace files of the sandbox. */
   nsPaths: { net?: string; ipc?: string; uts?: string; user?: string };
+  /** The pod's user namespace mappings (userns POD), with nsPaths.user. */
+  userns?: UsernsSpec;
   /** The pod's shared PID namespace (present when the pod's PID mode is POD). */
   pidNsPath?: string;
   hostNetwork: boolean;
@@ -48,12 +53,26 @@ function pinned(path: string | undefined, what: string): string {
   return path;
 }
 
-function mappings(list: UserNamespace['uids'], field: string): IdMapping[] {
-  if (list.length === 0) throw new InvalidArgumentError(field, 'must not be empty with a POD user namespace');
-  return list.map((m, i) => {
-    if (m.length <= 0) throw new InvalidArgumentError(`${field}[${i}].length`, 'must be positive');
-    return { containerID: m.containerId, hostID: m.hostId, size: m.length };
-  });
+/** The pod's user namespace if it has one, after checking the container's request against it. */
+function podUserns(input: NamespaceInput): UsernsSpec | undefined {
+  const F = `${NS}.userns_options`;
+  const pod = input.sandbox.userns;
+  const asked = usernsFromCri(input.userns, F);
+  if (asked && !pod) throw new InvalidArgumentError(`${F}.mode`, 'POD: the pod sandbox has no user namespace');
+  if (!pod) return undefined;
+  if (input.userns && !asked) {
+    throw new InvalidArgumentError(`${F}.mode`, 'NODE: the pod sandbox runs in a user namespace its containers share');
+  }
+  if (asked && !sameMappings(asked.uids, pod.uids)) {
+    throw new InvalidArgumentError(`${F}.uids`, "must be the pod sandbox's mappings");
+  }
+  if (asked && !sameMappings(asked.gids, pod.gids)) {
+    throw new InvalidArgumentError(`${F}.gids`, "must be the pod sandbox's mappings");
+  }
+  if (input.pidMode === NamespaceMode.NODE) {
+    throw new InvalidArgumentError(`${NS}.pid`, "NODE cannot be combined with the pod's user namespace");
+  }
+  return pod;
 }
 
 function pidNamespace(input: NamespaceInput): NamespaceSpec | undefined {
@@ -83,17 +102,12 @@ function pidNamespace(input: NamespaceInput): NamespaceSpec | undefined {
 export function buildNamespaces(input: NamespaceInput): NamespaceResult {
   const out: NamespaceSpec[] = [];
   const result: NamespaceResult = { namespaces: out };
-  const userns = input.userns;
-  if (userns && userns.mode !== NamespaceMode.NODE) {
-    if (userns.mode !== NamespaceMode.POD) {
-      throw new InvalidArgumentError(`${NS}.userns_options.mode`, 'only POD and NODE are supported');
-    }
-    if (!input.sandbox.nsPaths.user) {
-      throw new InvalidArgumentError(`${NS}.userns_options`, 'the pod sandbox has no user namespace');
-    }
-    out.push({ type: 'user', path: input.sandbox.nsPaths.user });
-    result.uidMappings = mappings(userns.uids, `${NS}.userns_options.uids`);
-    result.gidMappings = mappings(userns.gids, `${NS}.userns_options.gids`);
+  const userns = podUserns(input);
+  if (userns) {
+    // Joined first by the monitor's init (it owns the others).
+    out.push({ type: 'user', path: pinned(input.sandbox.nsPaths.user, 'user') });
+    result.uidMappings = userns.uids;
+    result.gidMappings = userns.gids;
   }
   const pid = pidNamespace(input);
   if (pid) out.push(pid);

@@ -4,9 +4,18 @@
 // namespaced sysctls are set inside them at creation (native pinNamespaces).
 // No process holds them: the bind mounts do. Provides `namespaces` and
 // `netns` (what the CNI isolator will need).
+//
+// A pod with a user namespace (userns_options POD) gets it pinned as
+// capsa-<id>-user, made with the pod's mappings by `capsa-pause userns`,
+// which also creates the net/UTS/IPC namespaces inside it (so it owns them:
+// its root may mount sysfs and mqueue, set its sysctls); pinNamespaces then
+// joins those to set the hostname, lo and sysctls. A thread of the daemon
+// cannot do it all: a multithreaded process cannot enter a new user namespace.
+import { execFile } from 'child_process';
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { InternalError, InvalidArgumentError, asCapsaError } from '../../../errors';
+import { promisify } from 'util';
+import { FailedPreconditionError, InternalError, InvalidArgumentError, asCapsaError } from '../../../errors';
 import type { Logger } from '../../../log';
 import { native } from '../../../native';
 import type { IsolatorCheckpoint } from '../../checkpoint';
@@ -14,9 +23,13 @@ import type { CheckpointFn, Isolator, RecoverResult, Usage } from '../../isolato
 import type { PinnedNamespaces, SandboxContext } from '../../sandbox-spec';
 import { parseNetDev } from './netdev';
 import { PINNED_NS, isPinned, nsFileName, unpin } from './nsfs';
+import { findPauseBinary } from './pid-holder';
 import { sysctlPath } from './sysctl';
+import { usernsSupport } from './userns-probe';
 
 export interface NamespacesState {
+  /** Present for a pod in a user namespace (added to version 1: older checkpoints lack it). */
+  user?: string;
   net?: string;
   uts?: string;
   ipc?: string;
@@ -69,8 +82,9 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
 
   /** The pins this sandbox should have, from its spec alone. */
   private planned(ctx: SandboxContext): NamespacesState {
-    const file = (t: 'net' | 'uts' | 'ipc'): string => path.join(this.nsDir, nsFileName(ctx.id, t));
+    const file = (t: 'user' | 'net' | 'uts' | 'ipc'): string => path.join(this.nsDir, nsFileName(ctx.id, t));
     const s: NamespacesState = {};
+    if (ctx.spec.namespaces.userns) s.user = file('user');
     if (ctx.spec.namespaces.network === 'pod') {
       s.net = file('net');
       s.uts = file('uts');
@@ -81,13 +95,28 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
 
   async prepare(ctx: SandboxContext, checkpoint: CheckpointFn<NamespacesState>): Promise<NamespacesState> {
     const state = this.planned(ctx);
+    const userns = ctx.spec.namespaces.userns;
+    if (userns) {
+      // Before anything is made: without idmapped mounts the pod's files
+      // would have the wrong owners, and running it with host ids instead is
+      // not what it asked for.
+      const support = await usernsSupport(ctx.root);
+      if (!support.ok) {
+        throw new FailedPreconditionError(`user namespaces are not available on this host: ${support.reason}`, {
+          sandboxId: ctx.id,
+          stage: 'user namespace',
+        });
+      }
+    }
     await checkpoint(state);
-    if (!state.net && !state.uts && !state.ipc) return state;
+    if (!state.net && !state.uts && !state.ipc && !state.user) return state;
     await fs.mkdir(this.nsDir, { recursive: true, mode: 0o711 });
     // Leftovers of an earlier crashed attempt with this id would make the create fail.
-    for (const f of [state.net, state.uts, state.ipc]) if (f) await unpin(f);
+    for (const f of [state.user, state.net, state.uts, state.ipc]) if (f) await unpin(f);
+    if (userns && state.user) await this.makeUserns(ctx, state, userns);
     try {
       native().pinNamespaces({
+        join: state.user !== undefined,
         net: state.net,
         uts: state.uts,
         ipc: state.ipc,
@@ -107,6 +136,29 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
     return state;
   }
 
+  /** capsa-pause userns: the user namespace with the pod's mappings, and the pod's others inside it, pinned. */
+  private async makeUserns(
+    ctx: SandboxContext,
+    state: NamespacesState,
+    userns: NonNullable<SandboxContext['spec']['namespaces']['userns']>,
+  ): Promise<void> {
+    const args = ['userns', '--user', state.user!];
+    if (state.net) args.push('--net', state.net);
+    if (state.uts) args.push('--uts', state.uts);
+    if (state.ipc) args.push('--ipc', state.ipc);
+    for (const m of userns.uids) args.push('--uid-map', `${m.containerID}:${m.hostID}:${m.size}`);
+    for (const m of userns.gids) args.push('--gid-map', `${m.containerID}:${m.hostID}:${m.size}`);
+    try {
+      await promisify(execFile)(findPauseBinary(), args, { timeout: 10000 });
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new InternalError(`user namespace: ${(e.stderr ?? '').trim() || e.message}`, {
+        sandboxId: ctx.id,
+        stage: 'user namespace',
+      });
+    }
+  }
+
   /** Interface counters of the pod's network namespace (none for host-network pods: the node has them). */
   async usage(_ctx: SandboxContext, state: NamespacesState): Promise<Usage> {
     if (!state.net) return {};
@@ -116,9 +168,9 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
 
   async cleanup(ctx: SandboxContext, state: NamespacesState | undefined): Promise<void> {
     // Every name this sandbox could have used, whatever the checkpoint says.
-    const all = [state?.net, state?.uts, state?.ipc, ...Object.values(this.planned(ctx))];
+    const all = [state?.net, state?.uts, state?.ipc, state?.user, ...Object.values(this.planned(ctx))];
     for (const f of new Set(all.filter((x): x is string => x !== undefined))) await unpin(f);
-    ctx.namespaces.net = ctx.namespaces.uts = ctx.namespaces.ipc = undefined;
+    ctx.namespaces.net = ctx.namespaces.uts = ctx.namespaces.ipc = ctx.namespaces.user = undefined;
   }
 
   async recover(ctx: SandboxContext, saved: IsolatorCheckpoint | undefined): Promise<RecoverResult<NamespacesState>> {
@@ -160,6 +212,7 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
 
 function setContext(ctx: SandboxContext, s: NamespacesState): void {
   const ns: PinnedNamespaces = ctx.namespaces;
+  ns.user = s.user;
   ns.net = s.net;
   ns.uts = s.uts;
   ns.ipc = s.ipc;

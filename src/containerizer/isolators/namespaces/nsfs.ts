@@ -6,10 +6,10 @@ import { native } from '../../../native';
 /** statfs(2) f_type of nsfs. */
 export const NSFS_MAGIC = 0x6e736673;
 
-export type NsType = 'net' | 'uts' | 'ipc' | 'pid';
+export type NsType = 'user' | 'net' | 'uts' | 'ipc' | 'pid';
 
 /** capsa-<sandbox id>-<type> */
-export const PINNED_NS = /^capsa-([0-9a-f]{64})-(net|uts|ipc|pid)$/;
+export const PINNED_NS = /^capsa-([0-9a-f]{64})-(user|net|uts|ipc|pid)$/;
 
 export function nsFileName(id: string, type: NsType): string {
   return `capsa-${id}-${type}`;
