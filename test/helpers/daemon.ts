@@ -7,6 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as api from '../../src/gen/runtime/v1/api';
 import { ImageServiceClient, RuntimeServiceClient } from '../../src/gen/runtime/v1/api';
+import { slow } from './slowdown';
 
 export const CLI = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
 
@@ -38,10 +39,12 @@ export interface StartOptions {
   cli?: string;
 }
 
+/** Resolves to the exit code; rejects after `timeoutMs` (times the host's slowdown). */
 export function waitForExit(proc: ChildProcess, timeoutMs = 20000): Promise<number | null> {
   if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode);
+  const ms = slow(timeoutMs);
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`process ${proc.pid} did not exit in ${timeoutMs} ms`)), timeoutMs);
+    const t = setTimeout(() => reject(new Error(`process ${proc.pid} did not exit in ${ms} ms`)), ms);
     proc.once('exit', (code) => {
       clearTimeout(t);
       resolve(code);
@@ -64,8 +67,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   const proc = spawn(process.execPath, [opts.cli ?? CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  // CAPSA_TEST_DAEMON_START_MS: slow hosts (hack/test-cgroup-v2.sh's emulated VM) need more.
-  const deadline = Date.now() + (opts.timeoutMs ?? (Number(process.env.CAPSA_TEST_DAEMON_START_MS) || 15000));
+  // Slow hosts (CAPSA_TEST_SLOWDOWN: hack/test-cgroup-v2.sh's emulated VM) get more.
+  const deadline = Date.now() + slow(opts.timeoutMs ?? 15000);
   while (!/capsa is serving/.test(out)) {
     if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode}:\n${out}`);
     if (Date.now() > deadline) {
@@ -113,7 +116,7 @@ export function request(method: string, partial: unknown): unknown {
   return type.fromPartial(partial ?? {});
 }
 
-/** Promisifies a unary generated-client call with a deadline; `req` may be partial. */
+/** Promisifies a unary generated-client call with a deadline (times the host's slowdown); `req` may be partial. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function call<Res = any>(client: grpc.Client, method: string, req: unknown, timeoutMs = 10000): Promise<Res> {
   return new Promise((resolve, reject) => {
@@ -121,7 +124,7 @@ export function call<Res = any>(client: grpc.Client, method: string, req: unknow
     fn(
       request(method, req),
       new grpc.Metadata(),
-      { deadline: new Date(Date.now() + timeoutMs) },
+      { deadline: new Date(Date.now() + slow(timeoutMs)) },
       (err: Error | null, res: Res) => (err ? reject(err) : resolve(res)),
     );
   });

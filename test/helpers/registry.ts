@@ -20,6 +20,7 @@ import { existsSync, promises as fs, rmSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { promisify } from 'util';
+import { slow } from './slowdown';
 import { TokenServer } from './token-server';
 
 const execFileP = promisify(execFile);
@@ -256,7 +257,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     const spawnError = new Promise<never>((_, reject) => child.once('error', reject));
     spawnError.catch(() => undefined);
 
-    const deadline = Date.now() + (opts.startTimeoutSec ?? 20) * 1000;
+    const deadline = Date.now() + slow((opts.startTimeoutSec ?? 20) * 1000);
     let host: string | undefined;
     while (!host) {
       host = /listening on (127\.0\.0\.1:\d+)/.exec(out)?.[1];
