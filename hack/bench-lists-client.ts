@@ -1,0 +1,186 @@
+// The gRPC side of hack/bench-lists: one client, one channel, as kubelet
+// holds it, against any CRI v1 runtime (capsa or containerd).
+//
+//   node dist/hack/bench-lists-client.js populate --socket S --pods P --per-pod K
+//        --image IMG --cgroup-parent CG --log-dir DIR [--concurrency C] [--tag T]
+//   node dist/hack/bench-lists-client.js measure --socket S --calls N
+//   node dist/hack/bench-lists-client.js teardown --socket S
+//
+// populate: P host-network pods (no CNI: the lists are what is measured),
+// each with K running `sleep 3600` containers, C pods at a time.
+// measure: N rounds, each calling ListContainers, ListContainerStats,
+// ListPodSandboxStats and ListPodSandbox once, in that order, one call at a
+// time; prints per method "method calls items median p90 p99 max" (ms, tab
+// separated), or "method unimplemented". A round of warm-up calls first.
+// teardown: stops and removes every pod the runtime has.
+import * as grpc from '@grpc/grpc-js';
+import * as api from '../src/gen/runtime/v1/api';
+
+type Args = Record<string, string>;
+
+function parseArgs(argv: string[]): { cmd: string; args: Args } {
+  const [cmd, ...rest] = argv;
+  const args: Args = {};
+  for (let i = 0; i < rest.length; i += 2) {
+    if (!rest[i].startsWith('--') || rest[i + 1] === undefined) throw new Error(`bad argument ${rest[i]}`);
+    args[rest[i].slice(2)] = rest[i + 1];
+  }
+  return { cmd: cmd ?? '', args };
+}
+
+function need(a: Args, k: string): string {
+  const v = a[k];
+  if (v === undefined || v === '') throw new Error(`--${k} is required`);
+  return v;
+}
+
+function num(a: Args, k: string, def?: number): number {
+  const v = a[k] === undefined ? def : Number(a[k]);
+  if (v === undefined || !Number.isInteger(v) || v < 0) throw new Error(`--${k} wants a number`);
+  return v;
+}
+
+/** One unary call with a deadline; `req` is partial (the encoders want every field). */
+function call<Res>(client: grpc.Client, method: string, req: unknown, timeoutMs = 120_000): Promise<Res> {
+  const name = method[0].toUpperCase() + method.slice(1) + 'Request';
+  const type = (api as unknown as Record<string, { fromPartial(p: unknown): unknown }>)[name];
+  return new Promise((resolve, reject) => {
+    const fn = (client as unknown as Record<string, (...a: unknown[]) => void>)[method].bind(client);
+    fn(
+      type.fromPartial(req ?? {}),
+      new grpc.Metadata(),
+      { deadline: new Date(Date.now() + timeoutMs) },
+      (err: Error | null, res: Res) => (err ? reject(err) : resolve(res)),
+    );
+  });
+}
+
+/** Runs `fn` over `items`, at most `n` at a time. */
+async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
+}
+
+// NamespaceMode: POD = 0, CONTAINER = 1, NODE = 2.
+const NAMESPACES = { network: 2, pid: 1, ipc: 0 };
+
+async function populate(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
+  const pods = num(a, 'pods');
+  const perPod = num(a, 'per-pod');
+  const image = need(a, 'image');
+  const tag = a.tag ?? String(process.pid);
+  const logDir = need(a, 'log-dir');
+  const started = Date.now();
+  let done = 0;
+  await pool(
+    Array.from({ length: pods }, (_, i) => i),
+    num(a, 'concurrency', 4),
+    async (i) => {
+      const uid = `lists-${tag}-${i}`;
+      const config = {
+        metadata: { name: `lists-${i}`, namespace: 'capsa-bench', uid, attempt: 0 },
+        logDirectory: `${logDir}/${uid}`,
+        linux: { cgroupParent: need(a, 'cgroup-parent'), securityContext: { namespaceOptions: NAMESPACES } },
+      };
+      const { podSandboxId } = await call<{ podSandboxId: string }>(rt, 'runPodSandbox', { config });
+      for (let k = 0; k < perPod; k++) {
+        const { containerId } = await call<{ containerId: string }>(rt, 'createContainer', {
+          podSandboxId,
+          sandboxConfig: config,
+          config: {
+            metadata: { name: `sleep-${k}`, attempt: 0 },
+            image: { image },
+            command: ['sleep', '3600'],
+            logPath: `sleep-${k}.log`,
+            labels: { bench: 'lists' },
+            linux: { securityContext: { namespaceOptions: NAMESPACES } },
+          },
+        });
+        await call(rt, 'startContainer', { containerId });
+      }
+      done++;
+      if (done % 10 === 0 || done === pods)
+        process.stderr.write(`   ${done}/${pods} pods (${done * perPod} containers), ${Date.now() - started} ms\n`);
+    },
+  );
+}
+
+const METHODS: [method: string, items: (r: Record<string, unknown[]>) => number][] = [
+  ['listContainers', (r) => r.containers.length],
+  ['listContainerStats', (r) => r.stats.length],
+  ['listPodSandboxStats', (r) => r.stats.length],
+  ['listPodSandbox', (r) => r.items.length],
+];
+
+function pct(sorted: number[], p: number): number {
+  const k = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[k - 1];
+}
+
+async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
+  const calls = num(a, 'calls', 200);
+  const times = new Map<string, number[]>(METHODS.map(([m]) => [m, []]));
+  const items = new Map<string, number>();
+  const missing = new Set<string>();
+  for (let round = -1; round < calls; round++) {
+    for (const [m, count] of METHODS) {
+      if (missing.has(m)) continue;
+      const t0 = process.hrtime.bigint();
+      let res: Record<string, unknown[]>;
+      try {
+        res = await call<Record<string, unknown[]>>(rt, m, {});
+      } catch (err) {
+        if ((err as { code?: number }).code !== grpc.status.UNIMPLEMENTED) throw err;
+        missing.add(m);
+        continue;
+      }
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      // Round -1 warms up both sides (connections, JIT, caches a runtime keeps).
+      if (round >= 0) times.get(m)!.push(ms);
+      items.set(m, count(res));
+    }
+  }
+  for (const [m] of METHODS) {
+    if (missing.has(m)) {
+      console.log(`${m}\tunimplemented`);
+      continue;
+    }
+    const t = times.get(m)!.sort((x, y) => x - y);
+    const f = (v: number): string => v.toFixed(2);
+    console.log(
+      [m, t.length, items.get(m), f(pct(t, 50)), f(pct(t, 90)), f(pct(t, 99)), f(t[t.length - 1])].join('\t'),
+    );
+  }
+}
+
+async function teardown(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
+  const { items } = await call<{ items: { id: string }[] }>(rt, 'listPodSandbox', {});
+  await pool(items, num(a, 'concurrency', 4), async (p) => {
+    await call(rt, 'stopPodSandbox', { podSandboxId: p.id });
+    await call(rt, 'removePodSandbox', { podSandboxId: p.id });
+  });
+}
+
+async function main(): Promise<void> {
+  const { cmd, args } = parseArgs(process.argv.slice(2));
+  const rt = new api.RuntimeServiceClient(`unix://${need(args, 'socket')}`, grpc.credentials.createInsecure(), {
+    // A thousand containers' stats are a few MB.
+    'grpc.max_receive_message_length': 64 << 20,
+  });
+  try {
+    if (cmd === 'populate') await populate(rt, args);
+    else if (cmd === 'measure') await measure(rt, args);
+    else if (cmd === 'teardown') await teardown(rt, args);
+    else throw new Error(`unknown command ${cmd} (populate, measure, teardown)`);
+  } finally {
+    rt.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench-lists-client: ${(err as Error).message}`);
+  process.exit(1);
+});
