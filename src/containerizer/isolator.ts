@@ -28,13 +28,19 @@ export type RecoverResult<S> =
   /** The objects are gone or broken (e.g. a reboot wiped the state dir). */
   | { status: 'lost'; reason: string; state?: S };
 
+/**
+ * What a usage read covers: 'all' (every counter: CRI metrics) or 'summary'
+ * (what PodSandboxStats reports, polled by kubelet: the cheap part).
+ */
+export type UsageScope = 'all' | 'summary';
+
 export interface Usage {
   cpu?: { usageCoreNanoSeconds: bigint };
   memory?: { usageBytes: bigint; workingSetBytes: bigint; rssBytes?: bigint; pageFaults?: bigint };
   process?: { count: number };
   /** Interface counters of the pod's network namespace (loopback left out). */
   network?: { interfaces: InterfaceUsage[] };
-  /** Every counter of the pod's cgroup (CRI metrics), cpu/memory/process above being its summary. */
+  /** The pod's cgroup counters (every one for scope 'all': CRI metrics), cpu/memory/process above being its summary. */
   cgroup?: CgroupStats;
 }
 
@@ -60,7 +66,7 @@ export interface Isolator<Ctx, S = unknown, R = unknown> {
   isolate?(ctx: Ctx, state: S, pid: number, signal: AbortSignal): Promise<void>;
   /** Applies changed resources to a live object. */
   update?(ctx: Ctx, state: S, resources: R, signal: AbortSignal): Promise<void>;
-  usage?(ctx: Ctx, state: S, signal: AbortSignal): Promise<Usage>;
+  usage?(ctx: Ctx, state: S, signal: AbortSignal, scope?: UsageScope): Promise<Usage>;
   /**
    * Removes everything this isolator made for the object. Idempotent, and
    * works from `state` undefined (nothing checkpointed) using the
@@ -172,10 +178,11 @@ export class IsolatorChain<Ctx> {
     }
   }
 
-  async usage(ctx: Ctx, states: Map<string, unknown>, signal: AbortSignal): Promise<Usage> {
+  async usage(ctx: Ctx, states: Map<string, unknown>, signal: AbortSignal, scope?: UsageScope): Promise<Usage> {
     const out: Usage = {};
     for (const iso of this.ordered) {
-      if (iso.usage && states.has(iso.name)) Object.assign(out, await iso.usage(ctx, states.get(iso.name), signal));
+      if (iso.usage && states.has(iso.name))
+        Object.assign(out, await iso.usage(ctx, states.get(iso.name), signal, scope));
     }
     return out;
   }

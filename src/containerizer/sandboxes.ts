@@ -16,7 +16,7 @@ import { CapsaError, asCapsaError } from '../errors';
 import type { Logger } from '../log';
 import { raceAbort, withTimeout } from '../util/timeout';
 import { CheckpointStore, decodeBigint } from './checkpoint';
-import { AnyIsolator, IsolatorChain, IsolatorStore, Usage } from './isolator';
+import { AnyIsolator, IsolatorChain, IsolatorStore, Usage, UsageScope } from './isolator';
 import { CgroupsIsolator } from './isolators/cgroups';
 import { createCgroupBackend } from './isolators/cgroups/driver';
 import { CgroupLayout, detectLayout } from './isolators/cgroups/hierarchy';
@@ -402,13 +402,13 @@ export class Sandboxes implements RecoveryHost {
     );
   }
 
-  async usage(idOrPrefix: string, signal: AbortSignal): Promise<Usage> {
+  async usage(idOrPrefix: string, signal: AbortSignal, scope: UsageScope = 'all'): Promise<Usage> {
     const sb = this.get(idOrPrefix);
     if (sb.state !== 'RUNNING') return {};
     return withTimeout(
       'sandbox usage',
       10_000,
-      (s) => this.chain.usage(sb.ctx, sb.isolatorStates, s),
+      (s) => this.chain.usage(sb.ctx, sb.isolatorStates, s, scope),
       errorContext(sb),
       signal,
     );

@@ -4,6 +4,7 @@
 // ContainerStats and ListContainerStats. Status, List and stats are answered
 // from memory and the cgroups. Validation and CRI shapes live in
 // src/cri/container-mapping.ts.
+import { setImmediate } from 'timers/promises';
 import type { Container } from '../containerizer';
 import { Containers } from '../containerizer';
 import { nowNs } from '../containerizer';
@@ -52,8 +53,8 @@ import {
   UpdateContainerResourcesResponse,
   type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
-import { diskUsage } from '../provisioner/provisioner';
 import type { CallContext, ServiceHandlers } from './instrument';
+import type { LayerUsage } from './layer-usage';
 
 export interface ContainerServiceDeps {
   containers: Containers;
@@ -62,10 +63,20 @@ export interface ContainerServiceDeps {
   containerFsDir: string;
   /** CPU rate per container, shared by every stats RPC. */
   cpuRates: CpuRates;
+  /** Writable layers' bytes and inodes, cached with a freshness bound (layer-usage.ts). */
+  layerUsage: LayerUsage;
 }
+
+/** What containers' stats need of the service. */
+export type ContainerStatsDeps = Pick<
+  ContainerServiceDeps,
+  'containers' | 'containerFsDir' | 'cpuRates' | 'layerUsage'
+>;
 
 /** Containers per streaming message. */
 const STREAM_CHUNK = 100;
+/** Containers whose stats are read between two turns of the event loop. */
+const STATS_CHUNK = 50;
 
 /**
  * ContainerStats of one container: CPU (total, rate, pressure), memory
@@ -73,17 +84,41 @@ const STREAM_CHUNK = 100;
  * and I/O pressure from its cgroup (zero once it has none), the writable
  * layer's bytes and inodes. Pod stats reuse it.
  */
-export async function containerStatsOf(
+export async function containerStatsOf(c: Container, deps: ContainerStatsDeps): Promise<ContainerStats> {
+  return (await containerStatsOfAll([c], deps))[0];
+}
+
+/**
+ * ContainerStats of `cs`, in order. A container's cgroup counters are a few
+ * synchronous reads of small kernel files (no process count: ContainerStats
+ * has none), its writable layer's usage comes from the LayerUsage cache (at
+ * most FRESH_MS old while polled), and the backend is asked once per call.
+ * The event loop gets a turn every STATS_CHUNK containers, so other calls
+ * (kubelet's relist) do not wait behind a thousand containers.
+ */
+export async function containerStatsOfAll(
+  cs: readonly Container[],
+  deps: ContainerStatsDeps,
+): Promise<ContainerStats[]> {
+  const backend = await deps.containers.backend();
+  const out: ContainerStats[] = [];
+  for (let i = 0; i < cs.length; i += STATS_CHUNK) {
+    if (i > 0) await setImmediate();
+    const chunk = cs.slice(i, i + STATS_CHUNK);
+    out.push(...(await Promise.all(chunk.map((c) => statsOfOne(c, deps, backend.writableDir?.(c.id))))));
+  }
+  return out;
+}
+
+async function statsOfOne(
   c: Container,
-  deps: Pick<ContainerServiceDeps, 'containers' | 'containerFsDir' | 'cpuRates'>,
+  deps: ContainerStatsDeps,
+  writableDir: string | undefined,
 ): Promise<ContainerStats> {
-  const { containers } = deps;
   const now = nowNs();
   const r = c.record;
-  const s = await containers.stats(c, 'usage').catch(() => undefined);
-  const backend = await containers.backend();
-  const wd = backend.writableDir?.(c.id);
-  const disk = wd ? await diskUsage(wd).catch(() => undefined) : undefined;
+  const s = await deps.containers.stats(c, 'usage').catch(() => undefined);
+  const disk = writableDir ? await deps.layerUsage.get(r.id, writableDir) : undefined;
   const cpu: CpuUsage = s
     ? cpuUsageOf(s, now)
     : { timestamp: now, usageCoreNanoSeconds: { value: 0n }, usageNanoCores: undefined, psi: undefined };
@@ -200,16 +235,19 @@ export function containerHandlers(deps: ContainerServiceDeps): ServiceHandlers<R
     return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
   };
 
-  const statsOf = (c: Container): Promise<ContainerStats> => containerStatsOf(c, deps);
-
   const containerStats = async (req: ContainerStatsRequest): Promise<ContainerStatsResponse> => ({
-    stats: await statsOf(containers.get(requireId(req.containerId))),
+    stats: await containerStatsOf(containers.get(requireId(req.containerId)), deps),
   });
 
   const listContainerStats = async (req: ListContainerStatsRequest): Promise<ListContainerStatsResponse> => {
-    const out: ContainerStats[] = [];
-    for (const c of containers.list().filter((x) => matchesContainerFilter(x, req.filter))) out.push(await statsOf(c));
-    return { stats: out };
+    const all = containers.list();
+    const stats = await containerStatsOfAll(
+      all.filter((x) => matchesContainerFilter(x, req.filter)),
+      deps,
+    );
+    // Removed containers' cached layer usage goes (kubelet lists them all every few seconds).
+    deps.layerUsage.retain(new Set(all.map((c) => c.id)));
+    return { stats };
   };
 
   const streamContainerStats = async (
@@ -218,7 +256,7 @@ export function containerHandlers(deps: ContainerServiceDeps): ServiceHandlers<R
   ): Promise<void> => {
     const all = containers.list().filter((x) => matchesContainerFilter(x, req.filter));
     for (let i = 0; i < all.length; i += STREAM_CHUNK) {
-      send({ containerStats: await Promise.all(all.slice(i, i + STREAM_CHUNK).map(statsOf)) });
+      send({ containerStats: await containerStatsOfAll(all.slice(i, i + STREAM_CHUNK), deps) });
     }
   };
 

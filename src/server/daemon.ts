@@ -14,7 +14,7 @@ import {
   type ImageServiceServer,
   type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
-import { Provisioner } from '../provisioner/provisioner';
+import { Provisioner, diskUsage } from '../provisioner/provisioner';
 import type { Logger } from '../log';
 import { withTimeout } from '../util/timeout';
 import { StreamRuntime } from '../streaming/runtime';
@@ -30,7 +30,8 @@ import { Health } from '../observability/health';
 import { traceLauncher } from '../observability/launcher-tracing';
 import { startTracing } from '../observability/tracing';
 import { runtimeVersion } from './runtime-info';
-import { ContainerServiceDeps, containerHandlers, containerStatsOf } from './container-service';
+import { ContainerServiceDeps, containerHandlers, containerStatsOf, containerStatsOfAll } from './container-service';
+import { LayerUsage } from './layer-usage';
 import { eventHandlers } from './events-service';
 import { metricsHandlers } from './metrics-service';
 import { imageHandlers } from './image-service';
@@ -101,6 +102,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       facts: await readDaemonFacts(containerizer.cgroupVersion),
       containerFsDir: containerizer.containerFsDir,
       cpuRates: new CpuRates(),
+      layerUsage: new LayerUsage(diskUsage),
     };
     // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
     const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
@@ -124,7 +126,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         sandboxes,
         containers,
         // A pod's containers are reported exactly as ContainerStats reports each one.
-        containerStats: (c) => containerStatsOf(c, containerDeps),
+        containerStats: (cs) => containerStatsOfAll(cs, containerDeps),
         cpuRates: containerDeps.cpuRates,
       }),
       ...streamingHandlers({ server: streaming, runtime: streamRuntime }),

@@ -327,31 +327,30 @@ test('v2 before 5.18: kernel memory is the sum of the parts the kernel documents
   expect(parseV2Stats({ ...V2, 'memory.stat': 'anon 1\n' }, 0).memory.kernelBytes).toBeUndefined();
 });
 
-test.each([1, 2] as const)(
-  'readCgroupStats v%i reads every listed file, and only four for the usage summary',
-  async (v) => {
-    const files = v === 1 ? V1 : V2;
-    const asked: string[] = [];
-    const read = async (_controller: string, file: string): Promise<string | undefined> => {
-      asked.push(file);
-      return files[file];
-    };
-    const all = await readCgroupStats(v, 2, read);
-    expect(asked.sort()).toEqual((v === 1 ? V1_STAT_FILES : V2_STAT_FILES).map((f) => f[1]).sort());
-    expect(all).toEqual(v === 1 ? parseV1Stats(files, 2) : parseV2Stats(files, 2));
+test.each([1, 2] as const)('readCgroupStats v%i reads every listed file, and only four for the usage summary', (v) => {
+  const files = v === 1 ? V1 : V2;
+  const asked: string[] = [];
+  const read = (_controller: string, file: string): string | undefined => {
+    asked.push(file);
+    return files[file];
+  };
+  const all = readCgroupStats(v, 2, read);
+  expect(asked.sort()).toEqual((v === 1 ? V1_STAT_FILES : V2_STAT_FILES).map((f) => f[1]).sort());
+  expect(all).toEqual(v === 1 ? parseV1Stats(files, 2) : parseV2Stats(files, 2));
 
-    asked.length = 0;
-    const usage = await readCgroupStats(v, 2, read, 'usage');
-    expect(asked).toHaveLength(4);
-    expect(usage.cpu.usageNs).toBe(all.cpu.usageNs);
-    expect(usage.memory.usageBytes).toBe(all.memory.usageBytes);
-    expect(usage.memory.workingSetBytes).toBe(all.memory.workingSetBytes);
-    // what ContainerStats reports besides: RSS, page faults, available (from the limit)
-    expect(usage.memory.rssBytes).toBe(all.memory.rssBytes);
-    expect(usage.memory.pgfault).toEqual(all.memory.pgfault);
-    expect(usage.spec.memoryLimitBytes).toBe(all.spec.memoryLimitBytes);
-  },
-);
+  asked.length = 0;
+  const usage = readCgroupStats(v, undefined, read, 'usage');
+  expect(asked).toHaveLength(4);
+  expect(usage.cpu.usageNs).toBe(all.cpu.usageNs);
+  expect(usage.memory.usageBytes).toBe(all.memory.usageBytes);
+  expect(usage.memory.workingSetBytes).toBe(all.memory.workingSetBytes);
+  // what ContainerStats reports besides: RSS, page faults, available (from the limit)
+  expect(usage.memory.rssBytes).toBe(all.memory.rssBytes);
+  expect(usage.memory.pgfault).toEqual(all.memory.pgfault);
+  expect(usage.spec.memoryLimitBytes).toBe(all.spec.memoryLimitBytes);
+  // ContainerStats has no process count: not counted, not made up.
+  expect(usage.processes).toBeUndefined();
+});
 
 test('v1 files name the controller whose hierarchy holds them', () => {
   for (const [controller, file] of V1_STAT_FILES) expect(file.startsWith(`${controller}.`)).toBe(true);
@@ -379,10 +378,10 @@ describe('pressure stall information', () => {
     expect(parsePressure('some avg10=x avg60=0.00 avg300=0.00 total=5\n')).toBeUndefined();
   });
 
-  test('readPressure: undefined when no file is there, else each file parsed', async () => {
-    expect(await readPressure(async () => undefined)).toBeUndefined();
+  test('readPressure: undefined when no file is there, else each file parsed', () => {
+    expect(readPressure(() => undefined)).toBeUndefined();
     const files: Record<string, string> = { 'memory.pressure': 'some avg10=2.00 avg60=1.00 avg300=0.50 total=7\n' };
-    const psi = await readPressure(async (f) => files[f]);
+    const psi = readPressure((f) => files[f]);
     expect(psi?.cpu).toBeUndefined();
     expect(psi?.memory?.some).toEqual({ avg10: 2, avg60: 1, avg300: 0.5, totalNs: 7000n });
   });

@@ -22,7 +22,7 @@ import { CheckpointStore } from '../checkpoint';
 import type { ContainerRequest, LaunchSpec } from '../container-spec';
 import { ContainerEventKind, ContainerEvents } from '../events';
 import type { CgroupManager } from '../isolators/cgroups/manager';
-import type { CgroupStats } from '../isolators/cgroups/stats';
+import type { CgroupStats, CgroupStatsScope } from '../isolators/cgroups/stats';
 import type { CgroupResources } from '../isolators/cgroups/values';
 import type { ExecResult, Launcher } from '../launcher/launcher';
 import { Registry } from '../registry';
@@ -232,7 +232,7 @@ export class Containers implements ContainerHost {
    * The counters of a running container's cgroup, undefined when it has
    * none: every one (CRI metrics), or 'usage', what ContainerStats needs.
    */
-  async stats(c: Container, scope: 'all' | 'usage' = 'all'): Promise<CgroupStats | undefined> {
+  async stats(c: Container, scope: CgroupStatsScope = 'all'): Promise<CgroupStats | undefined> {
     if (c.isFinished() || c.state !== 'RUNNING') return undefined;
     return this.cgroups.stats(c.record.cgroupPath, scope);
   }

@@ -10,7 +10,7 @@
 import type { Logger } from '../../../log';
 import type { CgroupLayout, Hierarchy } from './hierarchy';
 import type { CgroupDriverName } from './paths';
-import type { CgroupStats } from './stats';
+import type { CgroupStats, CgroupStatsScope } from './stats';
 import type { CgroupResources } from './values';
 
 /** What a cgroup looks like to its users (the monitor, stats, a container spec). */
@@ -36,7 +36,8 @@ export interface CgroupUsage {
   cpuNs?: bigint;
   memoryBytes?: bigint;
   workingSetBytes?: bigint;
-  processes: number;
+  /** Not counted by usage(). */
+  processes?: number;
 }
 
 export interface CgroupBackend {
@@ -61,7 +62,7 @@ export interface CgroupBackend {
   removeIfEmpty(cgPath: string): Promise<boolean>;
   usage(cgPath: string): Promise<CgroupUsage>;
   /** Every counter stats.ts knows (metrics); usage() is its summary. */
-  stats(cgPath: string, scope?: 'all' | 'usage'): Promise<CgroupStats>;
+  stats(cgPath: string, scope?: CgroupStatsScope): Promise<CgroupStats>;
   /** Cgroup paths of every capsa-<id>.scope unit systemd has (cgroupfs: none), for the orphan sweep. */
   scopes(): Promise<string[]>;
   /** Releases connections (daemon shutdown). */

@@ -6,7 +6,7 @@
 // cgroup_parent, made only if missing, or capsa's own <parent>-pod<id>.slice
 // with the pod's limits as properties); see systemd/manager.ts.
 import type { IsolatorCheckpoint } from '../../checkpoint';
-import type { CheckpointFn, Isolator, RecoverResult, Usage } from '../../isolator';
+import type { CheckpointFn, Isolator, RecoverResult, Usage, UsageScope } from '../../isolator';
 import type { SandboxContext } from '../../sandbox-spec';
 import type { Logger } from '../../../log';
 import { CgroupManager } from './manager';
@@ -84,15 +84,15 @@ export class CgroupsIsolator implements Isolator<SandboxContext, PodCgroupState,
     if (state.owned) await this.opts.manager.apply(state.path, resources);
   }
 
-  async usage(_ctx: SandboxContext, state: PodCgroupState): Promise<Usage> {
-    const s = await this.opts.manager.stats(state.path);
+  async usage(_ctx: SandboxContext, state: PodCgroupState, _signal: AbortSignal, scope?: UsageScope): Promise<Usage> {
+    const s = await this.opts.manager.stats(state.path, scope ?? 'all');
     return {
       cpu: s.cpu.usageNs === undefined ? undefined : { usageCoreNanoSeconds: s.cpu.usageNs },
       memory:
         s.memory.usageBytes === undefined
           ? undefined
           : { usageBytes: s.memory.usageBytes, workingSetBytes: s.memory.workingSetBytes ?? 0n },
-      process: { count: s.processes },
+      process: s.processes === undefined ? undefined : { count: s.processes },
       cgroup: s,
     };
   }

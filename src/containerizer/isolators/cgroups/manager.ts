@@ -3,7 +3,7 @@
 // subtree (freeze first where a freezer exists, then SIGKILL until
 // cgroup.procs is empty, under a deadline) and rmdir leaf-first.
 // Paths are relative to each hierarchy's mount point (see paths.ts).
-import { promises as fs } from 'fs';
+import { closeSync, promises as fs, openSync, readFileSync, readSync, readdirSync } from 'fs';
 import * as path from 'path';
 import {
   CapsaError,
@@ -19,7 +19,7 @@ import { CgroupLayout, Hierarchy } from './hierarchy';
 import type { CgroupBackend, CgroupHandle } from './backend';
 import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
 import { countFds } from './fds';
-import { CgroupStats, readCgroupStats, readPressure } from './stats';
+import { CgroupStats, CgroupStatsScope, readCgroupStats, readPressure } from './stats';
 import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
 
 /** Controllers a v2 pod cgroup delegates to its children when the host has them. */
@@ -327,37 +327,79 @@ export class CgroupManager implements CgroupBackend {
     return all;
   }
 
-  /** What the kernel counts for the cgroup (subtree included): stats.ts; 'usage' reads only the summary's files. */
-  async stats(cgPath: string, scope: 'all' | 'usage' = 'all'): Promise<CgroupStats> {
+  /**
+   * What the kernel counts for the cgroup (subtree included): stats.ts.
+   * 'usage' (ContainerStats) reads only the summary's files and counts no
+   * processes; 'summary' (PodSandboxStats) counts them too, in one
+   * hierarchy; 'all' (metrics) reads every file and counts the processes
+   * of every hierarchy and their open files. The files are read
+   * synchronously (readSmall): a summary is a few µs per file.
+   */
+  async stats(cgPath: string, scope: CgroupStatsScope = 'all'): Promise<CgroupStats> {
+    if (scope !== 'all') {
+      return this.readStats(cgPath, 'usage', scope === 'summary' ? this.countProcesses(cgPath) : undefined);
+    }
     const pids = await this.pids(cgPath);
-    // v2 has one directory; cpu.stat and memory.* are there whichever controllers are enabled.
-    const unified = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
-    const s = await readCgroupStats(
-      this.layout.version,
-      pids.length,
-      async (controller, file) => {
-        const dir = unified ?? this.dirOf(cgPath, controller);
-        return dir ? readStatFile(path.join(dir, file)) : undefined;
-      },
-      scope,
-    );
-    const psiDir = this.pressureDir(cgPath);
-    if (psiDir !== undefined) s.psi = await readPressure((file) => readStatFile(path.join(psiDir, file)));
-    if (scope === 'all') {
-      // The same processes as the count above (the subtree's); a /proc we may not read costs these two only.
-      try {
-        Object.assign(s, await countFds(pids));
-      } catch (err) {
-        this.log.warn({ path: cgPath, err: (err as Error).message }, 'cgroup stats: open files not counted');
-      }
+    const s = this.readStats(cgPath, 'all', pids.length);
+    // The same processes as the count above (the subtree's); a /proc we may not read costs these two only.
+    try {
+      Object.assign(s, await countFds(pids));
+    } catch (err) {
+      this.log.warn({ path: cgPath, err: (err as Error).message }, 'cgroup stats: open files not counted');
     }
     return s;
+  }
+
+  private readStats(cgPath: string, files: 'all' | 'usage', processes: number | undefined): CgroupStats {
+    // v2 has one directory; cpu.stat and memory.* are there whichever controllers are enabled.
+    const unified = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
+    const s = readCgroupStats(
+      this.layout.version,
+      processes,
+      (controller, file) => {
+        const dir = unified ?? this.dirOf(cgPath, controller);
+        return dir ? readSmall(path.join(dir, file)) : undefined;
+      },
+      files,
+    );
+    const psiDir = this.pressureDir(cgPath);
+    if (psiDir !== undefined) s.psi = readPressure((file) => readSmall(path.join(psiDir, file)));
+    return s;
+  }
+
+  /**
+   * Processes in the cgroup's subtree, counted in one hierarchy (pids',
+   * else memory's, else the first): place() puts every process in all of
+   * them and children inherit theirs, so each holds them all; pids() walks
+   * every hierarchy because a kill must miss none. 0 once the cgroup is gone.
+   */
+  protected countProcesses(cgPath: string): number {
+    const hs = this.layout.hierarchies;
+    const h =
+      hs.find((x) => x.controllers.includes('pids')) ?? hs.find((x) => x.controllers.includes('memory')) ?? hs[0];
+    if (!h) return 0;
+    let n = 0;
+    const walk = (dir: string): void => {
+      const procs = readSmall(path.join(dir, 'cgroup.procs'));
+      if (procs === undefined) return;
+      for (const l of procs.split('\n')) if (l.trim() !== '') n++;
+      let entries;
+      try {
+        entries = readdirSync(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isGone(err)) return;
+        throw asInternal(err, dir);
+      }
+      for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name));
+    };
+    walk(cgroupDir(h.mount, cgPath));
+    return n;
   }
 
   /** Cumulative usage of the cgroup (subtree included, as the kernel counts it). */
   async usage(
     cgPath: string,
-  ): Promise<{ cpuNs?: bigint; memoryBytes?: bigint; workingSetBytes?: bigint; processes: number }> {
+  ): Promise<{ cpuNs?: bigint; memoryBytes?: bigint; workingSetBytes?: bigint; processes?: number }> {
     const s = await this.stats(cgPath, 'usage');
     return {
       processes: s.processes,
@@ -470,12 +512,38 @@ async function readNumber(file: string): Promise<number | undefined> {
   return b === undefined ? undefined : Number(b);
 }
 
-/** A stat file; absent, or refused by this kernel (kmem accounting off: EOPNOTSUPP), is undefined. */
-async function readStatFile(file: string): Promise<string | undefined> {
+/** Reused by every readSmall: nothing else runs between its open and close. */
+const SMALL = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * A small kernel-made file (cgroup counters, *.pressure, cgroup.procs) read
+ * synchronously: open, read, close. Through fs/promises each file was five
+ * thread-pool trips (open, fstat, read, read, close), and with a dozen
+ * files per container they were most of ListContainerStats' time (issue
+ * 12). Absent (the cgroup is gone), or refused by this kernel (kmem
+ * accounting off: EOPNOTSUPP), is undefined.
+ */
+function readSmall(file: string): string | undefined {
+  let fd: number;
   try {
-    return await readText(file);
+    fd = openSync(file, 'r');
   } catch (err) {
-    if (errno(err) === 'EOPNOTSUPP' || errno(err) === 'EINVAL') return undefined;
+    if (isGone(err) || refused(err)) return undefined;
     throw asInternal(err, file);
   }
+  try {
+    let n = 0;
+    for (let r = -1; r !== 0 && n < SMALL.length; n += r) r = readSync(fd, SMALL, n, SMALL.length - n, null);
+    // Larger than the buffer (a cgroup.procs of thousands): read it whole.
+    return n < SMALL.length ? SMALL.toString('utf8', 0, n) : readFileSync(file, 'utf8');
+  } catch (err) {
+    if (isGone(err) || refused(err)) return undefined;
+    throw asInternal(err, file);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function refused(err: unknown): boolean {
+  return errno(err) === 'EOPNOTSUPP' || errno(err) === 'EINVAL';
 }

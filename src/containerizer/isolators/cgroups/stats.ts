@@ -63,8 +63,12 @@ export interface CgroupStats {
     pgfault?: { container: bigint; hierarchy: bigint };
     pgmajfault?: { container: bigint; hierarchy: bigint };
   };
-  /** Processes in the subtree (the caller counts them from cgroup.procs). */
-  processes: number;
+  /**
+   * Processes in the subtree (the caller counts them from cgroup.procs);
+   * undefined when the caller did not count them (ContainerStats reports
+   * no process count, so its 'usage' reads skip the walk).
+   */
+  processes?: number;
   /** Tasks (threads) the pids controller counts, and its limit (0: none). */
   threads?: bigint;
   threadsMax?: bigint;
@@ -156,6 +160,13 @@ export const V2_STAT_FILES: readonly StatFile[] = [
   ['io', 'io.stat'],
 ];
 
+/**
+ * How much a stats read covers: 'all' (every file, the processes of every
+ * hierarchy and their open files: metrics), 'summary' (the usage files and a
+ * process count: PodSandboxStats), 'usage' (the usage files: ContainerStats).
+ */
+export type CgroupStatsScope = 'all' | 'summary' | 'usage';
+
 /** File name → contents; undefined when the file is absent. */
 export type StatFiles = Readonly<Record<string, string | undefined>>;
 
@@ -194,10 +205,8 @@ export function parsePressure(text: string | undefined): Pressure | undefined {
 }
 
 /** The pressure files of one cgroup v2 directory; undefined when none is there. */
-export async function readPressure(read: (file: string) => Promise<string | undefined>): Promise<CgroupStats['psi']> {
-  const [cpu, memory, io] = await Promise.all(
-    ['cpu.pressure', 'memory.pressure', 'io.pressure'].map(async (f) => parsePressure(await read(f))),
-  );
+export function readPressure(read: (file: string) => string | undefined): CgroupStats['psi'] {
+  const [cpu, memory, io] = ['cpu.pressure', 'memory.pressure', 'io.pressure'].map((f) => parsePressure(read(f)));
   return cpu || memory || io ? { cpu, memory, io } : undefined;
 }
 
@@ -302,7 +311,7 @@ function sum(values: (bigint | undefined)[]): bigint | undefined {
   return present.length === 0 ? undefined : present.reduce((a, b) => a + b, 0n);
 }
 
-export function parseV1Stats(f: StatFiles, processes: number): CgroupStats {
+export function parseV1Stats(f: StatFiles, processes: number | undefined): CgroupStats {
   const acct = parseFlatKeyed(f['cpuacct.stat']);
   const cpu = parseFlatKeyed(f['cpu.stat']);
   const mem = parseFlatKeyed(f['memory.stat']);
@@ -361,7 +370,7 @@ function v1Spec(f: StatFiles): CgroupStats['spec'] {
   };
 }
 
-export function parseV2Stats(f: StatFiles, processes: number): CgroupStats {
+export function parseV2Stats(f: StatFiles, processes: number | undefined): CgroupStats {
   const cpu = parseFlatKeyed(f['cpu.stat']);
   const mem = parseFlatKeyed(f['memory.stat']);
   const events = parseFlatKeyed(f['memory.events']);
@@ -423,17 +432,19 @@ function v2Spec(f: StatFiles): CgroupStats['spec'] {
 /**
  * Reads the version's stat files through `read` (controller, file name →
  * contents, undefined when absent) and parses them; `scope` 'usage' reads
- * only what CPU total, memory usage and working set need.
+ * only what CPU total, memory usage and working set need. Synchronous: the
+ * files are small kernel-made texts (the manager reads each with three
+ * syscalls), where a thread-pool trip per file cost more than the read.
  */
-export async function readCgroupStats(
+export function readCgroupStats(
   version: 1 | 2,
-  processes: number,
-  read: (controller: string, file: string) => Promise<string | undefined>,
+  processes: number | undefined,
+  read: (controller: string, file: string) => string | undefined,
   scope: 'all' | 'usage' = 'all',
-): Promise<CgroupStats> {
-  const list = (version === 2 ? V2_STAT_FILES : V1_STAT_FILES).filter((f) => scope === 'all' || f[2] === 'usage');
-  const texts = await Promise.all(list.map(([controller, file]) => read(controller, file)));
+): CgroupStats {
   const files: Record<string, string | undefined> = {};
-  list.forEach(([, file], i) => (files[file] = texts[i]));
+  for (const [controller, file, use] of version === 2 ? V2_STAT_FILES : V1_STAT_FILES) {
+    if (scope === 'all' || use === 'usage') files[file] = read(controller, file);
+  }
   return version === 2 ? parseV2Stats(files, processes) : parseV1Stats(files, processes);
 }
