@@ -52,6 +52,8 @@ trap 'rm -f "$job"' EXIT
   printf 'export CAPSA_TEST_IMAGES_DIR=%q CI=true CAPSA_TEST_SLOWDOWN=%q\n' "$images" "$slowdown"
   # shellcheck disable=SC2016 # expanded in the VM
   echo 'echo "== $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"'
+  # The stats tests check pressure stall information: a kernel without it fails here, not by skipping them.
+  echo '[ -r /proc/pressure/cpu ] || { echo "hack/test-cgroup-v2.sh: the VM kernel keeps no PSI (/proc/pressure)"; exit 1; }'
   # jest's default cache is under /tmp (a tmpfs in the VM); no watchman there.
   printf 'exec npx --no-install jest --ci --verbose --no-watchman --testTimeout=300000'
   printf ' %q' "${jest_args[@]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boots Debian's kernel under qemu on a pure cgroup v2 host (no systemd;
-# hack/vm/init.sh mounts cgroup2 and enables every controller) and runs JOB
+# hack/vm/init.sh mounts cgroup2 and enables every controller; psi=1: pressure
+# stall information on, whatever the kernel's default) and runs JOB
 # there as root, then powers off. Exit code = JOB's (99: no result, e.g. a
 # timeout; the console log says why).
 #
@@ -67,7 +68,7 @@ t0=$(date +%s)
 timeout --kill-after=10 "${CAPSA_VM_TIMEOUT:-900}" qemu-system-x86_64 -machine q35 "${accel_args[@]}" \
   -smp "$cpus" -m "${CAPSA_VM_MEM:-3072}" -nographic -nodefaults -serial stdio -no-reboot -nic none \
   -kernel "$assets/kernel/vmlinuz" -initrd "$assets/initrd.cpio.gz" \
-  -append "console=ttyS0 quiet panic=-1 cgroup_no_v1=all" \
+  -append "console=ttyS0 quiet panic=-1 cgroup_no_v1=all psi=1" \
   -virtfs "local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap" \
   -virtfs "local,path=$out,mount_tag=out,security_model=passthrough,multidevs=remap" \
   </dev/null >"$out/console.log" 2>&1 &

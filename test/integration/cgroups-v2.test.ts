@@ -7,7 +7,7 @@ import { existsSync, promises as fs, readFileSync } from 'fs';
 import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { sharesToWeight } from '../../src/containerizer/isolators/cgroups/values';
-import { ContainerState } from '../../src/gen/runtime/v1/api';
+import { ContainerState, ContainerStats, PodSandboxStats } from '../../src/gen/runtime/v1/api';
 import { TestDaemon, call, createContainer, runp, startDaemon, waitForExit } from '../helpers/daemon';
 import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
@@ -15,6 +15,8 @@ import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/regist
 
 const CG = '/sys/fs/cgroup';
 const V2 = existsSync(path.join(CG, 'cgroup.controllers')) && !existsSync(path.join(CG, 'memory'));
+/** The kernel keeps pressure stall information (hack/test-cgroup-v2.sh's VM must: its job checks). */
+const PSI = existsSync('/proc/pressure/cpu');
 const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
 const MIB = 1024 * 1024;
 /** kubelet-style parent for these tests; removed in afterAll. */
@@ -165,7 +167,7 @@ describeV2('cgroup v2', () => {
     await call(d.runtime, 'removePodSandbox', { podSandboxId: id }, 60_000);
   });
 
-  test('cgroup v2: container limits, UpdateContainerResources and stats', async () => {
+  test('cgroup v2: container limits, UpdateContainerResources and stats (PSI, RSS, page faults, available)', async () => {
     const podCfg = podConfig(d);
     const pod = await runp(d, podCfg, 60_000);
     const id = await run(
@@ -190,11 +192,45 @@ describeV2('cgroup v2', () => {
     expect(cgFile(info.cgroupPath, 'memory.max')).toBe(String(96 * MIB));
     expect(cgFile(info.cgroupPath, 'cpu.max')).toBe('50000 100000');
 
-    const stats = await call<{
-      stats: { cpu: { usageCoreNanoSeconds: { value: bigint } }; memory: { workingSetBytes: { value: bigint } } };
-    }>(d.runtime, 'containerStats', { containerId: id });
-    expect(stats.stats.memory.workingSetBytes.value).toBeGreaterThan(0n);
-    expect(stats.stats.cpu.usageCoreNanoSeconds.value).toBeGreaterThan(0n);
+    // Two seconds of spinning under the 0.5 CPU quota: throttled, its task waits runnable, which is a
+    // CPU pressure stall of the container's cgroup.
+    await call(
+      d.runtime,
+      'execSync',
+      { containerId: id, cmd: ['timeout', '2', 'sh', '-c', 'while :; do :; done'], timeout: 60n },
+      90_000,
+    );
+    const { stats } = await call<{ stats: ContainerStats }>(d.runtime, 'containerStats', { containerId: id });
+    expect(stats.cpu!.usageCoreNanoSeconds!.value).toBeGreaterThan(0n);
+    // What kubelet's summary API takes from here (PodAndContainerStatsFromCRI).
+    const mem = stats.memory!;
+    expect(mem.workingSetBytes!.value).toBeGreaterThan(0n);
+    expect(mem.rssBytes!.value).toBeGreaterThan(0n);
+    expect(mem.pageFaults!.value).toBeGreaterThan(0n);
+    expect(mem.majorPageFaults).toBeDefined();
+    // Under a limit: the limit less the working set, both from the same read.
+    expect(mem.availableBytes!.value).toBe(BigInt(96 * MIB) - mem.workingSetBytes!.value);
+    // Pure v2: pressure from the container's own cgroup.
+    if (PSI) {
+      expect(stats.cpu!.psi!.Some!.Total).toBeGreaterThan(0n);
+      for (const psi of [stats.cpu!.psi, mem.psi, stats.io!.psi]) {
+        expect(psi!.Some!.Total).toBeGreaterThanOrEqual(0n);
+        expect(psi!.Full).toBeDefined();
+      }
+    } else {
+      expect(stats.cpu!.psi).toBeUndefined();
+    }
+    // The pod's: its cgroup's pressure, RSS and page faults (subtree: the container's), no limit so nothing available.
+    const pstats = (await call<{ stats: PodSandboxStats }>(d.runtime, 'podSandboxStats', { podSandboxId: pod })).stats
+      .linux!;
+    expect(pstats.memory!.rssBytes!.value).toBeGreaterThan(0n);
+    expect(pstats.memory!.pageFaults!.value).toBeGreaterThan(0n);
+    expect(pstats.memory!.availableBytes).toBeUndefined();
+    if (PSI) {
+      expect(pstats.cpu!.psi!.Some!.Total).toBeGreaterThan(0n);
+      expect(pstats.memory!.psi).toBeDefined();
+      expect(pstats.io!.psi).toBeDefined();
+    }
 
     await call(d.runtime, 'stopContainer', { containerId: id, timeout: 5n }, 60_000);
     await call(d.runtime, 'removeContainer', { containerId: id }, 60_000);
