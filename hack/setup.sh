@@ -24,6 +24,9 @@ if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(mmdebstrap dpkg-repack)
   # A real Prometheus scraping capsa, promtool for the shipped rules (packaging/prometheus).
   pkgs+=(prometheus)
+  # The cgroup v2 VM (hack/vm, hack/test-cgroup-v2.sh): qemu, and cpio/xz to pack its initramfs
+  # from Debian's kernel (hack/vm/build-assets.sh fetches that into /var/tmp/capsa-vm-assets).
+  pkgs+=(qemu-system-x86 cpio xz-utils)
 fi
 
 missing=()
