@@ -9,7 +9,7 @@ import type { Container } from '../containerizer';
 import type { BuiltSpec, ContainerImageInfo, ContainerRequest, SpecBuildInput } from '../containerizer';
 import { signalNumber } from '../containerizer';
 import type { MonitorErrorRecord } from '../containerizer';
-import { CapsaError, ErrorContext, InvalidArgumentError } from '../errors';
+import { CapsaError, ErrorContext, FailedPreconditionError, InvalidArgumentError } from '../errors';
 import {
   Container as CriContainer,
   ContainerConfig,
@@ -146,6 +146,14 @@ export function explainLaunchError(
 ): CapsaError | undefined {
   if (record.mount !== undefined) {
     const i = config.mounts.findIndex((x) => criMountDestination(x.containerPath) === record.mount);
+    // The volume's filesystem cannot be idmapped (mount_setattr EINVAL): the
+    // host's fault, not the request's; never bound with host ids instead.
+    if (i >= 0 && record.op === 'idmap') {
+      return new FailedPreconditionError(
+        `config.mounts[${i}]: the filesystem of the host path cannot be idmapped for the pod's user namespace: ${record.message}`,
+        { ...context, field: `config.mounts[${i}]` },
+      );
+    }
     if (i >= 0) return new InvalidArgumentError(`config.mounts[${i}]`, `cannot be mounted: ${record.message}`, context);
   }
   if (record.op === 'open log') return new InvalidArgumentError('config.log_path', record.message, context);
@@ -207,7 +215,8 @@ export function containerRequestFromCri(req: CreateContainerRequest, facts: Daem
       sandboxConfig,
       imageConfig: input.image.config,
       sandbox: {
-        nsPaths: { net: h.nsPaths.net, ipc: h.nsPaths.ipc, uts: h.nsPaths.uts },
+        nsPaths: { net: h.nsPaths.net, ipc: h.nsPaths.ipc, uts: h.nsPaths.uts, user: h.nsPaths.user },
+        ...(h.spec.namespaces.userns ? { userns: h.spec.namespaces.userns } : {}),
         pidNsPath: h.nsPaths.pid,
         hostNetwork: h.namespaces.network === 'host',
         hostIpc: h.namespaces.ipc === 'host',

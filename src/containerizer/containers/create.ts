@@ -16,6 +16,7 @@ import { Container } from './container';
 import { ContainerHost, pinOwner } from './host';
 import { mountImages, resolveImageMounts } from './image-mounts';
 import { teardown } from './remove';
+import { provisionRootfs } from './rootfs';
 import { watch } from './observe';
 
 export async function create(cs: ContainerHost, req: ContainerRequest, signal: AbortSignal): Promise<string> {
@@ -112,7 +113,7 @@ export async function make(cs: ContainerHost, c: Container, req: ContainerReques
       await fs.mkdir(r.runDir, { recursive: true, mode: 0o711 });
       // GC must keep the layers while the container uses them (a persisted pin).
       await cs.opts.provisioner.store.images.pin(pinOwner(c.id), r.chainIds);
-      await backend.provision(c.id, cs.opts.provisioner.layerDirs(image), r.rootfs);
+      await provisionRootfs(cs, c, backend, cs.opts.provisioner.layerDirs(image));
       imageSources = await mountImages(cs, c, req);
     },
   });

@@ -1,6 +1,7 @@
 // RemoveContainer (kills it first if it runs) and the teardown every undo
 // shares: cgroup, monitor, rootfs and image volumes, run dir, image pin.
 import { CapsaError, asCapsaError } from '../../errors';
+import { releaseIdmappedLayers } from '../../provisioner/backends/idmap-layers';
 import { withTimeout } from '../../util/timeout';
 import { errorContext, transition } from '../state';
 import { Container } from './container';
@@ -46,6 +47,7 @@ export async function teardown(cs: ContainerHost, c: Container, signal: AbortSig
   await cs.cgroups.destroy(r.cgroupPath, cs.timeouts.destroying / 2, signal);
   const backend = await cs.opts.provisioner.backend();
   await backend.destroy(c.id, r.rootfs);
+  await releaseIdmappedLayers(cs.opts.backendStateDir, c.id);
   await cs.launcher.destroy(r.runDir, signal);
   const images = cs.opts.provisioner.store.images;
   await images.unpin(pinOwner(c.id));

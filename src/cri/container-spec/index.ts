@@ -172,6 +172,7 @@ export async function buildContainerSpec(input: BuildContainerSpecInput): Promis
     pathExists: (p) => input.io.pathExists(p),
     isProcfs: input.io.isProcfs ? (p) => input.io.isProcfs!(p) : undefined,
     recursiveReadOnly: input.io.recursiveReadOnly ?? false,
+    userns: sandbox.userns,
     imageSources: input.imageSources,
   });
   warnings.push(...mounts.warnings);

@@ -23,7 +23,8 @@ import { createHash } from 'crypto';
 import * as path from 'path';
 import { InternalError, InvalidArgumentError } from '../../errors';
 import { MountPropagation, type Mount } from '../../gen/runtime/v1/api';
-import type { MountSpec } from '../../containerizer';
+import type { MountSpec, UsernsSpec } from '../../containerizer';
+import { idMappings, sameMappings } from '../userns';
 import { checkString, IMAGE_FIELD, isWithin, pathDepth } from './values';
 
 export const DEFAULT_MASKED_PATHS: readonly string[] = [
@@ -109,6 +110,8 @@ export interface MountsInput {
   recursiveReadOnly?: boolean;
   /** Image volumes: the host directory to bind, by index in `mounts`. */
   imageSources?: ReadonlyMap<number, string>;
+  /** The pod's user namespace (userns POD): CRI mounts with its mappings are idmapped. */
+  userns?: UsernsSpec;
 }
 
 export interface ImageVolume {
@@ -306,6 +309,7 @@ export async function criMounts(
   isProcfs?: (hostPath: string) => Promise<boolean>,
   recursiveReadOnly = false,
   imageSources: ReadonlyMap<number, string> = new Map(),
+  userns?: UsernsSpec,
 ): Promise<MountSpec[]> {
   const out: MountSpec[] = [];
   const seen = new Set<string>();
@@ -326,10 +330,7 @@ export async function criMounts(
     if (isImageMount(m) && imageSource === undefined) {
       throw new InternalError(`${f}.image: no image volume was mounted for it`, { field: `${f}.image` });
     }
-    if (m.uidMappings.length > 0)
-      throw new InvalidArgumentError(`${f}.uid_mappings`, 'ID-mapped mounts are not supported');
-    if (m.gidMappings.length > 0)
-      throw new InvalidArgumentError(`${f}.gid_mappings`, 'ID-mapped mounts are not supported');
+    const idmap = mountIdmap(m, f, userns);
     if (imageSource === undefined) {
       checkString(m.hostPath, `${f}.host_path`);
       if (m.hostPath === '') throw new InvalidArgumentError(`${f}.host_path`, 'must not be empty');
@@ -380,11 +381,51 @@ export async function criMounts(
         `"${m.hostPath}" is not a procfs: only a procfs may cover /proc`,
       );
     }
-    // "rro": the monitor adds MOUNT_ATTR_RDONLY recursively after the bind
-    const options = ['rbind', propagation, m.readonly ? 'ro' : 'rw', ...(m.recursiveReadOnly ? ['rro'] : [])];
+    if (userns && m.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL) {
+      // A user namespace's mounts never reach the host (the kernel makes them slaves).
+      throw new InvalidArgumentError(`${f}.propagation`, 'BIDIRECTIONAL cannot be used in a pod with a user namespace');
+    }
+    // "rro": the monitor adds MOUNT_ATTR_RDONLY recursively after the bind;
+    // "idmap": the monitor binds it idmapped through the pod's user namespace
+    const options = [
+      'rbind',
+      propagation,
+      m.readonly ? 'ro' : 'rw',
+      ...(m.recursiveReadOnly ? ['rro'] : []),
+      ...(idmap ? ['idmap'] : []),
+    ];
     out.push({ destination: dest, type: 'bind', source: m.hostPath, options: [...options, ...extra] });
   }
   return out;
+}
+
+/**
+ * Whether a CRI mount is to be idmapped: kubelet gives every mount of a pod
+ * with hostUsers: false the pod's mappings (uid_mappings, gid_mappings) so
+ * that the volume's files, owned by host ids, show with the same ids in the
+ * container (host root's files as the container's root's) and the
+ * container's writes land with the host ids it wrote as seen from inside. A
+ * mount without them is a plain bind: its files show with the pod's mapping
+ * (a file the container's root makes is the mapped host uid's, 100000 for a
+ * pod mapped 0→100000). The monitor maps through the pod's user namespace, so
+ * a mount's mappings must be the pod's.
+ */
+function mountIdmap(m: Mount, f: string, userns: UsernsSpec | undefined): boolean {
+  if (m.uidMappings.length === 0 && m.gidMappings.length === 0) return false;
+  if (!userns) {
+    const which = m.uidMappings.length > 0 ? 'uid_mappings' : 'gid_mappings';
+    throw new InvalidArgumentError(
+      `${f}.${which}`,
+      'ID-mapped mounts need a pod with a user namespace (userns_options POD)',
+    );
+  }
+  const uids = idMappings(m.uidMappings, `${f}.uid_mappings`);
+  const gids = idMappings(m.gidMappings, `${f}.gid_mappings`);
+  if (!sameMappings(uids, userns.uids))
+    throw new InvalidArgumentError(`${f}.uid_mappings`, "must be the pod sandbox's uid mappings");
+  if (!sameMappings(gids, userns.gids))
+    throw new InvalidArgumentError(`${f}.gid_mappings`, "must be the pod sandbox's gid mappings");
+  return true;
 }
 
 /** The image's VOLUMEs not covered by another mount, each bound from its own empty host directory. */
@@ -441,6 +482,7 @@ export async function buildMounts(input: MountsInput): Promise<MountsResult> {
     input.isProcfs,
     input.recursiveReadOnly,
     input.imageSources,
+    input.userns,
   );
   const criDests = new Set(cri.map((m) => m.destination));
   const devReplaced = criDests.has('/dev');
