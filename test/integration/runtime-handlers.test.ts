@@ -6,6 +6,7 @@
 // to have.
 import * as grpc from '@grpc/grpc-js';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
+import { usernsSupport } from '../../src/containerizer/isolators/namespaces/userns-probe';
 import { kernelHasMountSetattr } from '../../src/cri/container-spec/host-io';
 import { PodSandboxState } from '../../src/gen/runtime/v1/api';
 import { TestDaemon, call, expectRpcError, startDaemon } from '../helpers/daemon';
@@ -41,11 +42,12 @@ describe('runtime handlers', () => {
 
   test('Status lists the default handler and the configured ones, with what this host can do', async () => {
     const r = await call<{ runtimeHandlers: HandlerReply[] }>(d.runtime, 'status', {});
+    const userns = (await usernsSupport(d.root)).ok;
     expect(r.runtimeHandlers).toEqual(
       ['', 'test-handler', 'runc'].map((name) => ({
         name,
-        // recursive read-only binds need mount_setattr; no user namespaces yet
-        features: { recursiveReadOnlyMounts: kernelHasMountSetattr(), userNamespaces: false },
+        // recursive read-only binds need mount_setattr; user namespaces idmapped mounts (the probe)
+        features: { recursiveReadOnlyMounts: kernelHasMountSetattr(), userNamespaces: userns },
       })),
     );
   });

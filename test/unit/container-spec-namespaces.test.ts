@@ -60,16 +60,19 @@ describe('buildNamespaces', () => {
     expect(buildNamespaces({ ...base, ...over }).namespaces).toEqual(want);
   });
 
-  test('userns POD: join the sandbox user namespace with mappings', () => {
-    const r = buildNamespaces({
-      ...base,
-      sandbox: { ...base.sandbox, nsPaths: { ...nsPaths, user: '/run/capsa/ns/p1/user' } },
-      userns: UserNamespace.fromPartial({
-        mode: NamespaceMode.POD,
-        uids: [{ hostId: 100000, containerId: 0, length: 65536 }],
-        gids: [{ hostId: 100000, containerId: 0, length: 65536 }],
-      }),
-    });
+  const MAP = [{ hostId: 100000, containerId: 0, length: 65536 }];
+  const podUserns = {
+    nsPaths: { ...nsPaths, user: '/run/capsa/ns/p1/user' },
+    userns: {
+      uids: [{ containerID: 0, hostID: 100000, size: 65536 }],
+      gids: [{ containerID: 0, hostID: 100000, size: 65536 }],
+    },
+  };
+  test.each([
+    ['the same mappings', UserNamespace.fromPartial({ mode: NamespaceMode.POD, uids: MAP, gids: MAP })],
+    ['no userns_options (the pod decides)', undefined],
+  ])('a pod in a user namespace: the container joins it first, with %s', (_name, userns) => {
+    const r = buildNamespaces({ ...base, sandbox: { ...base.sandbox, ...podUserns }, userns });
     expect(r.namespaces[0]).toEqual({ type: 'user', path: '/run/capsa/ns/p1/user' });
     expect(r.uidMappings).toEqual([{ containerID: 0, hostID: 100000, size: 65536 }]);
     expect(r.gidMappings).toEqual([{ containerID: 0, hostID: 100000, size: 65536 }]);
@@ -86,8 +89,30 @@ describe('buildNamespaces', () => {
     ['unknown pid mode', { pidMode: 9 as NamespaceMode }, `${NS}.pid`],
     [
       'userns POD without a sandbox userns',
-      { userns: UserNamespace.fromPartial({ mode: NamespaceMode.POD }) },
-      `${NS}.userns_options`,
+      { userns: UserNamespace.fromPartial({ mode: NamespaceMode.POD, uids: MAP, gids: MAP }) },
+      `${NS}.userns_options.mode`,
+    ],
+    [
+      'userns POD with other mappings than the pod',
+      {
+        sandbox: { ...base.sandbox, ...podUserns },
+        userns: UserNamespace.fromPartial({
+          mode: NamespaceMode.POD,
+          uids: [{ hostId: 200000, containerId: 0, length: 65536 }],
+          gids: MAP,
+        }),
+      },
+      `${NS}.userns_options.uids`,
+    ],
+    [
+      'userns NODE in a pod with a user namespace',
+      { sandbox: { ...base.sandbox, ...podUserns }, userns: UserNamespace.fromPartial({ mode: NamespaceMode.NODE }) },
+      `${NS}.userns_options.mode`,
+    ],
+    [
+      'host PID in a pod with a user namespace',
+      { sandbox: { ...base.sandbox, ...podUserns }, pidMode: NamespaceMode.NODE },
+      `${NS}.pid`,
     ],
     [
       'userns CONTAINER',
@@ -97,7 +122,7 @@ describe('buildNamespaces', () => {
     [
       'userns POD without mappings',
       {
-        sandbox: { ...base.sandbox, nsPaths: { ...nsPaths, user: '/u' } },
+        sandbox: { ...base.sandbox, ...podUserns },
         userns: UserNamespace.fromPartial({ mode: NamespaceMode.POD, uids: [] }),
       },
       `${NS}.userns_options.uids`,

@@ -164,12 +164,24 @@ describe('RunPodSandbox validation', () => {
     expect(err.message.startsWith(field)).toBe(true);
   });
 
-  test('user namespaces are refused as unimplemented', () => {
-    const r = req(
-      {},
-      { linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.POD } } } } },
-    );
-    expect(errorOf(() => sandboxSpecFromRequest(r, opts)).kind).toBe('Unimplemented');
+  test('a POD user namespace: its checked mappings in the spec; none is InvalidArgument', () => {
+    const MAP = [{ containerId: 0, hostId: 100000, length: 65536 }];
+    const userns = (uids: typeof MAP): ReturnType<typeof req> =>
+      req(
+        {},
+        {
+          linux: {
+            securityContext: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.POD, uids, gids: MAP } } },
+          },
+        },
+      );
+    expect(sandboxSpecFromRequest(userns(MAP), opts).namespaces.userns).toEqual({
+      uids: [{ containerID: 0, hostID: 100000, size: 65536 }],
+      gids: [{ containerID: 0, hostID: 100000, size: 65536 }],
+    });
+    const err = errorOf(() => sandboxSpecFromRequest(userns([]), opts));
+    expect(err.kind).toBe('InvalidArgument');
+    expect(err.context.field).toBe('config.linux.security_context.namespace_options.userns_options.uids');
   });
 
   test('a systemd slice is a valid parent for the systemd driver', () => {
