@@ -6,14 +6,14 @@
 // keeps what root writes as host uid 100000, a plain bind shows the
 // container's writes with the mapped host ids, a bind with the pod's
 // mappings (what kubelet sends for every volume) is idmapped both ways.
-// ExecSync runs in it; stop and remove leave nothing behind (the leak check
-// of stopBusyboxDaemon). Bad mappings are refused naming the field.
+// ExecSync runs in it; a daemon restart re-adopts it all; stop and remove
+// leave nothing behind (the leak check of stopBusyboxDaemon). Bad mappings are refused naming the field.
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { usernsSupport } from '../../src/containerizer/isolators/namespaces/userns-probe';
 import { MountPropagation, NamespaceMode } from '../../src/gen/runtime/v1/api';
-import { call, createContainer, expectRpcError, runp } from '../helpers/daemon';
+import { call, createContainer, expectRpcError, runp, startDaemon } from '../helpers/daemon';
 import { BUSYBOX_IMAGE, BusyboxDaemon, startBusyboxDaemon, stopBusyboxDaemon } from '../helpers/busybox-daemon';
 
 const MAP = [{ containerId: 0, hostId: 100000, length: 65536 }];
@@ -166,8 +166,17 @@ test('a pod in a user namespace: uid_map, host uids, rootfs, binds, ExecSync, no
   expect(new Set(ns).size).toBe(1);
   expect(ns[0]).not.toBe(await fs.readlink('/proc/self/ns/user'));
 
-  await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod });
-  await call(d.runtime, 'removePodSandbox', { podSandboxId: pod });
+  // a daemon restart re-adopts the pod, its user namespace and its containers
+  const toml = await fs.readFile(path.join(d.dir, 'capsa.toml'), 'utf8');
+  await d.stop();
+  b.d = await startDaemon({ dir: d.dir, toml });
+  for (const id of ids) {
+    expect((await exec(id, 'cat /proc/self/uid_map')).split(/\s+/)).toEqual(['0', '100000', '65536']);
+    expect(await hostUids(await hostPid(id))).toBe('100000 100000 100000 100000');
+  }
+
+  await call(b.d.runtime, 'stopPodSandbox', { podSandboxId: pod });
+  await call(b.d.runtime, 'removePodSandbox', { podSandboxId: pod });
   // stopBusyboxDaemon checks that no mount, pin, cgroup or capsa- process is left
 }, 120_000);
 
@@ -216,7 +225,7 @@ test('bad mappings are refused naming the field; nothing is made', async () => {
   expect(pods.filter((p) => p.metadata.name === 'userns-bad')).toEqual([]);
 });
 
-test('a container must share its pod user namespace, with the pod mappings', async () => {
+test('a container must share its pod user namespace, with the pod mappings; a volume that cannot be idmapped fails', async () => {
   if (!supported) return;
   const { d } = b;
   const F = 'config.linux.security_context.namespace_options.userns_options';
@@ -258,6 +267,25 @@ test('a container must share its pod user namespace, with the pod mappings', asy
     ),
     grpc.status.INVALID_ARGUMENT,
     /config\.mounts\[0\]\.propagation: BIDIRECTIONAL cannot be used/,
+  );
+  // sysfs cannot be idmapped: the host's fault, said so, never a plain bind instead
+  await expectRpcError(
+    createContainer(
+      d,
+      pod,
+      podCfg,
+      ctr(USERNS, [
+        {
+          containerPath: '/k',
+          hostPath: '/sys/kernel/mm',
+          uidMappings: MAP,
+          gidMappings: MAP,
+          propagation: MountPropagation.PROPAGATION_PRIVATE,
+        },
+      ]),
+    ),
+    grpc.status.FAILED_PRECONDITION,
+    /config\.mounts\[0\]: the filesystem of the host path cannot be idmapped .*mount_setattr/,
   );
   const ctrs = (await call<{ containers: { podSandboxId: string }[] }>(d.runtime, 'listContainers', {})).containers;
   expect(ctrs.filter((c) => c.podSandboxId === pod)).toEqual([]);
