@@ -22,6 +22,7 @@ import { criResources } from '../cri/sandbox-mapping';
 import { cpuUsageOf, ioUsageOf, memoryUsageOf } from '../cri/stats-mapping';
 import { InvalidArgumentError } from '../errors';
 import {
+  Container as CriContainer,
   ContainerStats,
   ContainerStatsRequest,
   CpuUsage,
@@ -75,6 +76,59 @@ export type ContainerStatsDeps = Pick<
 
 /** Containers per streaming message. */
 const STREAM_CHUNK = 100;
+
+/**
+ * Marks an answer that is already in its wire bytes: daemon.ts gives the
+ * method a serializer that sends them as they are (listContainersWire).
+ */
+export const WIRE_BYTES = Symbol('wire bytes');
+export type Encoded<T> = T & { [WIRE_BYTES]?: Uint8Array };
+
+/** ListContainers' serializer: the bytes the handler made, else the message encoded. */
+export function listContainersWire(v: Encoded<ListContainersResponse>): Buffer {
+  const b = v[WIRE_BYTES] ?? ListContainersResponse.encode(v).finish();
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * Each container's Container message as ListContainers sends it, encoded
+ * once per state: nothing else in it changes over a container's life. A
+ * relist (kubelet's, every second) then copies bytes instead of building
+ * and encoding a thousand messages.
+ */
+const listings = new WeakMap<Container, { state: string; bytes: Uint8Array }>();
+
+function listingOf(c: Container): Uint8Array {
+  const state = c.criState();
+  const hit = listings.get(c);
+  if (hit?.state === state) return hit.bytes;
+  const bytes = CriContainer.encode(toContainer(c)).finish();
+  listings.set(c, { state, bytes });
+  return bytes;
+}
+
+/** A ListContainersResponse from its containers' encoded messages: field 1, length-delimited, each. */
+export function encodeListing(parts: readonly Uint8Array[]): Buffer {
+  let n = 0;
+  for (const p of parts) n += 1 + varintSize(p.length) + p.length;
+  const out = Buffer.allocUnsafe(n);
+  let o = 0;
+  for (const p of parts) {
+    out[o++] = 0x0a; // field 1, wire type 2
+    let l = p.length;
+    for (; l >= 0x80; l >>>= 7) out[o++] = (l & 0x7f) | 0x80;
+    out[o++] = l;
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function varintSize(v: number): number {
+  let n = 1;
+  for (; v >= 0x80; v >>>= 7) n++;
+  return n;
+}
 /** Containers whose stats are read between two turns of the event loop. */
 const STATS_CHUNK = 50;
 
@@ -183,8 +237,15 @@ export function containerHandlers(deps: ContainerServiceDeps): ServiceHandlers<R
       .filter((c) => matchesContainerFilter(c, f))
       .map(toContainer);
 
-  const listContainers = async (req: ListContainersRequest): Promise<ListContainersResponse> => ({
-    containers: listed(req.filter),
+  // Answered in wire bytes (listingOf): `containers` stays empty, the bytes hold them.
+  const listContainers = async (req: ListContainersRequest): Promise<Encoded<ListContainersResponse>> => ({
+    containers: [],
+    [WIRE_BYTES]: encodeListing(
+      containers
+        .list()
+        .filter((c) => matchesContainerFilter(c, req.filter))
+        .map(listingOf),
+    ),
   });
 
   const streamContainers = async (

@@ -30,7 +30,13 @@ import { Health } from '../observability/health';
 import { traceLauncher } from '../observability/launcher-tracing';
 import { startTracing } from '../observability/tracing';
 import { runtimeVersion } from './runtime-info';
-import { ContainerServiceDeps, containerHandlers, containerStatsOf, containerStatsOfAll } from './container-service';
+import {
+  ContainerServiceDeps,
+  containerHandlers,
+  containerStatsOf,
+  containerStatsOfAll,
+  listContainersWire,
+} from './container-service';
 import { LayerUsage } from './layer-usage';
 import { eventHandlers } from './events-service';
 import { metricsHandlers } from './metrics-service';
@@ -172,9 +178,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     );
     observeDaemon({ metrics, provisioner, containers, methods });
     const observe = metrics.observeCall.bind(metrics);
+    // ListContainers answers in wire bytes (container-service.ts): its serializer sends them.
+    const runtimeService = {
+      ...RuntimeServiceService,
+      listContainers: { ...RuntimeServiceService.listContainers, responseSerialize: listContainersWire },
+    };
     server.addService(
-      RuntimeServiceService,
-      instrumentService(RuntimeServiceService as unknown as Record<string, MethodDef>, runtime, rpcLog, observe),
+      runtimeService,
+      instrumentService(runtimeService as unknown as Record<string, MethodDef>, runtime, rpcLog, observe),
     );
     server.addService(
       ImageServiceService,
