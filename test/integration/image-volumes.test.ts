@@ -7,7 +7,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { ContainerState } from '../../src/gen/runtime/v1/api';
+import { usernsSupport } from '../../src/containerizer/isolators/namespaces/userns-probe';
+import { ContainerState, NamespaceMode } from '../../src/gen/runtime/v1/api';
 import { readMountInfo } from '../../src/provisioner/backends/mounts';
 import { BUSYBOX_IMAGE, BusyboxDaemon, startBusyboxDaemon, stopBusyboxDaemon } from '../helpers/busybox-daemon';
 import { TestDaemon, call, createContainer, expectRpcError, runp, startDaemon, waitForExit } from '../helpers/daemon';
@@ -230,4 +231,41 @@ test('two containers of two pods share one pulled image as a volume; each holds 
   await call(d.runtime, 'removePodSandbox', { podSandboxId: made[1].pod }, 60_000);
   expect(await volumeMounts(d)).toEqual([]);
   await call(d.image, 'removeImage', { image: { image: layersId } });
+});
+
+// kubelet's hostUsers: false: the pod's user namespace maps 0→100000; the image
+// volume is made of idmapped layers, so the image's owners show as they are in it.
+test('in a pod with a user namespace the image volume shows the image owners through the mapping', async () => {
+  if (!(await usernsSupport(b.d.root)).ok) {
+    console.warn('skipped: this host cannot run pods in user namespaces (usernsSupport)');
+    return;
+  }
+  const d = b.d;
+  await call(d.image, 'pullImage', { image: { image: LAYERS_IMAGE } }, 120_000);
+  const MAP = [{ containerId: 0, hostId: 100000, length: 65536 }];
+  const usernsOptions = { mode: NamespaceMode.POD, uids: MAP, gids: MAP };
+  const podCfg = { ...podConfig(), linux: { securityContext: { namespaceOptions: { usernsOptions } } } };
+  const pod = await runp(d, podCfg);
+  const id = await createContainer(d, pod, podCfg, {
+    metadata: { name: 'userns-volume', attempt: 0 },
+    image: { image: BUSYBOX_IMAGE },
+    linux: { securityContext: { namespaceOptions: { usernsOptions } } },
+    mounts: [
+      // kubelet sends the pod's mappings on every mount of such a pod
+      { containerPath: '/iv', readonly: true, image: { image: layersId }, uidMappings: MAP, gidMappings: MAP },
+      { containerPath: '/iv1', readonly: true, image: { image: BUSYBOX_IMAGE }, uidMappings: MAP, gidMappings: MAP },
+    ],
+  });
+  await call(d.runtime, 'startContainer', { containerId: id });
+  // owned.txt is 1000:1000 in the layer, / is root's: not nobody (65534) as unmapped host ids would be
+  expect(await exec(d, id, ['stat', '-c', '%u:%g', '/iv/layers/owned.txt', '/iv'])).toEqual({
+    out: '1000:1000\n0:0',
+    code: 0,
+  });
+  expect((await exec(d, id, ['stat', '-c', '%u', '/iv1/bin/busybox'])).out).toBe('0');
+  expect((await exec(d, id, ['cat', '/iv/layers/keep.txt'])).out).toBe('layer3');
+  expect((await exec(d, id, ['touch', '/iv/x'])).code).not.toBe(0);
+  await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000);
+  await call(d.runtime, 'removePodSandbox', { podSandboxId: pod }, 60_000);
+  expect(await volumeMounts(d)).toEqual([]);
 });

@@ -6,10 +6,16 @@
 // them with the rootfs on every path that removes a rootfs (remove, a
 // failed create, recovery's sweep). The container's image pin holds the
 // layers and the image itself: RemoveImage refuses an image in use this way
-// until the container is removed.
+// until the container is removed. In a pod with a user namespace the
+// volume is made of idmapped views of the layers, as the rootfs is
+// (rootfs.ts), so the image's root files are the pod's root's; the bind into
+// the container then maps nothing again (containerd clears the mount's
+// mappings the same way).
+import * as path from 'path';
 import type { ErrorContext } from '../../errors';
 import { FailedPreconditionError, NotFoundError } from '../../errors';
 import { resolveSubPath } from '../../provisioner/backends';
+import { idmapLayers } from '../../provisioner/backends/idmap-layers';
 import type { ImageRecord } from '../../provisioner/store/image-store';
 import type { ContainerRequest, ImageMountRecord } from '../container-spec';
 import type { Container } from './container';
@@ -45,6 +51,8 @@ export async function mountImages(
   if (vols.length === 0) return sources;
   const { provisioner } = cs.opts;
   const backend = await provisioner.backend();
+  const sandbox = cs.opts.sandboxes.handle(c.record.sandboxId);
+  const usernsFile = sandbox.spec.namespaces.userns ? sandbox.nsPaths.user : undefined;
   for (const v of vols) {
     const field = req.imageMounts.find((m) => m.index === v.index)?.field ?? `mounts[${v.index}]`;
     const ctx: ErrorContext = { containerId: c.id, image: v.imageId, stage: 'image volume' };
@@ -57,7 +65,13 @@ export async function mountImages(
         field: `${field}.image`,
       });
     }
-    const mnt = await backend.mountReadOnly(c.id, String(v.index), provisioner.layerDirs(image));
+    let layers = provisioner.layerDirs(image);
+    if (usernsFile) {
+      // Under the backend's volumes dir (<root>/rootfs/<id>/volumes/idmap-<n>), which destroy(id) clears.
+      const dir = path.join(cs.opts.backendStateDir, c.id, 'volumes');
+      layers = await idmapLayers(dir, `idmap-${v.index}`, layers, usernsFile, ctx);
+    }
+    const mnt = await backend.mountReadOnly(c.id, String(v.index), layers);
     const source = await resolveSubPath(mnt, v.subPath, `${field}.image_sub_path`);
     sources.set(v.index, source);
     const info = c.record.mounts[v.index];
