@@ -26,7 +26,7 @@ import { canonicalJson } from '../util/canonical-json';
 import { MIN_MEMORY_LIMIT } from './container-spec/resources';
 import { checkEnums } from './enums';
 import { checkHostResources } from './host-limits';
-import { usernsFromCri, usernsToCri } from './userns';
+import { checkSubIds, usernsFromCri, usernsToCri, type IdRange } from './userns';
 
 const NSO = 'config.linux.security_context.namespace_options';
 
@@ -35,6 +35,8 @@ export interface MappingOptions {
   cgroupVersion: 1 | 2;
   /** The configured runtime_handlers: names served besides the default (""). */
   runtimeHandlers?: readonly string[];
+  /** The kubelet user's subordinate ids (readKubeletSubIds), when the host sets some aside. */
+  subIds?: { uids: readonly IdRange[]; gids: readonly IdRange[] };
 }
 
 /** kubelet's sandbox name: unique while the sandbox exists. */
@@ -205,6 +207,10 @@ export function sandboxSpecFromRequest(req: RunPodSandboxRequest, opts: MappingO
     NamespaceMode.NODE,
   ]);
   const userns = usernsFromCri(nso?.usernsOptions, `${NSO}.userns_options`);
+  if (userns && opts.subIds) {
+    checkSubIds(userns.uids, opts.subIds.uids, `${NSO}.userns_options.uids`, '/etc/subuid');
+    checkSubIds(userns.gids, opts.subIds.gids, `${NSO}.userns_options.gids`, '/etc/subgid');
+  }
   if (userns) {
     // kubelet refuses hostUsers: false with host namespaces; the node's
     // namespaces are not the user namespace's to use.

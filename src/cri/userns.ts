@@ -5,6 +5,7 @@
 // the kernel would refuse when capsa-pause writes the maps, so the request's
 // field is named instead of a failed write, plus what capsa refuses on
 // purpose: a map that makes the container's root the host's.
+import { promises as fs } from 'fs';
 import { InvalidArgumentError } from '../errors';
 import { NamespaceMode, type IDMapping, type UserNamespace } from '../gen/runtime/v1/api';
 import type { IdMapping, UsernsSpec } from '../containerizer';
@@ -54,6 +55,64 @@ export function idMappings(list: readonly IDMapping[], field: string): IdMapping
     throw new InvalidArgumentError(field, 'must map container id 0 (root in the container)');
   }
   return out;
+}
+
+/** A range of subordinate ids (/etc/subuid, /etc/subgid). */
+export interface IdRange {
+  first: number;
+  count: number;
+}
+
+/** The ranges the subordinate id file `text` gives user `name` (or its uid), merged where they touch. */
+export function parseSubIds(text: string, name: string, uid: number | undefined): IdRange[] {
+  const out: IdRange[] = [];
+  for (const line of text.split('\n')) {
+    const [who, first, count] = line.trim().split(':');
+    if (who !== name && (uid === undefined || who !== String(uid))) continue;
+    const f = Number(first);
+    const c = Number(count);
+    if (Number.isSafeInteger(f) && Number.isSafeInteger(c) && f >= 0 && c > 0) out.push({ first: f, count: c });
+  }
+  out.sort((a, b) => a.first - b.first);
+  const merged: IdRange[] = [];
+  for (const r of out) {
+    const last = merged[merged.length - 1];
+    if (last && r.first <= last.first + last.count) {
+      last.count = Math.max(last.count, r.first + r.count - last.first);
+    } else merged.push({ ...r });
+  }
+  return merged;
+}
+
+/** The host side of every mapping must lie in the subordinate ids (when the host has set some aside). */
+export function checkSubIds(list: readonly IdMapping[], ranges: readonly IdRange[], field: string, file: string): void {
+  list.forEach((m, i) => {
+    const inside = ranges.some((r) => m.hostID >= r.first && m.hostID + m.size <= r.first + r.count);
+    if (!inside) {
+      const have = ranges.map((r) => `${r.first}+${r.count}`).join(', ');
+      throw new InvalidArgumentError(
+        `${field}[${i}].host_id`,
+        `host ids ${m.hostID}+${m.size} are outside the kubelet user's subordinate ids in ${file} (${have})`,
+      );
+    }
+  });
+}
+
+/**
+ * The subordinate ids the host sets aside for pods: those of the user
+ * `kubelet` in /etc/subuid and /etc/subgid, which is where kubelet takes
+ * the pods' ranges from when that user exists (pkg/kubelet, getsubids).
+ * undefined when there is no such user or it has no ranges: kubelet then
+ * uses 65536 up to 2^32 and capsa checks nothing more than the kernel would.
+ */
+export async function readKubeletSubIds(etc = '/etc'): Promise<{ uids: IdRange[]; gids: IdRange[] } | undefined> {
+  const read = (f: string): Promise<string> => fs.readFile(`${etc}/${f}`, 'utf8').catch(() => '');
+  const passwd = (await read('passwd')).split('\n').find((l) => l.startsWith('kubelet:'));
+  if (!passwd) return undefined;
+  const uid = Number(passwd.split(':')[2]);
+  const uids = parseSubIds(await read('subuid'), 'kubelet', Number.isSafeInteger(uid) ? uid : undefined);
+  const gids = parseSubIds(await read('subgid'), 'kubelet', Number.isSafeInteger(uid) ? uid : undefined);
+  return uids.length > 0 || gids.length > 0 ? { uids, gids } : undefined;
 }
 
 /**

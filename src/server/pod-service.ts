@@ -14,10 +14,12 @@ import {
   toPodSandboxStatus,
   verboseInfo,
 } from '../cri/sandbox-mapping';
+import { readKubeletSubIds } from '../cri/userns';
 import { InvalidArgumentError } from '../errors';
 import {
   ListPodSandboxRequest,
   ListPodSandboxResponse,
+  NamespaceMode,
   PodSandboxStatusRequest,
   PodSandboxStatusResponse,
   RemovePodSandboxRequest,
@@ -60,7 +62,10 @@ export function podHandlers(deps: PodServiceDeps): ServiceHandlers<RuntimeServic
   };
 
   const runPodSandbox = async (req: RunPodSandboxRequest, ctx: CallContext): Promise<RunPodSandboxResponse> => {
-    const spec = sandboxSpecFromRequest(req, mapping);
+    // Read per request (small files, edited by hand): only pods with a user namespace need them.
+    const userns = req.config?.linux?.securityContext?.namespaceOptions?.usernsOptions;
+    const subIds = userns?.mode === NamespaceMode.POD ? await readKubeletSubIds() : undefined;
+    const spec = sandboxSpecFromRequest(req, { ...mapping, subIds });
     const id = await sandboxes.run(spec, requestFingerprint(req), ctx.signal);
     return { podSandboxId: id };
   };

@@ -182,6 +182,13 @@ describe('RunPodSandbox validation', () => {
     const err = errorOf(() => sandboxSpecFromRequest(userns([]), opts));
     expect(err.kind).toBe('InvalidArgument');
     expect(err.context.field).toBe('config.linux.security_context.namespace_options.userns_options.uids');
+    // the host set ids aside for kubelet's pods (/etc/subuid): a pod outside them is refused
+    const subIds = { uids: [{ first: 200000, count: 65536 }], gids: [{ first: 100000, count: 65536 }] };
+    const outside = errorOf(() => sandboxSpecFromRequest(userns(MAP), { ...opts, subIds }));
+    expect(outside.context.field).toBe(
+      'config.linux.security_context.namespace_options.userns_options.uids[0].host_id',
+    );
+    expect(outside.message).toMatch(/outside the kubelet user's subordinate ids in \/etc\/subuid \(200000\+65536\)/);
   });
 
   test('a systemd slice is a valid parent for the systemd driver', () => {

@@ -2,7 +2,18 @@
 // refuse in uid_map/gid_map, and what capsa refuses on purpose, each naming
 // its field; and the probe's output as the daemon reads it.
 import { parseProbe } from '../../src/containerizer/isolators/namespaces/userns-probe';
-import { MAX_ID_MAPPINGS, idMappings, usernsFromCri, usernsToCri } from '../../src/cri/userns';
+import { mkdtempSync, promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {
+  MAX_ID_MAPPINGS,
+  checkSubIds,
+  idMappings,
+  parseSubIds,
+  readKubeletSubIds,
+  usernsFromCri,
+  usernsToCri,
+} from '../../src/cri/userns';
 import { NamespaceMode, UserNamespace, type IDMapping } from '../../src/gen/runtime/v1/api';
 import { fieldOf } from '../helpers/invalid';
 
@@ -63,6 +74,48 @@ describe('usernsFromCri', () => {
   ];
   test.each(bad)('%s: InvalidArgument naming the field', (_name, opts, field) => {
     expect(fieldOf(() => usernsFromCri(UserNamespace.fromPartial(opts), F))).toBe(field);
+  });
+});
+
+describe("the kubelet user's subordinate ids", () => {
+  const subuid = 'alice:100000:65536\nkubelet:65536:65536\n999:131072:65536\nkubelet:1048576:65536\nbad line\n';
+  test('by name or uid, merged where they touch', () => {
+    expect(parseSubIds(subuid, 'kubelet', 999)).toEqual([
+      { first: 65536, count: 131072 },
+      { first: 1048576, count: 65536 },
+    ]);
+    expect(parseSubIds(subuid, 'kubelet', undefined)).toEqual([
+      { first: 65536, count: 65536 },
+      { first: 1048576, count: 65536 },
+    ]);
+  });
+  test('a mapping outside them is InvalidArgument naming its host_id', () => {
+    const ranges = parseSubIds(subuid, 'kubelet', 999);
+    expect(() => checkSubIds(idMappings([m(0, 131072, 65536)], 'u'), ranges, 'u', '/etc/subuid')).not.toThrow();
+    expect(fieldOf(() => checkSubIds(idMappings([m(0, 165536, 65536)], 'u'), ranges, 'u', '/etc/subuid'))).toBe(
+      'u[0].host_id',
+    );
+  });
+  test('read from <etc>: none without a kubelet user or ranges', async () => {
+    const etc = mkdtempSync(path.join(os.tmpdir(), 'capsa-etc-'));
+    try {
+      await fs.writeFile(path.join(etc, 'subuid'), subuid);
+      expect(await readKubeletSubIds(etc)).toBeUndefined();
+      await fs.writeFile(path.join(etc, 'passwd'), 'root:x:0:0::/root:/bin/sh\nkubelet:x:999:999::/:/bin/false\n');
+      await fs.writeFile(path.join(etc, 'subgid'), 'kubelet:65536:65536\n');
+      expect(await readKubeletSubIds(etc)).toEqual({
+        uids: [
+          { first: 65536, count: 131072 },
+          { first: 1048576, count: 65536 },
+        ],
+        gids: [{ first: 65536, count: 65536 }],
+      });
+      await fs.writeFile(path.join(etc, 'subuid'), '');
+      await fs.writeFile(path.join(etc, 'subgid'), '');
+      expect(await readKubeletSubIds(etc)).toBeUndefined();
+    } finally {
+      await fs.rm(etc, { recursive: true, force: true });
+    }
   });
 });
 
