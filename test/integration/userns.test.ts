@@ -141,6 +141,8 @@ test('a pod in a user namespace: uid_map, host uids, rootfs, binds, ExecSync, no
 
     // the image's files are root's inside; what root writes is 100000's on the host
     expect(await exec(id, 'stat -c %u:%g /bin /etc')).toBe('0:0\n0:0');
+    // the pod's own files and /dev/shm are the pod root's too
+    expect(await exec(id, 'stat -c %u:%g /etc/hostname /etc/resolv.conf /dev/shm')).toBe('0:0\n0:0\n0:0');
     expect(await exec(id, `echo r > /rootfs-${name} && mkdir -p /etc/made && stat -c %u /rootfs-${name}`)).toBe('0');
     const inRoot = await fs.stat(`/proc/${pid}/root/rootfs-${name}`);
     expect([inRoot.uid, inRoot.gid]).toEqual([100000, 100000]);

@@ -118,6 +118,14 @@ export class PodFilesIsolator implements Isolator<SandboxContext, PodFilesState>
     await writePodFile(state.files.hosts, hosts);
     await writePodFile(state.files.resolvConf, resolv);
     await writePodFile(state.files.hostname, hostname + '\n');
+    // A pod in a user namespace: its files and /dev/shm are its root's, as
+    // they are root's in any other pod (host root's would show as nobody).
+    const owner = podRoot(ctx);
+    if (owner) {
+      for (const f of [state.files.hosts, state.files.resolvConf, state.files.hostname]) {
+        await fs.chown(f, owner.uid, owner.gid);
+      }
+    }
     if (state.shmMount) {
       await fs.mkdir(this.shmDir, { recursive: true, mode: 0o711 });
       await unmountShm(state.shmMount);
@@ -125,7 +133,14 @@ export class PodFilesIsolator implements Isolator<SandboxContext, PodFilesState>
       const n = native();
       const c = n.constants;
       try {
-        n.mount('shm', state.shmMount, 'tmpfs', c.MS_NOSUID | c.MS_NODEV | c.MS_NOEXEC, `mode=1777,size=${SHM_SIZE}`);
+        const ids = owner ? `,uid=${owner.uid},gid=${owner.gid}` : '';
+        n.mount(
+          'shm',
+          state.shmMount,
+          'tmpfs',
+          c.MS_NOSUID | c.MS_NODEV | c.MS_NOEXEC,
+          `mode=1777,size=${SHM_SIZE}${ids}`,
+        );
       } catch (err) {
         throw new InternalError(`mount tmpfs on ${state.shmMount}: ${(err as Error).message}`, {
           path: state.shmMount,
@@ -171,6 +186,13 @@ export class PodFilesIsolator implements Isolator<SandboxContext, PodFilesState>
     }
     return removed;
   }
+}
+
+/** The host ids root of a pod with a user namespace has (container id 0), undefined otherwise. */
+function podRoot(ctx: SandboxContext): { uid: number; gid: number } | undefined {
+  const u = ctx.spec.namespaces.userns;
+  if (!u) return undefined;
+  return { uid: u.uids.find((m) => m.containerID === 0)!.hostID, gid: u.gids.find((m) => m.containerID === 0)!.hostID };
 }
 
 /** One pod file, created 0644 in the sandbox's own directory. */
