@@ -115,6 +115,14 @@ test('a pod in a user namespace: uid_map, host uids, rootfs, binds, ExecSync, no
       uidMappings: MAP,
       gidMappings: MAP,
     },
+    {
+      containerPath: '/idm-ro',
+      hostPath: idm,
+      readonly: true,
+      propagation: MountPropagation.PROPAGATION_PRIVATE,
+      uidMappings: MAP,
+      gidMappings: MAP,
+    },
   ];
   const sleeper = (name: string, pid: NamespaceMode): Record<string, unknown> => ({
     metadata: { name, attempt: 0 },
@@ -156,6 +164,8 @@ test('a pod in a user namespace: uid_map, host uids, rootfs, binds, ExecSync, no
     expect(await exec(id, `echo q > /idm/${name} && stat -c %u /idm/${name}`)).toBe('0');
     const q = await fs.stat(path.join(idm, name));
     expect([q.uid, q.gid]).toEqual([0, 0]);
+    // read-only stays read-only when idmapped
+    expect(await exec(id, `touch /idm-ro/${name}-ro 2>/dev/null; echo $?; cat /idm-ro/from-host`)).toBe('1\nh');
     // a /proc of its PID namespace: the pod's (capsa-pause is pid 1) or its own
     const init = await exec(id, 'cat /proc/1/cmdline | tr "\\0" " "');
     expect(init).toMatch(pidMode === NamespaceMode.POD ? /capsa-pause --pin / : /^sleep 3600/);
