@@ -286,8 +286,19 @@ describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
         /pod_sandbox_id/,
       );
 
+      // The polled cgroup files stay open between calls (cgroups/stat-files.ts) and close with the cgroups.
+      const cgroupFilesHeld = async (): Promise<string[]> => {
+        const dir = `/proc/${d.proc.pid}/fd`;
+        const links = await Promise.all(
+          (await fs.readdir(dir)).map((n) => fs.readlink(path.join(dir, n)).catch(() => '')),
+        );
+        return links.filter((l) => l.startsWith('/sys/fs/cgroup/') && l.includes(pod));
+      };
+      expect((await cgroupFilesHeld()).length).toBeGreaterThan(0);
+
       // Stopped: no usage to report, the pod is still listed.
       await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000);
+      expect(await cgroupFilesHeld()).toEqual([]);
       const stopped = (await call<{ stats: PodSandboxStats }>(d.runtime, 'podSandboxStats', { podSandboxId: pod }))
         .stats;
       expect(stopped.attributes!.id).toBe(pod);

@@ -3,7 +3,7 @@
 // subtree (freeze first where a freezer exists, then SIGKILL until
 // cgroup.procs is empty, under a deadline) and rmdir leaf-first.
 // Paths are relative to each hierarchy's mount point (see paths.ts).
-import { closeSync, promises as fs, openSync, readFileSync, readSync, readdirSync } from 'fs';
+import { promises as fs, readdirSync } from 'fs';
 import * as path from 'path';
 import {
   CapsaError,
@@ -19,6 +19,7 @@ import { CgroupLayout, Hierarchy } from './hierarchy';
 import type { CgroupBackend, CgroupHandle } from './backend';
 import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
 import { countFds } from './fds';
+import { StatFiles, readSmall } from './stat-files';
 import { CgroupStats, CgroupStatsScope, readCgroupStats, readPressure } from './stats';
 import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
 
@@ -35,6 +36,8 @@ function isGone(err: unknown): boolean {
 
 export class CgroupManager implements CgroupBackend {
   readonly driver: CgroupDriverName = 'cgroupfs';
+  /** The stats hot path's files, kept open per cgroup (stat-files.ts). */
+  private readonly statFiles = new StatFiles();
 
   constructor(
     readonly layout: CgroupLayout,
@@ -262,6 +265,7 @@ export class CgroupManager implements CgroupBackend {
    */
   async destroy(cgPath: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    this.statFiles.close(cgPath);
     await this.killAll(cgPath, deadline, signal);
     await this.removeTree(cgPath, deadline, signal);
   }
@@ -314,6 +318,7 @@ export class CgroupManager implements CgroupBackend {
 
   /** rmdir of an (empty) cgroup only; false when it still has children or tasks. */
   async removeIfEmpty(cgPath: string): Promise<boolean> {
+    this.statFiles.close(cgPath);
     let all = true;
     for (const { dir } of this.hierarchyDirs(cgPath)) {
       try {
@@ -351,19 +356,28 @@ export class CgroupManager implements CgroupBackend {
   }
 
   private readStats(cgPath: string, files: 'all' | 'usage', processes: number | undefined): CgroupStats {
-    // v2 has one directory; cpu.stat and memory.* are there whichever controllers are enabled.
-    const unified = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
+    // The polled summary through kept files (paths made only when one is opened); every file
+    // (metrics, scraped less often) opened for the read.
+    const read =
+      files === 'usage'
+        ? (name: string, file: () => string | undefined) => this.statFiles.read(cgPath, name, file)
+        : (_name: string, file: () => string | undefined) => {
+            const f = file();
+            return f === undefined ? undefined : readSmall(f);
+          };
     const s = readCgroupStats(
       this.layout.version,
       processes,
-      (controller, file) => {
-        const dir = unified ?? this.dirOf(cgPath, controller);
-        return dir ? readSmall(path.join(dir, file)) : undefined;
-      },
+      (controller, file) =>
+        read(file, () => {
+          // v2 has one directory; cpu.stat and memory.* are there whichever controllers are enabled.
+          const dir = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : this.dirOf(cgPath, controller);
+          return dir === undefined ? undefined : path.join(dir, file);
+        }),
       files,
     );
     const psiDir = this.pressureDir(cgPath);
-    if (psiDir !== undefined) s.psi = readPressure((file) => readSmall(path.join(psiDir, file)));
+    if (psiDir !== undefined) s.psi = readPressure((file) => read(file, () => path.join(psiDir, file)));
     return s;
   }
 
@@ -510,40 +524,4 @@ async function readBig(file: string): Promise<bigint | undefined> {
 async function readNumber(file: string): Promise<number | undefined> {
   const b = await readBig(file);
   return b === undefined ? undefined : Number(b);
-}
-
-/** Reused by every readSmall: nothing else runs between its open and close. */
-const SMALL = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * A small kernel-made file (cgroup counters, *.pressure, cgroup.procs) read
- * synchronously: open, read, close. Through fs/promises each file was five
- * thread-pool trips (open, fstat, read, read, close), and with a dozen
- * files per container they were most of ListContainerStats' time (issue
- * 12). Absent (the cgroup is gone), or refused by this kernel (kmem
- * accounting off: EOPNOTSUPP), is undefined.
- */
-function readSmall(file: string): string | undefined {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    if (isGone(err) || refused(err)) return undefined;
-    throw asInternal(err, file);
-  }
-  try {
-    let n = 0;
-    for (let r = -1; r !== 0 && n < SMALL.length; n += r) r = readSync(fd, SMALL, n, SMALL.length - n, null);
-    // Larger than the buffer (a cgroup.procs of thousands): read it whole.
-    return n < SMALL.length ? SMALL.toString('utf8', 0, n) : readFileSync(file, 'utf8');
-  } catch (err) {
-    if (isGone(err) || refused(err)) return undefined;
-    throw asInternal(err, file);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function refused(err: unknown): boolean {
-  return errno(err) === 'EOPNOTSUPP' || errno(err) === 'EINVAL';
 }

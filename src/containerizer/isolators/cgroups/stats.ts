@@ -176,12 +176,18 @@ const NS_PER_USER_HZ_TICK = 10_000_000n;
 /** "key value" lines (cpu.stat, memory.stat, memory.events, memory.oom_control, cpuacct.stat). */
 export function parseFlatKeyed(text: string | undefined): Map<string, bigint> {
   const out = new Map<string, bigint>();
-  for (const line of (text ?? '').split('\n')) {
-    const m = /^(\S+) (\d+)$/.exec(line.trim());
-    if (m) out.set(m[1], BigInt(m[2]));
+  // indexOf rather than a regex per line: memory.stat has ~70 lines and is read per container per poll.
+  for (const raw of (text ?? '').split('\n')) {
+    const line = raw.trim();
+    const sp = line.indexOf(' ');
+    if (sp <= 0) continue;
+    const value = line.slice(sp + 1);
+    if (DIGITS.test(value)) out.set(line.slice(0, sp), BigInt(value));
   }
   return out;
 }
+
+const DIGITS = /^\d+$/;
 
 /**
  * A *.pressure file ("some avg10=0.12 avg60=0.05 avg300=0.01 total=1234" and
