@@ -14,6 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import { usernsSupport } from '../../src/containerizer/isolators/namespaces/userns-probe';
 import { MountPropagation, NamespaceMode } from '../../src/gen/runtime/v1/api';
 import { call, createContainer, expectRpcError, runp, startDaemon } from '../helpers/daemon';
+import { remoteCommand } from '../helpers/spdy-client';
 import { BUSYBOX_IMAGE, BusyboxDaemon, startBusyboxDaemon, stopBusyboxDaemon } from '../helpers/busybox-daemon';
 
 const MAP = [{ containerId: 0, hostId: 100000, length: 65536 }];
@@ -185,6 +186,13 @@ test('a pod in a user namespace: uid_map, host uids, rootfs, binds, ExecSync, no
   for (const id of ids) {
     expect((await exec(id, 'cat /proc/self/uid_map')).split(/\s+/)).toEqual(['0', '100000', '65536']);
     expect(await hostUids(await hostPid(id))).toBe('100000 100000 100000 100000');
+    // CRI Exec (kubectl exec) too, on a pty of the container's devpts
+    for (const tty of [false, true]) {
+      const req = { containerId: id, cmd: ['sh', '-c', 'id -u; [ -t 1 ] && echo pty'], tty, stdout: true };
+      const { url } = await call<{ url: string }>(b.d.runtime, 'exec', { ...req, stderr: !tty });
+      const out = await remoteCommand(url, { stdout: true, stderr: !tty, tty });
+      expect(out.stdout.trim().split(/\r?\n/)).toEqual(tty ? ['0', 'pty'] : ['0']);
+    }
   }
 
   await call(b.d.runtime, 'stopPodSandbox', { podSandboxId: pod });
