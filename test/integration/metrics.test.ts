@@ -8,7 +8,7 @@ import * as http from 'http';
 import * as os from 'os';
 import * as net from 'net';
 import * as path from 'path';
-import { TestDaemon, call, createContainer, expectRpcError, runp, startDaemon } from '../helpers/daemon';
+import { TestDaemon, call, createContainer, expectRpcError, request, runp, startDaemon } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import {
   BUSYBOX_IMAGE as IMAGE,
@@ -17,7 +17,7 @@ import {
   stopBusyboxDaemon,
 } from '../helpers/busybox-daemon';
 import * as grpc from '@grpc/grpc-js';
-import type { PodSandboxStats } from '../../src/gen/runtime/v1/api';
+import type { ContainerStats, PodSandboxStats } from '../../src/gen/runtime/v1/api';
 
 interface Sample {
   name: string;
@@ -274,6 +274,30 @@ describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
       expect(await listed({ id: pod.slice(0, 12) })).toEqual([pod]);
       expect(await listed({ labelSelector: { tier: 'stats' } })).toEqual([pod]);
       expect(await listed({ labelSelector: { tier: 'other' } })).toEqual([]);
+
+      // The streams carry what the lists do.
+      const streamed = <T>(method: string, req: unknown, field: string): Promise<T[]> =>
+        new Promise((resolve, reject) => {
+          const out: T[] = [];
+          const fn = (
+            d.runtime as unknown as Record<string, (r: unknown, o: unknown) => grpc.ClientReadableStream<unknown>>
+          )[method];
+          const s = fn.call(d.runtime, request(method, req), { deadline: new Date(Date.now() + 30_000) });
+          s.on('data', (m: Record<string, T[]>) => out.push(...m[field]));
+          s.on('error', reject);
+          s.on('end', () => resolve(out));
+        });
+      const pods = await streamed<PodSandboxStats>('streamPodSandboxStats', { filter: { id: pod } }, 'podSandboxStats');
+      expect(pods.map((p) => [p.attributes!.id, p.linux!.containers.map((c) => c.attributes!.id)])).toEqual([
+        [pod, [ctr]],
+      ]);
+      const ctrs = await streamed<ContainerStats>(
+        'streamContainerStats',
+        { filter: { podSandboxId: pod } },
+        'containerStats',
+      );
+      expect(ctrs.map((c) => c.attributes!.id)).toEqual([ctr]);
+      expect(ctrs[0].memory!.rssBytes!.value).toBeGreaterThan(0n);
 
       await expectRpcError(
         call(d.runtime, 'podSandboxStats', { podSandboxId: 'f'.repeat(64) }),
