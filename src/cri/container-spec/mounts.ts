@@ -368,6 +368,9 @@ export async function criMounts(
       if (dest === '/proc') throw new InvalidArgumentError(`${f}.container_path`, 'only a procfs may cover /proc');
       // Read-only, and no set-uid binaries or device nodes from an image; executables
       // stay runnable (tools shipped as an image are what image volumes are for).
+      // Never idmapped, even with the pod's mappings: an image of two layers or
+      // more is an overlay, which cannot be; in a user namespace its files show
+      // as nobody's, readable as their modes allow.
       const options = ['rbind', propagation, 'ro', 'nosuid', 'nodev', ...(m.recursiveReadOnly ? ['rro'] : [])];
       out.push({ destination: dest, type: 'bind', source: imageSource, options: [...options, ...extra] });
       continue;
