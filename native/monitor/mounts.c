@@ -250,14 +250,15 @@ static int do_bind(const char *src, const char *dest, unsigned long flags, unsig
 	return 0;
 }
 
-/* A bind from a tree opened by mounts_open_trees (idmapped or not). */
+/* A tree mounts_open_trees made (a bind source, idmapped or not, or a
+ * procfs) attached on its destination, then the mount's flags. */
 static int attach_tree(int *tree, const struct mount_spec *m)
 {
+	const char *src = m->source ? m->source : m->type;
+	unsigned long flags = m->flags & ~(unsigned long)(MS_BIND | MS_REC);
 	char target[64];
 	struct stat st;
 	int fd, rc;
-
-	const char *src = m->source ? m->source : m->type;
 
 	if (fstat(*tree, &st) < 0)
 		return err_sys("mount: stat source", src);
@@ -276,9 +277,7 @@ static int attach_tree(int *tree, const struct mount_spec *m)
 		snprintf(what, sizeof(what), "mount %s: attach", m->dest);
 		return err_sys_as(what, "bind", src);
 	}
-	if ((m->flags & ~(unsigned long)(MS_BIND | MS_REC)) && remount_bind(m->dest, m->flags & ~(unsigned long)(MS_BIND | MS_REC), m->clear) < 0)
-		return -1;
-	return 0;
+	return flags ? remount_bind(m->dest, flags, m->clear) : 0;
 }
 
 static int do_fs_mount(const struct mount_spec *m)
