@@ -394,6 +394,7 @@ export class CgroupManager implements CgroupBackend {
     if (!h) return 0;
     let n = 0;
     const walk = (dir: string): void => {
+      // Opened for each read, not kept: v1 serves a kept cgroup.procs from a pid list it caches for 1 s.
       const procs = readSmall(path.join(dir, 'cgroup.procs'));
       if (procs === undefined) return;
       for (const l of procs.split('\n')) if (l.trim() !== '') n++;
