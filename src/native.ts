@@ -50,6 +50,8 @@ export interface NativeAddon {
 export interface PinNamespacesOptions {
   /** Join the namespaces already pinned at net/uts/ipc (a user namespace's) instead of creating and pinning them. */
   join?: boolean;
+  /** With join: the host ids of the user namespace's root, which the sysctls are written as (IPC ones need it). */
+  owner?: { uid: number; gid: number };
   net?: string;
   uts?: string;
   ipc?: string;

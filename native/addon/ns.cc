@@ -14,6 +14,9 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/securebits.h>
 #include <unistd.h>
 
 #include <utility>
@@ -37,6 +40,11 @@ struct PinJob {
   // of a pod in a user namespace, made by capsa-pause userns (a thread
   // cannot enter a new user namespace), still get hostname, lo, sysctls here.
   bool join = false;
+  // With join: the user namespace's root (host ids) to write the sysctls as.
+  // IPC sysctls of an IPC namespace a user namespace owns are writable by
+  // that namespace's root only (ipc_permissions compares the euid), not by
+  // the host's root.
+  long owner_uid = -1, owner_gid = -1;
   std::string hostname;
   bool loopback = false;
   std::vector<std::pair<std::string, std::string>> sysctls;  // path under /proc/sys, value
@@ -139,6 +147,15 @@ void* PinThread(void* arg) {
     return nullptr;
   }
   if (job->loopback && !LoopbackUp(job)) return nullptr;
+  // Raw syscalls: glibc's setresuid would change every thread of the daemon.
+  // This thread's effective ids only (it ends after the job), keeping its
+  // capabilities (SECBIT_NO_SETUID_FIXUP): net sysctls want CAP_NET_ADMIN
+  // over the namespace, IPC ones its root's euid.
+  if (job->join && job->owner_uid >= 0 && !job->sysctls.empty()) {
+    if (prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP) != 0) return Fail(job, errno, "prctl(PR_SET_SECUREBITS)", ""), nullptr;
+    if (syscall(SYS_setresgid, -1, job->owner_gid, -1) != 0) return Fail(job, errno, "setresgid", ""), nullptr;
+    if (syscall(SYS_setresuid, -1, job->owner_uid, -1) != 0) return Fail(job, errno, "setresuid", ""), nullptr;
+  }
   for (const auto& kv : job->sysctls) {
     if (!WriteSysctl(job, kv.first, kv.second)) return nullptr;
   }
@@ -178,7 +195,7 @@ bool SafeSysctlPath(const std::string& p) {
   return true;
 }
 
-// pinNamespaces({ net?, uts?, ipc?: target file, join?, hostname?, loopback?, sysctls?: [path, value][] })
+// pinNamespaces({ net?, uts?, ipc?: target file, join?, owner?, hostname?, loopback?, sysctls?: [path, value][] })
 Napi::Value PinNamespaces(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
@@ -200,6 +217,16 @@ Napi::Value PinNamespaces(const Napi::CallbackInfo& info) {
   }
   Napi::Value jv = o.Get("join");
   job.join = jv.IsBoolean() && jv.As<Napi::Boolean>().Value();
+  Napi::Value ov = o.Get("owner");
+  if (ov.IsObject()) {
+    Napi::Value u = ov.As<Napi::Object>().Get("uid"), g = ov.As<Napi::Object>().Get("gid");
+    if (!u.IsNumber() || !g.IsNumber()) {
+      Napi::TypeError::New(env, "owner must be { uid, gid }").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    job.owner_uid = u.As<Napi::Number>().Int64Value();
+    job.owner_gid = g.As<Napi::Number>().Int64Value();
+  }
   Napi::Value lo = o.Get("loopback");
   job.loopback = lo.IsBoolean() && lo.As<Napi::Boolean>().Value();
   if (job.loopback && net.empty()) {

@@ -97,7 +97,15 @@ test('a pod in a user namespace: uid_map, host uids, rootfs, binds, ExecSync, no
   await fs.mkdir(idm, { mode: 0o755 });
   await fs.writeFile(path.join(idm, 'from-host'), 'h');
 
-  const podCfg = podConfig('userns', { usernsOptions: USERNS });
+  const podCfg = {
+    ...podConfig('userns', { usernsOptions: USERNS }),
+    hostname: 'userns-pod',
+    // written by the daemon in namespaces the pod's user namespace owns
+    linux: {
+      securityContext: { namespaceOptions: { usernsOptions: USERNS } },
+      sysctls: { 'kernel.shm_rmid_forced': '1', 'net.ipv4.ip_unprivileged_port_start': '0' },
+    },
+  };
   const pod = await runp(d, podCfg);
   const ps = await call<{ status: { linux: { namespaces: { options: { usernsOptions: unknown } } } } }>(
     d.runtime,
@@ -144,6 +152,9 @@ test('a pod in a user namespace: uid_map, host uids, rootfs, binds, ExecSync, no
     expect((await exec(id, 'cat /proc/self/uid_map')).split(/\s+/)).toEqual(['0', '100000', '65536']);
     expect((await exec(id, 'cat /proc/self/gid_map')).split(/\s+/)).toEqual(['0', '100000', '65536']);
     expect(await exec(id, 'id -u; id -g')).toBe('0\n0');
+    expect(
+      await exec(id, 'hostname; cat /proc/sys/kernel/shm_rmid_forced /proc/sys/net/ipv4/ip_unprivileged_port_start'),
+    ).toBe('userns-pod\n1\n0');
     // root in the container is an unprivileged uid on the host
     const pid = await hostPid(id);
     expect(await hostUids(pid)).toBe('100000 100000 100000 100000');

@@ -117,6 +117,10 @@ export class NamespacesIsolator implements Isolator<SandboxContext, NamespacesSt
     try {
       native().pinNamespaces({
         join: state.user !== undefined,
+        owner: userns && {
+          uid: userns.uids.find((m) => m.containerID === 0)!.hostID,
+          gid: userns.gids.find((m) => m.containerID === 0)!.hostID,
+        },
         net: state.net,
         uts: state.uts,
         ipc: state.ipc,
