@@ -87,9 +87,20 @@ static int namespaces(struct init_args *a)
 		if (setns(a->ns_fds[i], t) < 0)
 			return err_sys("setns", s->ns[i].path);
 	}
-	/* The cgroup namespace is created last, after placement. */
-	if (unshare(flags) < 0)
+	/* A new cgroup namespace waits for the placement ('P', cgroup_namespace()). */
+	if (unshare(flags & ~CLONE_NEWCGROUP) < 0)
 		return err_sys("unshare", NULL);
+	return 0;
+}
+
+/* Once placed in its cgroups: a new cgroup namespace is rooted there. */
+static int cgroup_namespace(struct init_args *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->s->nns; i++)
+		if (a->s->ns[i].type == CLONE_NEWCGROUP && a->ns_fds[i] < 0 && unshare(CLONE_NEWCGROUP) < 0)
+			return err_sys("unshare cgroup", NULL);
 	return 0;
 }
 
@@ -190,6 +201,10 @@ void init_main(struct init_args *a)
 	    (mounts_open_trees(a->s, joined_userns(a)) < 0 || proc_oom_score_adj(&a->s->proc) < 0))
 		die(a);
 	if (namespaces(a) < 0 || filesystem(a) < 0)
+		die(a);
+	/* Nothing of the container runs before the monitor has placed us. */
+	expect(a, 'P');
+	if (cgroup_namespace(a) < 0)
 		die(a);
 	if (a->s->proc.terminal && (tty = open_tty(a)) < 0)
 		die(a);

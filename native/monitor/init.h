@@ -15,7 +15,10 @@ struct init_args {
 };
 
 /* Sync protocol:
- *   monitor -> init: 'G' go (placed in cgroups, id maps written)
+ *   monitor -> init: 'G' go (id maps written): namespaces and filesystem
+ *   monitor -> init: 'P' placed in its cgroups (done while the init builds
+ *                    its filesystem); the init waits for it before its
+ *                    cgroup namespace and everything after
  *   init -> monitor: 'T' + pty master fd (tty only)
  *   init -> monitor: 'R' ready, blocked just before execve
  *   monitor -> init: 'X' exec

@@ -334,19 +334,39 @@ static int write_map(pid_t pid, const char *file, const struct id_map *maps, siz
 	return 0;
 }
 
+/* A failure while the init works on its own: when the init failed too (and
+ * left), its record says more than ours (e.g. EPIPE on the sync socket). */
+static int setup_failed(struct mon *m)
+{
+	struct pollfd p = { .fd = m->sock, .events = POLLIN };
+	char type, text[REC_MAX];
+
+	if (poll(&p, 1, 0) == 1 && chan_recv(m->sock, &type, text, sizeof(text), NULL) == 1 && type == 'E')
+		err_load_json(text);
+	return -1;
+}
+
+/* The init builds its filesystem while we place it in its cgroups: a
+ * migration into a cgroup v1 hierarchy waits for an RCU grace period
+ * (10-20 ms), about as long as the mounts take. The init waits for 'P'
+ * before anything of the container can run. */
 static int isolate(struct mon *m, const struct init_args *a)
 {
 	if (a->new_userns && (write_map(m->init, "uid_map", m->s->uid_maps, m->s->nuid_maps) < 0 ||
 			      write_map(m->init, "gid_map", m->s->gid_maps, m->s->ngid_maps) < 0))
 		return -1;
+	if (chan_send(m->sock, 'G', NULL, -1) < 0)
+		return setup_failed(m);
 	if (cg_place(m->s->monitor_cgroup_procs, getpid()) < 0 || cg_place(m->s->cgroup_procs, m->init) < 0)
-		return -1;
+		return setup_failed(m);
 	m->oom_before = m->oom_seen = cg_oom_kills(m->s->memory_cgroup);
 	m->oom_inv_before = cg_oom_invocations(m->s->memory_cgroup);
 	m->oom_fd = cg_oom_watch(m->s->memory_cgroup, &m->oom_v1);
 	if (write_pid_json("init.json", m->init, NULL) < 0)
 		return -1;
-	return chan_send(m->sock, 'G', NULL, -1);
+	if (chan_send(m->sock, 'P', NULL, -1) < 0)
+		return setup_failed(m);
+	return 0;
 }
 
 /* Reads setup messages until the init is ready ('R') or failed. */
