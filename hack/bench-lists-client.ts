@@ -4,6 +4,7 @@
 //   node dist/hack/bench-lists-client.js populate --socket S --pods P --per-pod K
 //        --image IMG --cgroup-parent CG --log-dir DIR [--concurrency C] [--tag T]
 //   node dist/hack/bench-lists-client.js measure --socket S --calls N
+//   node dist/hack/bench-lists-client.js soak --socket S --pid PID --seconds T
 //   node dist/hack/bench-lists-client.js teardown --socket S
 //
 // populate: P host-network pods (no CNI: the lists are what is measured),
@@ -13,8 +14,11 @@
 // time, answers timed up to their wire bytes (not decoded); prints per method
 // "method calls items median p90 p99 max" (ms, tab separated), or "method
 // unimplemented". A round of warm-up calls first.
+// soak: kubelet's rhythm for T seconds (see soak()); the daemon PID's CPU
+// share and RSS besides.
 // teardown: stops and removes every pod the runtime has.
 import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'fs';
 import * as api from '../src/gen/runtime/v1/api';
 
 type Args = Record<string, string>;
@@ -178,6 +182,77 @@ async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   }
 }
 
+/** utime + stime of `pid` in ms (/proc/PID/stat fields 14 and 15, in USER_HZ = 100 ticks per second). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+function rssMiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/**
+ * kubelet's shape for `--seconds`: a relist every second (ListPodSandbox,
+ * ListContainers) and stats every 10 s (ListPodSandboxStats,
+ * ListContainerStats), each on its own timer as kubelet's loops are, over
+ * one channel. Prints per method "method calls median p99 max", then the
+ * daemon's CPU share (of one core) and RSS (MiB) sampled every 10 s.
+ */
+async function soak(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
+  const pid = num(a, 'pid');
+  const end = Date.now() + num(a, 'seconds') * 1000;
+  const times = new Map<string, number[]>();
+  const timed = async (path: string): Promise<void> => {
+    const t0 = process.hrtime.bigint();
+    try {
+      await callRaw(rt, path);
+    } catch (err) {
+      if ((err as { code?: number }).code === grpc.status.UNIMPLEMENTED) return;
+      throw err;
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    times.set(path, [...(times.get(path) ?? []), ms]);
+  };
+  const loop = async (everyMs: number, paths: string[]): Promise<void> => {
+    for (let next = Date.now(); next < end; next += everyMs) {
+      await sleep(next - Date.now());
+      for (const p of paths) await timed(p);
+    }
+  };
+  const cpu: number[] = [];
+  const rss: number[] = [];
+  const sample = async (): Promise<void> => {
+    let last = { at: Date.now(), cpu: cpuMs(pid) };
+    while (Date.now() + 10_000 <= end) {
+      await sleep(10_000);
+      const now = { at: Date.now(), cpu: cpuMs(pid) };
+      cpu.push((100 * (now.cpu - last.cpu)) / (now.at - last.at));
+      rss.push(rssMiB(pid));
+      last = now;
+    }
+  };
+  await Promise.all([
+    loop(1000, ['ListPodSandbox', 'ListContainers']),
+    loop(10_000, ['ListPodSandboxStats', 'ListContainerStats']),
+    sample(),
+  ]);
+  const f = (v: number): string => v.toFixed(2);
+  for (const [path, t] of times) {
+    t.sort((x, y) => x - y);
+    console.log([path, t.length, f(pct(t, 50)), f(pct(t, 99)), f(t[t.length - 1])].join('\t'));
+  }
+  const sorted = (v: number[]): number[] => [...v].sort((x, y) => x - y);
+  if (cpu.length > 0) {
+    console.log(['cpu%', cpu.length, f(pct(sorted(cpu), 50)), f(pct(sorted(cpu), 99)), f(Math.max(...cpu))].join('\t'));
+    console.log(['rssMiB', rss.length, f(pct(sorted(rss), 50)), f(rss[0]), f(rss[rss.length - 1])].join('\t'));
+  }
+}
+
 async function teardown(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   const { items } = await call<{ items: { id: string }[] }>(rt, 'listPodSandbox', {});
   await pool(items, num(a, 'concurrency', 4), async (p) => {
@@ -195,8 +270,9 @@ async function main(): Promise<void> {
   try {
     if (cmd === 'populate') await populate(rt, args);
     else if (cmd === 'measure') await measure(rt, args);
+    else if (cmd === 'soak') await soak(rt, args);
     else if (cmd === 'teardown') await teardown(rt, args);
-    else throw new Error(`unknown command ${cmd} (populate, measure, teardown)`);
+    else throw new Error(`unknown command ${cmd} (populate, measure, soak, teardown)`);
   } finally {
     rt.close();
   }
