@@ -368,9 +368,10 @@ export async function criMounts(
       if (dest === '/proc') throw new InvalidArgumentError(`${f}.container_path`, 'only a procfs may cover /proc');
       // Read-only, and no set-uid binaries or device nodes from an image; executables
       // stay runnable (tools shipped as an image are what image volumes are for).
-      // Never idmapped, even with the pod's mappings: an image of two layers or
-      // more is an overlay, which cannot be; in a user namespace its files show
-      // as nobody's, readable as their modes allow.
+      // The bind maps nothing, whatever mappings kubelet put on it: in a pod
+      // with a user namespace the volume is already made from idmapped views
+      // of the image's layers (containers/image-mounts.ts; an overlay of two
+      // layers or more could not be idmapped itself).
       const options = ['rbind', propagation, 'ro', 'nosuid', 'nodev', ...(m.recursiveReadOnly ? ['rro'] : [])];
       out.push({ destination: dest, type: 'bind', source: imageSource, options: [...options, ...extra] });
       continue;
