@@ -12,13 +12,13 @@
 // measure: N rounds, each calling ListContainers, ListContainerStats,
 // ListPodSandboxStats and ListPodSandbox once, in that order, one call at a
 // time, answers timed up to their wire bytes (not decoded); prints per method
-// "method calls items median p90 p99 max" (ms, tab separated), or "method
-// unimplemented". A round of warm-up calls first.
+// "method calls items median p90 p99 max failed" (ms, tab separated), or
+// "method unimplemented" / "method failed: why". A round of warm-up calls first.
 // soak: kubelet's rhythm for T seconds (see soak()); the daemon PID's CPU
 // share and RSS besides.
 // teardown: stops and removes every pod the runtime has.
 import * as grpc from '@grpc/grpc-js';
-import { readFileSync } from 'fs';
+import { mkdirSync, readFileSync } from 'fs';
 import * as api from '../src/gen/runtime/v1/api';
 
 type Args = Record<string, string>;
@@ -90,6 +90,8 @@ async function populate(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
         logDirectory: `${logDir}/${uid}`,
         linux: { cgroupParent: need(a, 'cgroup-parent'), securityContext: { namespaceOptions: NAMESPACES } },
       };
+      // kubelet makes the pod's log directory before RunPodSandbox.
+      mkdirSync(config.logDirectory, { recursive: true });
       const { podSandboxId } = await call<{ podSandboxId: string }>(rt, 'runPodSandbox', { config });
       for (let k = 0; k < perPod; k++) {
         const { containerId } = await call<{ containerId: string }>(rt, 'createContainer', {
@@ -150,7 +152,9 @@ async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   const calls = num(a, 'calls', 200);
   const times = new Map<string, number[]>(METHODS.map(([m]) => [m, []]));
   const items = new Map<string, number>();
-  const missing = new Set<string>();
+  /** Methods the runtime does not serve (UNIMPLEMENTED), or that failed in the warm-up round: why. */
+  const missing = new Map<string, string>();
+  const failures = new Map<string, number>();
   for (let round = -1; round < calls; round++) {
     for (const [m, rpc, count] of METHODS) {
       if (missing.has(m)) continue;
@@ -159,8 +163,11 @@ async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
       try {
         res = await callRaw(rt, rpc);
       } catch (err) {
-        if ((err as { code?: number }).code !== grpc.status.UNIMPLEMENTED) throw err;
-        missing.add(m);
+        const e = err as { code?: number; details?: string; message: string };
+        if (e.code === grpc.status.UNIMPLEMENTED) missing.set(m, 'unimplemented');
+        else if (round < 0) missing.set(m, `failed: ${e.details ?? e.message}`);
+        // A timed call that fails is counted, not timed: the run goes on.
+        else failures.set(m, (failures.get(m) ?? 0) + 1);
         continue;
       }
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -170,15 +177,14 @@ async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
     }
   }
   for (const [m] of METHODS) {
-    if (missing.has(m)) {
-      console.log(`${m}\tunimplemented`);
+    const t = times.get(m)!.sort((x, y) => x - y);
+    if (missing.has(m) || t.length === 0) {
+      console.log(`${m}\t${missing.get(m) ?? 'failed every time'}`);
       continue;
     }
-    const t = times.get(m)!.sort((x, y) => x - y);
     const f = (v: number): string => v.toFixed(2);
-    console.log(
-      [m, t.length, items.get(m), f(pct(t, 50)), f(pct(t, 90)), f(pct(t, 99)), f(t[t.length - 1])].join('\t'),
-    );
+    const row = [m, t.length, items.get(m), f(pct(t, 50)), f(pct(t, 90)), f(pct(t, 99)), f(t[t.length - 1])];
+    console.log([...row, failures.get(m) ?? 0].join('\t'));
   }
 }
 
