@@ -110,6 +110,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       cpuRates: new CpuRates(),
       layerUsage: new LayerUsage(diskUsage),
     };
+    closers.push(async () => containerDeps.layerUsage.stop());
     // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
     const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
     closers.push(() => streaming.close());

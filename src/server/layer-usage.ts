@@ -2,20 +2,25 @@
 // (and the CRI metrics built from it). Walking a layer costs a readdir per
 // directory and an lstat per entry, far more than the container's cgroup
 // counters, and kubelet asks for every container every few seconds; so the
-// answer comes from a cache, as containerd's CRI answers from snapshot usage
-// it refreshes in the background every 10 s:
-//   - a value at most FRESH_MS old is served as it is;
-//   - one at most STALE_MS old is served while a refresh runs behind it;
-//   - an older one, or none, is waited for (the first call for a container).
+// answer comes from a cache kept current in the background, as containerd's
+// CRI answers from snapshot usage it refreshes every 10 s:
+//   - while stats are being asked for (the last call at most IDLE_MS ago) a
+//     pass every REFRESH_MS walks every known layer again, so what a call
+//     gets is at most REFRESH_MS old plus one pass;
+//   - a value older than MAX_AGE_MS (after a pause in the calls), or none
+//     (a container's first call), is waited for;
+//   - no calls for IDLE_MS: the passes stop (an idle daemon walks nothing).
 // One walk per layer at a time (concurrent callers share it), WALKS layers at
-// once overall, so a first ListContainerStats over a thousand containers
-// does not queue thousands of walks on the thread pool.
+// once overall, so a pass or a first ListContainerStats over a thousand
+// containers does not queue thousands of walks on the thread pool.
 import type { FsUsage } from '../provisioner/provisioner';
 
-/** Served as is (the bound on how old a polled value gets: containerd's refresh period). */
-export const FRESH_MS = 10_000;
-/** Served while refreshed; older is waited for. */
-export const STALE_MS = 60_000;
+/** How often layers are walked again while stats are asked for (containerd's period). */
+export const REFRESH_MS = 10_000;
+/** Older than this is never served: the call waits for a walk. */
+export const MAX_AGE_MS = 2 * REFRESH_MS;
+/** Passes stop this long after the last call. */
+export const IDLE_MS = 60_000;
 /** Layer walks at once. */
 const WALKS = 4;
 
@@ -31,24 +36,27 @@ export class LayerUsage {
   private readonly entries = new Map<string, Entry>();
   private running = 0;
   private readonly queue: (() => void)[] = [];
+  private lastAsked = 0;
+  private timer?: NodeJS.Timeout;
 
   constructor(
     private readonly walk: (dir: string) => Promise<FsUsage>,
     private readonly clock: () => number = Date.now,
+    /** false: no timer (tests call refreshAll themselves). */
+    private readonly background = true,
   ) {}
 
   /** Usage of container `id`'s writable layer at `dir`; undefined when it cannot be read. */
   async get(id: string, dir: string): Promise<FsUsage | undefined> {
+    this.lastAsked = this.clock();
+    this.startPasses();
     let e = this.entries.get(id);
     if (!e || e.dir !== dir) {
       e = { dir, at: 0 };
       this.entries.set(id, e);
     }
-    const age = this.clock() - e.at;
-    if (e.usage && age <= FRESH_MS) return e.usage;
-    const refresh = this.refresh(id, e);
-    if (e.usage && age <= STALE_MS) return e.usage;
-    return refresh;
+    if (e.usage && this.lastAsked - e.at <= MAX_AGE_MS) return e.usage;
+    return this.refresh(id, e);
   }
 
   /** Drops entries of containers not in `live` (removed ones). */
@@ -56,8 +64,30 @@ export class LayerUsage {
     for (const id of this.entries.keys()) if (!live.has(id)) this.entries.delete(id);
   }
 
+  /** One background pass: every known layer walked again; stops the passes once calls stopped. */
+  async refreshAll(): Promise<void> {
+    if (this.clock() - this.lastAsked > IDLE_MS) {
+      this.stop();
+      return;
+    }
+    await Promise.all([...this.entries].map(([id, e]) => this.refresh(id, e)));
+  }
+
+  /** Stops the passes (daemon shutdown; they also stop by themselves when idle). */
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
   get size(): number {
     return this.entries.size;
+  }
+
+  private startPasses(): void {
+    if (!this.background || this.timer) return;
+    this.timer = setInterval(() => void this.refreshAll(), REFRESH_MS);
+    // Never what keeps the process alive.
+    this.timer.unref();
   }
 
   private refresh(id: string, e: Entry): Promise<FsUsage | undefined> {

@@ -1,12 +1,12 @@
-// The writable layers' usage cache (src/server/layer-usage.ts): fresh values
-// served as they are, stale ones served while one refresh runs, old ones
-// waited for; one walk per layer at a time, a bounded number overall; a walk
-// of a real directory.
+// The writable layers' usage cache (src/server/layer-usage.ts): values served
+// from the cache and walked again by background passes while asked for, too
+// old ones waited for, passes stopped when idle; one walk per layer at a time,
+// a bounded number overall; a walk of a real directory.
 import { mkdtempSync, promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { diskUsage, FsUsage } from '../../src/provisioner/provisioner';
-import { FRESH_MS, LayerUsage, STALE_MS } from '../../src/server/layer-usage';
+import { IDLE_MS, LayerUsage, MAX_AGE_MS, REFRESH_MS } from '../../src/server/layer-usage';
 
 /** A walk whose calls the test finishes by hand. */
 function manualWalk(): {
@@ -40,10 +40,10 @@ function manualWalk(): {
   };
 }
 
-test('first call waits for the walk; fresh values are served; stale ones served while refreshed; old ones waited for', async () => {
+test('first call waits for the walk; later calls get the cached value, kept current by passes; too old is waited for', async () => {
   let now = 1_000_000;
   const w = manualWalk();
-  const lu = new LayerUsage(w.walk, () => now);
+  const lu = new LayerUsage(w.walk, () => now, false);
 
   const first = lu.get('a', '/layers/a');
   const second = lu.get('a', '/layers/a');
@@ -53,20 +53,20 @@ test('first call waits for the walk; fresh values are served; stale ones served 
   await expect(first).resolves.toEqual({ bytes: 100, inodes: 10 });
   await expect(second).resolves.toEqual({ bytes: 100, inodes: 10 });
 
-  now += FRESH_MS;
+  // Served from the cache, however often asked, until a pass walks again.
+  now += REFRESH_MS;
   await expect(lu.get('a', '/layers/a')).resolves.toEqual({ bytes: 100, inodes: 10 });
   expect(w.calls).toHaveLength(1);
-
-  // Stale: the old value now, one refresh behind it.
-  now += 1;
-  await expect(lu.get('a', '/layers/a')).resolves.toEqual({ bytes: 100, inodes: 10 });
-  await expect(lu.get('a', '/layers/a')).resolves.toEqual({ bytes: 100, inodes: 10 });
+  const pass = lu.refreshAll();
+  await new Promise((r) => setImmediate(r));
   expect(w.calls).toHaveLength(2);
+  await expect(lu.get('a', '/layers/a')).resolves.toEqual({ bytes: 100, inodes: 10 }); // during the pass
   await w.finish(200);
+  await pass;
   await expect(lu.get('a', '/layers/a')).resolves.toEqual({ bytes: 200, inodes: 20 });
 
-  // Older than STALE_MS: waited for.
-  now += STALE_MS + 1;
+  // No pass for longer than MAX_AGE_MS (calls paused): the next call waits for a walk.
+  now += MAX_AGE_MS + 1;
   const waited = lu.get('a', '/layers/a');
   let done = false;
   void waited.then(() => (done = true));
@@ -76,9 +76,26 @@ test('first call waits for the walk; fresh values are served; stale ones served 
   await expect(waited).resolves.toEqual({ bytes: 300, inodes: 30 });
 });
 
+test('passes stop once nobody asked for IDLE_MS; the timer stops when told', async () => {
+  let now = 0;
+  const w = manualWalk();
+  const lu = new LayerUsage(w.walk, () => now, false);
+  const p = lu.get('a', '/layers/a');
+  await new Promise((r) => setImmediate(r));
+  await w.finish(1);
+  await p;
+  now += IDLE_MS + 1;
+  await lu.refreshAll();
+  expect(w.calls).toHaveLength(1);
+
+  const timed = new LayerUsage(async () => ({ bytes: 1, inodes: 1 }));
+  await timed.get('a', '/layers/a');
+  timed.stop();
+});
+
 test('a failed walk gives no figure, and the next call walks again', async () => {
   const w = manualWalk();
-  const lu = new LayerUsage(w.walk, () => 0);
+  const lu = new LayerUsage(w.walk, () => 0, false);
   const p = lu.get('a', '/layers/a');
   await new Promise((r) => setImmediate(r));
   await w.fail();
@@ -92,7 +109,7 @@ test('a failed walk gives no figure, and the next call walks again', async () =>
 
 test('at most four walks at once; removed containers are dropped', async () => {
   const w = manualWalk();
-  const lu = new LayerUsage(w.walk, () => 0);
+  const lu = new LayerUsage(w.walk, () => 0, false);
   const all = Array.from({ length: 10 }, (_, i) => lu.get(`c${i}`, `/layers/c${i}`));
   await new Promise((r) => setImmediate(r));
   expect(w.running()).toBe(4);
@@ -111,7 +128,7 @@ test('with the real walk: a layer directory’s bytes and inodes', async () => {
   try {
     await fs.mkdir(path.join(dir, 'etc'));
     await fs.writeFile(path.join(dir, 'etc', 'hosts'), 'x'.repeat(10_000));
-    const lu = new LayerUsage(diskUsage);
+    const lu = new LayerUsage(diskUsage, Date.now, false);
     const u = await lu.get('a', dir);
     expect(u?.inodes).toBe(2);
     expect(u?.bytes).toBeGreaterThanOrEqual(10_000);
