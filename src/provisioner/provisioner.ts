@@ -47,7 +47,6 @@ export class Provisioner {
     await cleanupLayerStore(config.root, log);
     const layers = new LayerStore({ root: config.root, log, sync: opts.syncLayers ?? true });
     await layers.init();
-    layers.warmUp();
     const store = await openStore({
       root: config.root,
       registry: { registries: config.registries, credentialsFile: config.credentials_file },
@@ -86,6 +85,10 @@ export class Provisioner {
   }
 
   pull(image: string, auth?: AuthConfig, signal?: AbortSignal): Promise<ImageRecord> {
+    // The unpack workers boot while the manifest and config download, for an image we do not
+    // have yet: an idle daemon holds none (each is a V8 heap of its own, 12-18 MB), and a pull
+    // of an image already here needs none. (A moved tag boots them when its first layer comes.)
+    if (!this.knows(image)) this.layers.warmUp();
     const watch = this.watcher?.(image);
     if (!watch) return this.store.pull(image, { auth, signal });
     return this.store.pull(image, { auth, signal, onEvent: (e) => watch.event(e) }).then(
@@ -98,6 +101,14 @@ export class Provisioner {
         throw err;
       },
     );
+  }
+
+  private knows(image: string): boolean {
+    try {
+      return this.find(image) !== undefined;
+    } catch {
+      return false; // a bad reference: the pull says why
+    }
   }
 
   /** Every pull from now on reports to `w` (metrics, traces). */

@@ -147,9 +147,10 @@ export class LayerStore {
   }
 
   /**
-   * Boots the unpack workers ahead of the first unpack (the daemon calls this
-   * at start-up): the layers of a pull unpack in parallel, and a worker booted
-   * mid-pull loads its modules on the pull's critical path.
+   * Boots the unpack workers ahead of the first unpack (a pull of an image
+   * the daemon does not have calls this as it begins): the layers of a pull
+   * unpack in parallel, and a worker booted mid-pull loads its modules on
+   * the pull's critical path.
    */
   warmUp(): void {
     this.pool.warm(this.workers);
