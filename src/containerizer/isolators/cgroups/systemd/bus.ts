@@ -5,7 +5,7 @@
 // (StartTransientUnit, StopUnit) is waited for through its JobRemoved signal
 // and its result checked. A broken connection is dropped and the next call
 // connects again (dbus-daemon or systemd restarting under us).
-import * as dbus from '@particle/dbus-next';
+import type * as DbusLib from '@particle/dbus-next';
 import { existsSync } from 'fs';
 import {
   CapsaError,
@@ -17,6 +17,15 @@ import {
 } from '../../../../errors';
 import type { Logger } from '../../../../log';
 import type { UnitProperty } from './properties';
+
+// Loaded on first use: a daemon on the cgroupfs driver never needs it (with
+// its XML parser, a few MB of heap).
+let lib: typeof DbusLib | undefined;
+function dbusLib(): typeof DbusLib {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  lib ??= require('@particle/dbus-next') as typeof DbusLib;
+  return lib;
+}
 
 export const SYSTEM_BUS = '/run/dbus/system_bus_socket';
 export const PRIVATE_BUS = '/run/systemd/private';
@@ -49,7 +58,7 @@ export interface SystemdBusOptions {
 }
 
 interface Conn {
-  bus: dbus.MessageBus;
+  bus: DbusLib.MessageBus;
   socket: string;
   closed: boolean;
   /** JobRemoved results that arrived before anyone waited (a signal can beat the reply's continuation). */
@@ -117,6 +126,7 @@ export class SystemdBus {
   }
 
   private open(socket: string): Conn {
+    const dbus = dbusLib();
     const bus = dbus.sessionBus({ busAddress: `unix:path=${socket}` });
     let lose!: (err: Error) => void;
     const lost = new Promise<never>((_, reject) => (lose = reject));
@@ -136,7 +146,7 @@ export class SystemdBus {
       if (socket === PRIVATE_BUS && /UnknownObject|UnknownMethod/.test(err.type ?? '')) return;
       drop(err.message ?? String(err));
     });
-    bus.on('message', (m: dbus.Message) => {
+    bus.on('message', (m: DbusLib.Message) => {
       if (m.type !== dbus.MessageType.SIGNAL || m.member !== 'JobRemoved' || m.interface !== MANAGER) return;
       const [, job, , result] = m.body as [number, string, string, string];
       const w = c.waiters.get(job);
@@ -164,7 +174,7 @@ export class SystemdBus {
     body: unknown[],
   ): Promise<unknown[]> {
     if (c.closed) throw new InternalError(`D-Bus connection to ${c.socket} is closed`, { stage: 'systemd' });
-    const msg = new dbus.Message({ destination, path, interface: iface, member, signature, body });
+    const msg = new (dbusLib().Message)({ destination, path, interface: iface, member, signature, body });
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -201,7 +211,7 @@ export class SystemdBus {
   async unitProperty(unitPath: string, iface: string, name: string): Promise<unknown> {
     const c = await this.connection();
     const [v] = await this.raw(c, DEST, unitPath, 'org.freedesktop.DBus.Properties', 'Get', 'ss', [iface, name]);
-    return (v as dbus.Variant).value;
+    return (v as DbusLib.Variant).value;
   }
 
   /** Calls a job-returning Manager method and waits for the job's result ("done", "failed", …). */
@@ -232,8 +242,9 @@ export class SystemdBus {
     }
   }
 
-  static variants(props: UnitProperty[]): [string, dbus.Variant][] {
-    return props.map((p) => [p.name, new dbus.Variant(p.signature, p.value)]);
+  static variants(props: UnitProperty[]): [string, DbusLib.Variant][] {
+    const { Variant } = dbusLib();
+    return props.map((p) => [p.name, new Variant(p.signature, p.value)]);
   }
 
   close(): void {
