@@ -1,8 +1,10 @@
-// ImageService handlers: PullImage, ImageStatus, ListImages, RemoveImage,
-// ImageFsInfo. Validation here, the work in the provisioner.
+// ImageService handlers: PullImage, ImageStatus, ListImages (and its
+// streaming twin StreamImages), RemoveImage, ImageFsInfo. Validation here, the work in the provisioner.
 import { imageVerboseInfo, toCriImage } from '../cri/image-mapping';
 import { InvalidArgumentError } from '../errors';
 import {
+  Image,
+  ImageFilter,
   ImageFsInfoRequest,
   ImageFsInfoResponse,
   ImageStatusRequest,
@@ -13,6 +15,8 @@ import {
   PullImageResponse,
   RemoveImageRequest,
   RemoveImageResponse,
+  StreamImagesRequest,
+  StreamImagesResponse,
   type ImageServiceServer,
 } from '../gen/runtime/v1/api';
 import { Provisioner } from '../provisioner/provisioner';
@@ -26,6 +30,9 @@ export interface ImageServiceDeps {
   /** Usage of the writable layers; absent until containers exist. */
   containerFsUsage?: () => Promise<{ bytes: number; inodes: number }>;
 }
+
+/** Images per StreamImages message (an Image is a few hundred bytes: tags, digests, size). */
+const STREAM_CHUNK = 100;
 
 function requireImage(spec: { image: string } | undefined, field: string): string {
   const ref = spec?.image?.trim() ?? '';
@@ -79,13 +86,25 @@ export function imageHandlers(deps: ImageServiceDeps): ServiceHandlers<ImageServ
     return { image: toCriImage(rec), info: req.verbose ? imageVerboseInfo(rec) : {} };
   };
 
-  const listImages = async (req: ListImagesRequest): Promise<ListImagesResponse> => {
-    const want = req.filter?.image?.image?.trim();
+  /** The images a ListImages or StreamImages filter selects: one reference (tag, digest, id, id prefix) or all. */
+  const listed = async (filter: ImageFilter | undefined): Promise<Image[]> => {
+    const want = filter?.image?.image?.trim();
     if (want) {
       const rec = await forRequestImage('filter.image.image', () => p.find(want));
-      return { images: rec ? [toCriImage(rec)] : [] };
+      return rec ? [toCriImage(rec)] : [];
     }
-    return { images: p.list().map(toCriImage) };
+    return p.list().map(toCriImage);
+  };
+
+  const listImages = async (req: ListImagesRequest): Promise<ListImagesResponse> => ({
+    images: await listed(req.filter),
+  });
+
+  // CRI: every message holds at least one image and each image is in one
+  // message; no images means no message, then EOF.
+  const streamImages = async (req: StreamImagesRequest, send: (m: StreamImagesResponse) => void): Promise<void> => {
+    const all = await listed(req.filter);
+    for (let i = 0; i < all.length; i += STREAM_CHUNK) send({ images: all.slice(i, i + STREAM_CHUNK) });
   };
 
   const removeImage = async (req: RemoveImageRequest): Promise<RemoveImageResponse> => {
@@ -123,6 +142,7 @@ export function imageHandlers(deps: ImageServiceDeps): ServiceHandlers<ImageServ
     pullImage: pullImage,
     imageStatus: imageStatus,
     listImages: listImages,
+    streamImages: streamImages,
     removeImage: removeImage,
     imageFsInfo: imageFsInfo,
   };
