@@ -4,6 +4,7 @@
 // from its cgroup (the containers' cgroups nest in it, so they are
 // included), its network counters from its pinned network namespace, and
 // each of its containers' stats as ContainerStats reports them.
+import { setImmediate } from 'timers/promises';
 import type { Container } from '../containerizer';
 import type { Containers } from '../containerizer';
 import type { Usage } from '../containerizer';
@@ -41,8 +42,12 @@ export interface StatsServiceDeps {
 
 /** Pods per StreamPodSandboxStats message. */
 const STREAM_CHUNK = 50;
-/** Pods read at once (their cgroups are read synchronously; their containers' layer usage may be walked). */
-const POD_CONCURRENCY = 16;
+/**
+ * Pods read at once (their cgroups are read synchronously; their containers'
+ * layer usage may be walked), with a turn of the event loop between batches
+ * so that a relist arriving meanwhile waits for one batch, not the whole list.
+ */
+const POD_BATCH = 8;
 /** CNI's conventional name for the pod's interface. */
 const DEFAULT_INTERFACE = 'eth0';
 
@@ -104,13 +109,14 @@ export function statsHandlers(deps: StatsServiceDeps): ServiceHandlers<RuntimeSe
   const matches = (sb: Sandbox, f: PodSandboxStatsFilter | undefined): boolean =>
     matchesFilter(sb, f && { id: f.id, labelSelector: f.labelSelector, state: undefined });
 
-  /** Stats of `pods`, in order, POD_CONCURRENCY at a time; their containers found in one pass. */
+  /** Stats of `pods`, in order, POD_BATCH at a time; their containers found in one pass. */
   const statsOfAll = async (pods: readonly Sandbox[], signal: AbortSignal): Promise<PodSandboxStats[]> => {
     const byPod = new Map<string, Container[]>(pods.map((sb) => [sb.id, []]));
     for (const c of containers.list()) byPod.get(c.record.sandboxId)?.push(c);
     const out: PodSandboxStats[] = [];
-    for (let i = 0; i < pods.length; i += POD_CONCURRENCY) {
-      const chunk = pods.slice(i, i + POD_CONCURRENCY);
+    for (let i = 0; i < pods.length; i += POD_BATCH) {
+      if (i > 0) await setImmediate();
+      const chunk = pods.slice(i, i + POD_BATCH);
       out.push(...(await Promise.all(chunk.map((sb) => statsOf(sb, byPod.get(sb.id) ?? [], signal)))));
     }
     return out;
