@@ -19,6 +19,8 @@ import { Sandboxes } from './sandboxes';
 // containerizer through this file only (.dependency-cruiser.cjs).
 export { type BuiltSpec, type ContainerImageInfo, type ContainerRequest, type SpecBuildInput } from './container-spec';
 export { Containers, type Container } from './containers';
+export { Checkpointer } from './criu/checkpoint';
+export { CriuProbe, type CriuStatus } from './criu/criu';
 export { type ContainerEvent, type ContainerEventKind } from './events';
 export { type Usage } from './isolator';
 export { CgroupPathError, normalizeCgroupfsParent, systemdParentSlice } from './isolators/cgroups/paths';

@@ -5,7 +5,7 @@
 // from memory and the cgroups. Validation and CRI shapes live in
 // src/cri/container-mapping.ts.
 import { setImmediate } from 'timers/promises';
-import type { Container } from '../containerizer';
+import type { Checkpointer, Container } from '../containerizer';
 import { Containers } from '../containerizer';
 import { nowNs } from '../containerizer';
 import {
@@ -54,6 +54,7 @@ import {
   UpdateContainerResourcesResponse,
   type RuntimeServiceServer,
 } from '../gen/runtime/v1/api';
+import { isArchiveImage, restoreContainer } from './checkpoint-service';
 import type { CallContext, ServiceHandlers } from './instrument';
 import type { LayerUsage } from './layer-usage';
 
@@ -66,6 +67,8 @@ export interface ContainerServiceDeps {
   cpuRates: CpuRates;
   /** Writable layers' bytes and inodes, cached with a freshness bound (layer-usage.ts). */
   layerUsage: LayerUsage;
+  /** Restores containers whose image is a checkpoint archive (checkpoint-service.ts). */
+  checkpointer?: Checkpointer;
 }
 
 /** What containers' stats need of the service. */
@@ -212,6 +215,8 @@ export function containerHandlers(deps: ContainerServiceDeps): ServiceHandlers<R
   const { containers, facts } = deps;
 
   const createContainer = async (req: CreateContainerRequest, ctx: CallContext): Promise<CreateContainerResponse> => {
+    const image = req.config?.image?.image ?? '';
+    if (deps.checkpointer && isArchiveImage(image)) await restoreContainer(deps.checkpointer, image, ctx.signal);
     const request = containerRequestFromCri(req, facts);
     return { containerId: await containers.create(request, ctx.signal) };
   };

@@ -6,7 +6,7 @@ import { promises as fs } from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { Config } from '../config/schema';
-import { Containerizer } from '../containerizer';
+import { Checkpointer, Containerizer } from '../containerizer';
 import { readDaemonFacts } from '../cri/daemon-facts';
 import {
   ImageServiceService,
@@ -38,6 +38,7 @@ import {
   listContainersWire,
 } from './container-service';
 import { LayerUsage } from './layer-usage';
+import { checkpointHandlers } from './checkpoint-service';
 import { eventHandlers } from './events-service';
 import { metricsHandlers } from './metrics-service';
 import { imageHandlers } from './image-service';
@@ -103,12 +104,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     });
     closers.push(() => containerizer.close());
     const { sandboxes, containers } = containerizer;
+    const checkpointer = new Checkpointer({
+      containers,
+      workRoot: path.join(config.state, 'checkpoints'),
+      log: log.child({ component: 'checkpoint' }),
+    });
     const containerDeps: ContainerServiceDeps = {
       containers,
       facts: await readDaemonFacts(containerizer.cgroupVersion),
       containerFsDir: containerizer.containerFsDir,
       cpuRates: new CpuRates(),
       layerUsage: new LayerUsage(diskUsage),
+      checkpointer,
     };
     closers.push(async () => containerDeps.layerUsage.stop());
     // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
@@ -137,6 +144,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         cpuRates: containerDeps.cpuRates,
       }),
       ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
+      ...checkpointHandlers({
+        checkpointer,
+        containers,
+        sandboxes,
+        cgroupDriver: config.cgroup_driver,
+        runtimeHandlers: config.runtime_handlers,
+      }),
       ...eventHandlers({ sandboxes, containers }),
       ...metricsHandlers({
         sandboxes,

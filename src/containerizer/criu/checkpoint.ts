@@ -1,0 +1,157 @@
+// Checkpoint and restore of containers with CRIU (kubelet's forensic
+// container checkpointing, CRI CheckpointContainer). The container keeps
+// running: criu dump --leave-running of its init's tree, then its writable
+// layer and capsa's record, packed into the archive kubelet named
+// (archive.ts has the layout). Everything is made in a work dir under
+// <state>/checkpoints and the archive appears at `location` only when
+// complete; every failure removes both.
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { FailedPreconditionError, InternalError, asCapsaError, type ErrorContext } from '../../errors';
+import type { Logger } from '../../log';
+import { isAlive, type ProcessIdentity } from '../../util/procfs';
+import { withTimeout } from '../../util/timeout';
+import type { LaunchSpec } from '../container-spec';
+import type { Container, Containers } from '../containers';
+import {
+  ARCHIVE,
+  configDumpOf,
+  criuDumpArgs,
+  externalMountsOf,
+  packArchive,
+  readArchive,
+  recordJson,
+  walkWritableLayer,
+  writeRootfsDiff,
+  type ArchiveContents,
+} from './archive';
+import { CriuProbe, run, tail } from './criu';
+
+export interface CheckpointerOptions {
+  containers: Containers;
+  /** <state>/checkpoints: work dirs, one per operation, removed when it ends. */
+  workRoot: string;
+  log: Logger;
+  probe?: CriuProbe;
+}
+
+export class Checkpointer {
+  readonly probe: CriuProbe;
+
+  constructor(private readonly opts: CheckpointerOptions) {
+    this.probe = opts.probe ?? new CriuProbe();
+  }
+
+  /**
+   * Writes the checkpoint archive of running container `id` to `location`
+   * (a path whose directory exists and which does not) within `timeoutMs`.
+   */
+  async checkpointContainer(id: string, location: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const { containers } = this.opts;
+    const c = containers.get(id);
+    const ctx: ErrorContext = { stage: 'checkpoint', containerId: c.id };
+    const init = c.record.init;
+    if (c.state !== 'RUNNING' || c.criState() !== 'CONTAINER_RUNNING' || !init)
+      throw new FailedPreconditionError(`container_id: container ${c.id} is not running (${c.criState()})`, ctx);
+    const spec = await containers.specOf(c);
+    // CRIU restores a tree into a PID namespace of its own; a shared one (pod, host,
+    // another container's) holds processes the dump cannot take along.
+    const pidNs = spec.linux.namespaces.find((n) => n.type === 'pid');
+    if (!pidNs || pidNs.path)
+      throw new FailedPreconditionError(
+        `container_id: container ${c.id} shares a PID namespace (${pidNs ? 'pod or target' : 'host'}); ` +
+          'CRIU checkpoints only containers with their own (namespace_options.pid CONTAINER)',
+        ctx,
+      );
+    await this.probe.require('CheckpointContainer', ctx);
+
+    await fs.mkdir(this.opts.workRoot, { recursive: true, mode: 0o700 });
+    const work = await fs.mkdtemp(path.join(this.opts.workRoot, `${c.id.slice(0, 12)}-`));
+    // On a deadline withTimeout answers at once while the steps are being
+    // killed (criu and tar get SIGKILL); the work dir goes only after they end.
+    let steps: Promise<void> | undefined;
+    try {
+      await withTimeout(
+        `checkpoint of container ${c.id}`,
+        timeoutMs,
+        (sig) => (steps = this.dumpSteps(c, spec, init, work, location, ctx, sig)),
+        ctx,
+        signal,
+      );
+      this.opts.log.info({ containerId: c.id, location }, 'container checkpointed');
+    } catch (err) {
+      throw asCapsaError(err, ctx);
+    } finally {
+      await steps?.catch(() => undefined);
+      await fs
+        .rm(work, { recursive: true, force: true })
+        .catch((e: unknown) => this.opts.log.warn({ err: e, path: work }, 'removing a checkpoint work dir failed'));
+    }
+  }
+
+  /** CRIU's images, the writable layer, the metadata, then the archive at `location`. */
+  private async dumpSteps(
+    c: Container,
+    spec: LaunchSpec,
+    init: ProcessIdentity,
+    work: string,
+    location: string,
+    ctx: ErrorContext,
+    sig: AbortSignal,
+  ): Promise<void> {
+    const staging = path.join(work, 'archive');
+    const images = path.join(staging, ARCHIVE.checkpointDir);
+    await fs.mkdir(images, { recursive: true, mode: 0o700 });
+    const netns = spec.linux.namespaces.find((n) => n.type === 'network')?.path;
+    const args = criuDumpArgs({
+      pid: init.pid,
+      imagesDir: images,
+      workDir: staging,
+      rootfs: c.record.rootfs,
+      netnsInode: netns ? (await fs.stat(netns)).ino : undefined,
+      externalMounts: externalMountsOf(spec),
+    });
+    // The pid is the init only while its start time matches (pid reuse).
+    if (!(await isAlive(init))) throw new FailedPreconditionError(`container_id: container ${c.id} exited`, ctx);
+    const criu = (await this.probe.status()).path ?? 'criu';
+    const dump = await run(criu, args, sig);
+    if (dump.code !== 0) {
+      const log = await fs.readFile(path.join(staging, ARCHIVE.dumpLog), 'utf8').catch(() => '');
+      throw new InternalError(`criu dump of container ${c.id} failed: ${tail(log || dump.stderr)}`, ctx);
+    }
+    // The writable layer after the dump, as CRI-O takes it: the files the processes saw.
+    const upper = (await this.opts.containers.backend()).writableDir?.(c.id);
+    const walk = upper ? await walkWritableLayer(upper) : { include: [], deleted: [] };
+    await writeRootfsDiff(upper ?? work, walk, path.join(staging, ARCHIVE.rootfsDiff), sig);
+    const write = (f: string, data: string): Promise<void> => fs.writeFile(path.join(staging, f), data);
+    await write(ARCHIVE.deletedFiles, JSON.stringify(walk.deleted));
+    await write(ARCHIVE.configDump, JSON.stringify(configDumpOf(c.record, new Date()), null, 2));
+    await write(ARCHIVE.specDump, JSON.stringify(spec, null, 2));
+    await write(ARCHIVE.record, recordJson(c.record));
+    await packArchive(staging, location, sig);
+  }
+
+  /**
+   * Reads and checks a checkpoint archive (CreateContainer with the archive
+   * as its image); `field` is the request field that named it. The unpacked
+   * copy is removed before this returns.
+   */
+  async inspectArchive(file: string, field: string, signal: AbortSignal): Promise<ArchiveContents> {
+    await fs.mkdir(this.opts.workRoot, { recursive: true, mode: 0o700 });
+    const work = await fs.mkdtemp(path.join(this.opts.workRoot, 'restore-'));
+    try {
+      return await withTimeout(
+        'reading a checkpoint archive',
+        60_000,
+        (sig) => readArchive(file, work, field, sig),
+        {
+          stage: 'restore',
+          path: file,
+        },
+        signal,
+      );
+    } finally {
+      await fs.rm(work, { recursive: true, force: true });
+    }
+  }
+}
