@@ -13,4 +13,5 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 bash hack/setup.sh
 node dist/src/network/cni/install-default.js "$@" # default CNI network when the conf dir has none
-exec node bin/capsa serve "$@"
+# The memory settings of packaging/systemd/capsa.service.
+MALLOC_ARENA_MAX=2 exec node --v8-pool-size=2 bin/capsa serve "$@"
