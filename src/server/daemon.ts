@@ -109,6 +109,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       workRoot: path.join(config.state, 'checkpoints'),
       log: log.child({ component: 'checkpoint' }),
     });
+    await checkpointer.sweep();
     const containerDeps: ContainerServiceDeps = {
       containers,
       facts: await readDaemonFacts(containerizer.cgroupVersion),

@@ -2,7 +2,8 @@
 // kubelet asks for, laid out as CRI-O and Podman lay theirs out (the names
 // checkpointctl reads), so the usual forensic tools can open it:
 //
-//   checkpoint/        CRIU's image files (criu dump --images-dir)
+//   checkpoint/        CRIU's image files (criu dump --images-dir), and
+//                      descriptors.json: the init's stdio as runc records it
 //   dump.log           CRIU's log of the dump
 //   config.dump        JSON: id, name, image, runtime, times (+ "capsa": format)
 //   spec.dump          JSON: the launch spec the container runs from (OCI config.json shaped)
@@ -21,6 +22,8 @@ import { run, tail } from './criu';
 
 export const ARCHIVE = {
   checkpointDir: 'checkpoint',
+  /** Inside checkpointDir. */
+  descriptors: 'descriptors.json',
   dumpLog: 'dump.log',
   configDump: 'config.dump',
   specDump: 'spec.dump',

@@ -27,6 +27,11 @@ import {
 } from './archive';
 import { CriuProbe, run, tail } from './criu';
 
+/** readlink of the process's fds 0-2 ("pipe:[123]", "/dev/pts/0", ...); "" where one is closed. */
+async function stdioOf(pid: number): Promise<string[]> {
+  return Promise.all([0, 1, 2].map((fd) => fs.readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+}
+
 export interface CheckpointerOptions {
   containers: Containers;
   /** <state>/checkpoints: work dirs, one per operation, removed when it ends. */
@@ -42,13 +47,28 @@ export class Checkpointer {
     this.probe = opts.probe ?? new CriuProbe();
   }
 
+  /** Removes work dirs a daemon that died mid-checkpoint left (none is in use before we serve). */
+  async sweep(): Promise<void> {
+    await fs.rm(this.opts.workRoot, { recursive: true, force: true });
+  }
+
   /**
    * Writes the checkpoint archive of running container `id` to `location`
    * (a path whose directory exists and which does not) within `timeoutMs`.
    */
   async checkpointContainer(id: string, location: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const c = this.opts.containers.get(id);
+    // Stop, remove and the exit's recording wait for the dump (it is bounded by the timeout).
+    await c.exclusive(() => this.checkpointLocked(c, location, timeoutMs, signal));
+  }
+
+  private async checkpointLocked(
+    c: Container,
+    location: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<void> {
     const { containers } = this.opts;
-    const c = containers.get(id);
     const ctx: ErrorContext = { stage: 'checkpoint', containerId: c.id };
     const init = c.record.init;
     if (c.state !== 'RUNNING' || c.criState() !== 'CONTAINER_RUNNING' || !init)
@@ -113,6 +133,9 @@ export class Checkpointer {
     });
     // The pid is the init only while its start time matches (pid reuse).
     if (!(await isAlive(init))) throw new FailedPreconditionError(`container_id: container ${c.id} exited`, ctx);
+    // What the init's stdio is (the monitor's pipes or pty), as runc records it: a
+    // restore hands the new ends in with criu --inherit-fd by these names.
+    await fs.writeFile(path.join(images, ARCHIVE.descriptors), JSON.stringify(await stdioOf(init.pid)));
     const criu = (await this.probe.status()).path ?? 'criu';
     const dump = await run(criu, args, sig);
     if (dump.code !== 0) {
