@@ -74,6 +74,16 @@ test('criu dump arguments: the tree, leave-running, external net namespace and b
   expect(pairs('--log-file')).toEqual([ARCHIVE.dumpLog]);
   expect(pairs('--external')).toEqual(['net[4026532300]:extRootNetNS']);
   expect(pairs('--ext-mount-map')).toEqual(['/data:/data', '/etc/hosts:/etc/hosts', '/proc/kcore:/proc/kcore']);
+  // A terminal: the pty's slave, rdev and dev in hex, as runc names it.
+  const tty = criuDumpArgs({
+    pid: 1,
+    imagesDir: 'i',
+    workDir: 'w',
+    rootfs: 'r',
+    externalMounts: [],
+    tty: { rdev: 0x8803, dev: 0x16 },
+  });
+  expect(tty.slice(tty.indexOf('--external'))).toEqual(['--external', 'tty[8803:16]']);
   // Host network: nothing external to name.
   const host = criuDumpArgs({ pid: 1, imagesDir: 'i', workDir: 'w', rootfs: 'r', externalMounts: [] });
   expect(host).not.toContain('--external');
@@ -145,6 +155,7 @@ test('an archive packed and read back: the layout, the diff (owners kept, no whi
   await packArchive(staging, location, signal());
   // Only the archive appears beside it: the temp name is gone.
   expect((await fs.readdir(tmp)).filter((f) => f.includes('checkpoint-counter'))).toEqual(['checkpoint-counter.tar']);
+  expect((await fs.stat(location)).mode & 0o777).toBe(0o600);
   const names = execFileSync('tar', ['-tf', location]).toString().split('\n').filter(Boolean).sort();
   expect(names).toEqual(
     [

@@ -85,6 +85,8 @@ export interface DumpPlan {
   netnsInode?: number;
   /** Mount points bound in from the host (volumes, /etc/hosts, masked paths): external to the dump. */
   externalMounts: string[];
+  /** The init's terminal (a pty whose master the monitor holds): rdev and dev of its slave. */
+  tty?: { rdev: number; dev: number };
 }
 
 /**
@@ -115,6 +117,7 @@ export function criuDumpArgs(p: DumpPlan): string[] {
     p.rootfs,
   ];
   if (p.netnsInode !== undefined) args.push('--external', `net[${p.netnsInode}]:extRootNetNS`);
+  if (p.tty) args.push('--external', `tty[${p.tty.rdev.toString(16)}:${p.tty.dev.toString(16)}]`);
   for (const m of [...new Set(p.externalMounts)].sort()) args.push('--ext-mount-map', `${m}:${m}`);
   return args;
 }
@@ -191,6 +194,8 @@ export async function packArchive(staging: string, location: string, signal: Abo
   try {
     const r = await run('tar', ['-C', staging, '--numeric-owner', '-cf', tmp, '.'], signal);
     if (r.code !== 0) throw new Error(`writing the checkpoint archive failed: ${tail(r.stderr)}`);
+    // CRIU's images hold the processes' memory: secrets, keys. Root's alone.
+    await fs.chmod(tmp, 0o600);
     const fh = await fs.open(tmp, 'r');
     await fh.sync().finally(() => fh.close());
     await fs.rename(tmp, location);

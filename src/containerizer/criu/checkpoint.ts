@@ -130,6 +130,7 @@ export class Checkpointer {
       rootfs: c.record.rootfs,
       netnsInode: netns ? (await fs.stat(netns)).ino : undefined,
       externalMounts: externalMountsOf(spec),
+      tty: spec.process.terminal ? await fs.stat(`/proc/${init.pid}/fd/0`) : undefined,
     });
     // The pid is the init only while its start time matches (pid reuse).
     if (!(await isAlive(init))) throw new FailedPreconditionError(`container_id: container ${c.id} exited`, ctx);
