@@ -44,6 +44,14 @@ export interface NativeAddon {
   idmapBind(source: string, target: string, usernsFile: string): void;
   /** /proc/net/dev as seen inside the network namespace pinned at `nsPath` (read on a short-lived thread). */
   readNetDev(nsPath: string): string;
+  /**
+   * posix_spawn (no fork of the daemon) of `file` with `argv`: stdin /dev/null,
+   * stdout and stderr on pipes whose read ends (close-on-exec) are returned, a
+   * session of its own, default signals. The caller reaps it with waitPid.
+   */
+  spawnDetached?(file: string, argv: string[]): { pid: number; stdout: number; stderr: number };
+  /** waitpid(WNOHANG): null while the child runs, else how it ended (once). */
+  waitPid?(pid: number): { code: number | null; signal: number | null } | null;
   constants: NativeConstants;
 }
 

@@ -66,6 +66,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLock(env, exports);
   InitNs(env, exports);
   InitIdmap(env, exports);
+  InitSpawn(env, exports);
   return exports;
 }
 

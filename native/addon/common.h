@@ -22,5 +22,6 @@ void InitMountAt(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitNs(Napi::Env env, Napi::Object exports);
 void InitIdmap(Napi::Env env, Napi::Object exports);
+void InitSpawn(Napi::Env env, Napi::Object exports);
 
 }  // namespace capsa

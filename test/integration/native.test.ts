@@ -20,6 +20,38 @@ describe('native addon', () => {
     );
   });
 
+  test('spawnDetached: pipes for stdout and stderr, /dev/null stdin, own session, default signals; waitPid reaps', async () => {
+    const a = native();
+    const wait = async (pid: number): Promise<{ code: number | null; signal: number | null }> => {
+      for (let i = 0; i < 500; i++) {
+        const st = a.waitPid!(pid);
+        if (st) return st;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error(`child ${pid} did not end`);
+    };
+    const sh = (script: string): { pid: number; stdout: number; stderr: number } =>
+      a.spawnDetached!('/bin/sh', ['sh', '-c', script]);
+    // Node ignores SIGPIPE; the child must get the default disposition back (13 in SigIgn's mask: bit 12).
+    const c = sh('echo out; echo err >&2; cat; ps -o sid= -p $$ | tr -d " "; grep SigIgn /proc/self/status; exit 3');
+    const st = await wait(c.pid);
+    const out = readFileSync(c.stdout, 'utf8').split('\n');
+    expect(readFileSync(c.stderr, 'utf8')).toBe('err\n');
+    closeSync(c.stdout);
+    closeSync(c.stderr);
+    expect(st).toEqual({ code: 3, signal: null });
+    expect(out[0]).toBe('out');
+    expect(Number(out[1])).toBe(c.pid); // a session of its own
+    expect(BigInt('0x' + out[2].split(/\s+/)[1]) & (1n << 12n)).toBe(0n);
+    const k = sh('kill -TERM $$');
+    expect(await wait(k.pid)).toEqual({ code: null, signal: 15 });
+    closeSync(k.stdout);
+    closeSync(k.stderr);
+    expect(() => a.spawnDetached!(path.join(dir, 'nope'), ['nope'])).toThrow(
+      expect.objectContaining({ code: 'ENOENT', syscall: 'posix_spawn' }),
+    );
+  });
+
   test('xattrs set, read, listed; absent reads as null', () => {
     const f = path.join(dir, 'x');
     closeSync(openSync(f, 'w'));
