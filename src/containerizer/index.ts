@@ -19,7 +19,7 @@ import { Sandboxes } from './sandboxes';
 // containerizer through this file only (.dependency-cruiser.cjs).
 export { type BuiltSpec, type ContainerImageInfo, type ContainerRequest, type SpecBuildInput } from './container-spec';
 export { Containers, type Container } from './containers';
-export { Checkpointer } from './criu/checkpoint';
+export { Checkpointer, POD_FORMAT, POD_RECORD } from './criu/checkpoint';
 export { CriuProbe, type CriuStatus } from './criu/criu';
 export { type ContainerEvent, type ContainerEventKind } from './events';
 export { type Usage } from './isolator';

@@ -6,7 +6,14 @@
 // the archive's path as the image, as with CRI-O (container-service.ts).
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import type { Checkpointer, Containers, Sandboxes } from '../containerizer';
+import {
+  POD_FORMAT,
+  POD_RECORD,
+  type Checkpointer,
+  type Container,
+  type Containers,
+  type Sandboxes,
+} from '../containerizer';
 import { sandboxSpecFromRequest } from '../cri/sandbox-mapping';
 import { InvalidArgumentError, NotFoundError, UnimplementedError } from '../errors';
 import {
@@ -98,6 +105,21 @@ export async function restoreContainer(checkpointer: Checkpointer, image: string
   );
 }
 
+/** The record CheckpointPod leaves in its output dir; undefined when the dir holds none of ours. */
+async function readPodRecord(dir: string): Promise<{ containers: { name: string }[] } | undefined> {
+  const text = await fs.readFile(path.join(dir, POD_RECORD), 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  let rec: { format?: unknown; containers?: unknown };
+  try {
+    rec = JSON.parse(text) as typeof rec;
+  } catch {
+    throw new InvalidArgumentError('checkpoint_path', `${path.join(dir, POD_RECORD)} is not JSON`);
+  }
+  if (rec.format !== POD_FORMAT || !Array.isArray(rec.containers))
+    throw new InvalidArgumentError('checkpoint_path', `${dir} is not a ${POD_FORMAT} checkpoint`);
+  return { containers: (rec.containers as { name?: unknown }[]).map((c) => ({ name: String(c.name) })) };
+}
+
 export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers<RuntimeServiceServer> {
   const { checkpointer, containers, sandboxes } = deps;
 
@@ -112,7 +134,7 @@ export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers
     return {};
   };
 
-  const checkpointPod = async (req: CheckpointPodRequest): Promise<CheckpointPodResponse> => {
+  const checkpointPod = async (req: CheckpointPodRequest, ctx: CallContext): Promise<CheckpointPodResponse> => {
     if (req.podSandboxId === '') throw new InvalidArgumentError('pod_sandbox_id', 'is required');
     const out = absolutePath(req.outputPath, 'output_path');
     const sb = sandboxes.get(req.podSandboxId);
@@ -122,6 +144,7 @@ export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers
     if (req.containerIds.length === 0)
       throw new InvalidArgumentError('container_ids', 'must name at least one container');
     const seen = new Set<string>();
+    const members: Container[] = [];
     for (const id of req.containerIds) {
       const c = containers.find(id);
       if (!c) throw new NotFoundError(`container_ids: container ${JSON.stringify(id.slice(0, 80))} not found`);
@@ -131,14 +154,11 @@ export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers
         throw new InvalidArgumentError('container_ids', `container ${c.id} is not in pod ${sb.id}`);
       if (c.criState() !== 'CONTAINER_RUNNING')
         throw new InvalidArgumentError('container_ids', `container ${c.id} is not running (${c.criState()})`);
+      members.push(c);
     }
     checkOptions(req.options);
-    await checkpointer.probe.require('CheckpointPod', { sandboxId: sb.id });
-    // CRIU runs here, but the pod-wide cut (every container frozen before the
-    // first is dumped, all thawed on every path) is not built yet.
-    throw new UnimplementedError('CheckpointPod: a pod-wide checkpoint is not implemented; use CheckpointContainer', {
-      sandboxId: sb.id,
-    });
+    await checkpointer.checkpointPod(sb, members, out, ctx.signal);
+    return {};
   };
 
   const restorePod = async (req: RestorePodRequest): Promise<RestorePodResponse> => {
@@ -164,8 +184,20 @@ export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers
     }
     const st = await fs.stat(dir).catch(() => undefined);
     if (!st?.isDirectory()) throw new InvalidArgumentError('checkpoint_path', `${dir} is not an existing directory`);
-    // capsa writes no pod checkpoints yet (CheckpointPod above), so no directory is one of ours.
-    throw new InvalidArgumentError('checkpoint_path', `${dir} is not a capsa pod checkpoint`);
+    const pod = await readPodRecord(dir);
+    if (!pod)
+      throw new InvalidArgumentError('checkpoint_path', `${dir} is not a capsa pod checkpoint (no ${POD_RECORD})`);
+    const want = [...names].sort();
+    const have = pod.containers.map((c) => c.name).sort();
+    if (want.join('\0') !== have.join('\0'))
+      throw new InvalidArgumentError(
+        'container_configs',
+        `names ${want.join(', ')} are not the checkpoint's containers (${have.join(', ')})`,
+      );
+    await checkpointer.probe.require('RestorePod', {});
+    // CRIU runs here, but restoring processes under capsa-monitor (criu
+    // restore in the place of the init's execve) is not built yet.
+    throw new UnimplementedError(`RestorePod from ${dir}: restoring processes is not implemented`, { path: dir });
   };
 
   return {

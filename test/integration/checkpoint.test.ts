@@ -21,6 +21,7 @@ import {
   writeRootfsDiff,
 } from '../../src/containerizer/criu/archive';
 import type { ContainerRecord } from '../../src/containerizer/container-spec';
+import { POD_FORMAT, POD_RECORD } from '../../src/containerizer/criu/checkpoint';
 import { ContainerState, NamespaceMode } from '../../src/gen/runtime/v1/api';
 import { BUSYBOX_IMAGE, BusyboxDaemon, startBusyboxDaemon, stopBusyboxDaemon } from '../helpers/busybox-daemon';
 import { TestDaemon, call, createContainer, expectRpcError, runp } from '../helpers/daemon';
@@ -276,6 +277,10 @@ test('CheckpointPod and RestorePod check every field as CRI v1.37 says, then nee
       NO_CRIU,
     );
   expect(await fs.readdir(dir)).toEqual([]);
+  // Never left frozen: it still counts.
+  const n = await count(a);
+  await new Promise((r) => setTimeout(r, 500));
+  expect(await count(a)).toBeGreaterThan(n);
 
   const restore = (req: Record<string, unknown>): Promise<unknown> => call(d.runtime, 'restorePod', req, 60_000);
   const cfgs = [{ metadata: { name: 'counter' }, image: { image: BUSYBOX_IMAGE } }];
@@ -308,6 +313,27 @@ test('CheckpointPod and RestorePod check every field as CRI v1.37 says, then nee
     (await call<{ items: { id: string }[] }>(d.runtime, 'listPodSandbox', {})).items.map((p) => p.id).sort();
   const podsBefore = await pods();
   for (const [req, details] of restores) await expectRpcError(restore(req), IA, details);
+  // A pod record of another format, one whose containers the configs do not name, then one of ours.
+  const record = path.join(dir, POD_RECORD);
+  await fs.writeFile(record, JSON.stringify({ format: 'someone-else/v9', containers: [] }));
+  await expectRpcError(
+    restore({ checkpointPath: dir, config: podCfg, containerConfigs: cfgs }),
+    IA,
+    /checkpoint_path: .* is not a capsa-pod-checkpoint\/v1 checkpoint/,
+  );
+  await fs.writeFile(record, JSON.stringify({ format: POD_FORMAT, containers: [{ name: 'web' }] }));
+  await expectRpcError(
+    restore({ checkpointPath: dir, config: podCfg, containerConfigs: cfgs }),
+    IA,
+    /container_configs: names counter are not the checkpoint's containers \(web\)/,
+  );
+  await fs.writeFile(record, JSON.stringify({ format: POD_FORMAT, containers: [{ name: 'counter' }] }));
+  if (!criu.usable)
+    await expectRpcError(
+      restore({ checkpointPath: dir, config: podCfg, containerConfigs: cfgs }),
+      grpc.status.FAILED_PRECONDITION,
+      NO_CRIU,
+    );
   // Nothing was made: the same pods as before.
   expect(await pods()).toEqual(podsBefore);
   await fs.rm(dir, { recursive: true });

@@ -84,6 +84,16 @@ test('criu dump arguments: the tree, leave-running, external net namespace and b
     tty: { rdev: 0x8803, dev: 0x16 },
   });
   expect(tty.slice(tty.indexOf('--external'))).toEqual(['--external', 'tty[8803:16]']);
+  // A pod-wide cut: the cgroup the caller froze.
+  const cut = criuDumpArgs({
+    pid: 1,
+    imagesDir: 'i',
+    workDir: 'w',
+    rootfs: 'r',
+    externalMounts: [],
+    freezeCgroup: '/f',
+  });
+  expect(cut.slice(cut.indexOf('--freeze-cgroup'))).toEqual(['--freeze-cgroup', '/f']);
   // Host network: nothing external to name.
   const host = criuDumpArgs({ pid: 1, imagesDir: 'i', workDir: 'w', rootfs: 'r', externalMounts: [] });
   expect(host).not.toContain('--external');

@@ -85,6 +85,8 @@ export interface DumpPlan {
   netnsInode?: number;
   /** Mount points bound in from the host (volumes, /etc/hosts, masked paths): external to the dump. */
   externalMounts: string[];
+  /** The container's cgroup, frozen by the caller (a pod-wide cut): CRIU keeps it as it found it. */
+  freezeCgroup?: string;
   /** The init's terminal (a pty whose master the monitor holds): rdev and dev of its slave. */
   tty?: { rdev: number; dev: number };
 }
@@ -117,6 +119,7 @@ export function criuDumpArgs(p: DumpPlan): string[] {
     p.rootfs,
   ];
   if (p.netnsInode !== undefined) args.push('--external', `net[${p.netnsInode}]:extRootNetNS`);
+  if (p.freezeCgroup) args.push('--freeze-cgroup', p.freezeCgroup);
   if (p.tty) args.push('--external', `tty[${p.tty.rdev.toString(16)}:${p.tty.dev.toString(16)}]`);
   for (const m of [...new Set(p.externalMounts)].sort()) args.push('--ext-mount-map', `${m}:${m}`);
   return args;

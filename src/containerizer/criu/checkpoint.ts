@@ -13,6 +13,7 @@ import { isAlive, type ProcessIdentity } from '../../util/procfs';
 import { withTimeout } from '../../util/timeout';
 import type { LaunchSpec } from '../container-spec';
 import type { Container, Containers } from '../containers';
+import type { Sandbox } from '../sandbox';
 import {
   ARCHIVE,
   configDumpOf,
@@ -26,11 +27,16 @@ import {
   type ArchiveContents,
 } from './archive';
 import { CriuProbe, run, tail } from './criu';
+import { freezerOf, withFrozen, type FreezeTarget } from './freeze';
 
 /** readlink of the process's fds 0-2 ("pipe:[123]", "/dev/pts/0", ...); "" where one is closed. */
 async function stdioOf(pid: number): Promise<string[]> {
   return Promise.all([0, 1, 2].map((fd) => fs.readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
 }
+
+/** The pod checkpoint's own record, in CheckpointPod's output dir. */
+export const POD_RECORD = 'capsa.pod';
+export const POD_FORMAT = 'capsa-pod-checkpoint/v1';
 
 export interface CheckpointerOptions {
   containers: Containers;
@@ -68,21 +74,8 @@ export class Checkpointer {
     timeoutMs: number,
     signal: AbortSignal,
   ): Promise<void> {
-    const { containers } = this.opts;
     const ctx: ErrorContext = { stage: 'checkpoint', containerId: c.id };
-    const init = c.record.init;
-    if (c.state !== 'RUNNING' || c.criState() !== 'CONTAINER_RUNNING' || !init)
-      throw new FailedPreconditionError(`container_id: container ${c.id} is not running (${c.criState()})`, ctx);
-    const spec = await containers.specOf(c);
-    // CRIU restores a tree into a PID namespace of its own; a shared one (pod, host,
-    // another container's) holds processes the dump cannot take along.
-    const pidNs = spec.linux.namespaces.find((n) => n.type === 'pid');
-    if (!pidNs || pidNs.path)
-      throw new FailedPreconditionError(
-        `container_id: container ${c.id} shares a PID namespace (${pidNs ? 'pod or target' : 'host'}); ` +
-          'CRIU checkpoints only containers with their own (namespace_options.pid CONTAINER)',
-        ctx,
-      );
+    const { spec, init } = await this.dumpable(c, 'container_id', ctx);
     await this.probe.require('CheckpointContainer', ctx);
 
     await fs.mkdir(this.opts.workRoot, { recursive: true, mode: 0o700 });
@@ -109,7 +102,29 @@ export class Checkpointer {
     }
   }
 
-  /** CRIU's images, the writable layer, the metadata, then the archive at `location`. */
+  /** Running, with its own PID namespace: what CRIU can take. `field` is the request's. */
+  private async dumpable(
+    c: Container,
+    field: string,
+    ctx: ErrorContext,
+  ): Promise<{ spec: LaunchSpec; init: ProcessIdentity }> {
+    const init = c.record.init;
+    if (c.state !== 'RUNNING' || c.criState() !== 'CONTAINER_RUNNING' || !init)
+      throw new FailedPreconditionError(`${field}: container ${c.id} is not running (${c.criState()})`, ctx);
+    const spec = await this.opts.containers.specOf(c);
+    // CRIU restores a tree into a PID namespace of its own; a shared one (pod, host,
+    // another container's) holds processes the dump cannot take along.
+    const pidNs = spec.linux.namespaces.find((n) => n.type === 'pid');
+    if (!pidNs || pidNs.path)
+      throw new FailedPreconditionError(
+        `${field}: container ${c.id} shares a PID namespace (${pidNs ? 'pod or target' : 'host'}); ` +
+          'CRIU checkpoints only containers with their own (namespace_options.pid CONTAINER)',
+        ctx,
+      );
+    return { spec, init };
+  }
+
+  /** The archive's contents in a staging dir, then the archive at `location`. */
   private async dumpSteps(
     c: Container,
     spec: LaunchSpec,
@@ -120,6 +135,24 @@ export class Checkpointer {
     sig: AbortSignal,
   ): Promise<void> {
     const staging = path.join(work, 'archive');
+    await this.capture(c, spec, init, staging, ctx, sig);
+    await packArchive(staging, location, sig);
+  }
+
+  /**
+   * CRIU's images, the writable layer and the metadata of `c`, laid out in
+   * `staging` as archive.ts says. `freezeCgroup`: the container's cgroup,
+   * frozen by the caller.
+   */
+  private async capture(
+    c: Container,
+    spec: LaunchSpec,
+    init: ProcessIdentity,
+    staging: string,
+    ctx: ErrorContext,
+    sig: AbortSignal,
+    freezeCgroup?: string,
+  ): Promise<void> {
     const images = path.join(staging, ARCHIVE.checkpointDir);
     await fs.mkdir(images, { recursive: true, mode: 0o700 });
     const netns = spec.linux.namespaces.find((n) => n.type === 'network')?.path;
@@ -131,6 +164,7 @@ export class Checkpointer {
       netnsInode: netns ? (await fs.stat(netns)).ino : undefined,
       externalMounts: externalMountsOf(spec),
       tty: spec.process.terminal ? await fs.stat(`/proc/${init.pid}/fd/0`) : undefined,
+      freezeCgroup,
     });
     // The pid is the init only while its start time matches (pid reuse).
     if (!(await isAlive(init))) throw new FailedPreconditionError(`container_id: container ${c.id} exited`, ctx);
@@ -146,13 +180,90 @@ export class Checkpointer {
     // The writable layer after the dump, as CRI-O takes it: the files the processes saw.
     const upper = (await this.opts.containers.backend()).writableDir?.(c.id);
     const walk = upper ? await walkWritableLayer(upper) : { include: [], deleted: [] };
-    await writeRootfsDiff(upper ?? work, walk, path.join(staging, ARCHIVE.rootfsDiff), sig);
+    await writeRootfsDiff(upper ?? staging, walk, path.join(staging, ARCHIVE.rootfsDiff), sig);
     const write = (f: string, data: string): Promise<void> => fs.writeFile(path.join(staging, f), data);
     await write(ARCHIVE.deletedFiles, JSON.stringify(walk.deleted));
     await write(ARCHIVE.configDump, JSON.stringify(configDumpOf(c.record, new Date()), null, 2));
     await write(ARCHIVE.specDump, JSON.stringify(spec, null, 2));
     await write(ARCHIVE.record, recordJson(c.record));
-    await packArchive(staging, location, sig);
+  }
+
+  /**
+   * CheckpointPod: `members` (running containers of `sandbox`, checked by the
+   * caller) frozen together, each captured into <outputPath>/<container
+   * name>/ with archive.ts's layout, then all thawed, whatever happens, and
+   * pod.dump / capsa.pod beside them. On failure everything written under
+   * `outputPath` goes; the directory itself is the caller's.
+   */
+  async checkpointPod(sandbox: Sandbox, members: Container[], outputPath: string, signal: AbortSignal): Promise<void> {
+    const ctx: ErrorContext = { stage: 'checkpoint pod', sandboxId: sandbox.id };
+    const sorted = [...members].sort((a, b) => (a.id < b.id ? -1 : 1));
+    // Every member's lifecycle lock, always taken in id order (no two calls deadlock).
+    const locked = (i: number): Promise<void> =>
+      i === sorted.length
+        ? this.checkpointPodLocked(sandbox, sorted, outputPath, ctx, signal)
+        : sorted[i].exclusive(() => locked(i + 1));
+    try {
+      await locked(0);
+    } catch (err) {
+      for (const e of await fs.readdir(outputPath).catch(() => []))
+        await fs.rm(path.join(outputPath, e), { recursive: true, force: true });
+      throw asCapsaError(err, ctx);
+    }
+  }
+
+  private async checkpointPodLocked(
+    sandbox: Sandbox,
+    members: Container[],
+    outputPath: string,
+    ctx: ErrorContext,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const plans: { c: Container; spec: LaunchSpec; init: ProcessIdentity; freezer: FreezeTarget }[] = [];
+    for (const c of members) {
+      const { spec, init } = await this.dumpable(c, 'container_ids', { ...ctx, containerId: c.id });
+      const freezer = freezerOf(this.opts.containers.cgroups.handle(c.record.cgroupPath));
+      if (!freezer)
+        throw new FailedPreconditionError(
+          `container_ids: container ${c.id} has no cgroup freezer to pause it with`,
+          ctx,
+        );
+      plans.push({ c, spec, init, freezer });
+    }
+    await this.probe.require('CheckpointPod', ctx);
+    signal.throwIfAborted();
+    // The caller's deadline (CRI: kubelet sets one) ends the dumps: criu and tar are killed, all is thawed.
+    const names = new Set<string>();
+    await withFrozen(
+      plans.map((p) => p.freezer),
+      10_000,
+      async () => {
+        for (const p of plans) {
+          let name = p.c.record.metadata.name;
+          if (names.has(name)) name = p.c.id;
+          names.add(name);
+          await this.capture(
+            p.c,
+            p.spec,
+            p.init,
+            path.join(outputPath, name),
+            { ...ctx, containerId: p.c.id },
+            signal,
+            p.freezer.dir,
+          );
+        }
+      },
+      (t, err) => this.opts.log.error({ err, cgroup: t.dir }, 'thawing a container after a pod checkpoint failed'),
+    );
+    const pod = {
+      format: POD_FORMAT,
+      sandboxId: sandbox.id,
+      metadata: sandbox.spec.metadata,
+      containers: plans.map((p, i) => ({ id: p.c.id, name: p.c.record.metadata.name, dir: [...names][i] })),
+      checkpointedTime: new Date().toISOString(),
+    };
+    await fs.writeFile(path.join(outputPath, POD_RECORD), JSON.stringify(pod, null, 2), { mode: 0o600 });
+    this.opts.log.info({ sandboxId: sandbox.id, containers: plans.length, outputPath }, 'pod checkpointed');
   }
 
   /**
