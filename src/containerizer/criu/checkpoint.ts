@@ -1,13 +1,19 @@
 // Checkpoint and restore of containers with CRIU (kubelet's forensic
-// container checkpointing, CRI CheckpointContainer). The container keeps
-// running: criu dump --leave-running of its init's tree, then its writable
-// layer and capsa's record, packed into the archive kubelet named
-// (archive.ts has the layout). Everything is made in a work dir under
-// <state>/checkpoints and the archive appears at `location` only when
-// complete; every failure removes both.
+// container checkpointing, CRI CheckpointContainer; and CheckpointPod). The
+// container keeps running: criu dump --leave-running of its init's tree,
+// then its writable layer and capsa's record, packed into the archive
+// kubelet named (archive.ts has the layout). Everything is made in a work
+// dir under <state>/checkpoints and the archive appears at `location` only
+// when complete; every failure removes both.
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { FailedPreconditionError, InternalError, asCapsaError, type ErrorContext } from '../../errors';
+import {
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InternalError,
+  asCapsaError,
+  type ErrorContext,
+} from '../../errors';
 import type { Logger } from '../../log';
 import { isAlive, type ProcessIdentity } from '../../util/procfs';
 import { withTimeout } from '../../util/timeout';
@@ -37,6 +43,8 @@ async function stdioOf(pid: number): Promise<string[]> {
 /** The pod checkpoint's own record, in CheckpointPod's output dir. */
 export const POD_RECORD = 'capsa.pod';
 export const POD_FORMAT = 'capsa-pod-checkpoint/v1';
+/** CheckpointPod's own bound, under the caller's deadline (CRI: kubelet always sets one). */
+export const POD_CHECKPOINT_TIMEOUT_MS = 600_000;
 
 export interface CheckpointerOptions {
   containers: Containers;
@@ -192,7 +200,7 @@ export class Checkpointer {
    * CheckpointPod: `members` (running containers of `sandbox`, checked by the
    * caller) frozen together, each captured into <outputPath>/<container
    * name>/ with archive.ts's layout, then all thawed, whatever happens, and
-   * pod.dump / capsa.pod beside them. On failure everything written under
+   * capsa.pod beside them. On failure everything written under
    * `outputPath` goes; the directory itself is the caller's.
    */
   async checkpointPod(sandbox: Sandbox, members: Container[], outputPath: string, signal: AbortSignal): Promise<void> {
@@ -231,14 +239,17 @@ export class Checkpointer {
       plans.push({ c, spec, init, freezer });
     }
     await this.probe.require('CheckpointPod', ctx);
-    signal.throwIfAborted();
-    // The caller's deadline (CRI: kubelet sets one) ends the dumps: criu and tar are killed, all is thawed.
+    // The caller's deadline, or ours, ends the dumps: criu and tar are killed and
+    // withFrozen thaws everything before this returns (never a frozen pod).
+    const sig = AbortSignal.any([signal, AbortSignal.timeout(POD_CHECKPOINT_TIMEOUT_MS)]);
+    sig.throwIfAborted();
     const names = new Set<string>();
-    await withFrozen(
+    const cut = withFrozen(
       plans.map((p) => p.freezer),
       10_000,
       async () => {
         for (const p of plans) {
+          sig.throwIfAborted();
           let name = p.c.record.metadata.name;
           if (names.has(name)) name = p.c.id;
           names.add(name);
@@ -248,13 +259,19 @@ export class Checkpointer {
             p.init,
             path.join(outputPath, name),
             { ...ctx, containerId: p.c.id },
-            signal,
+            sig,
             p.freezer.dir,
           );
         }
       },
       (t, err) => this.opts.log.error({ err, cgroup: t.dir }, 'thawing a container after a pod checkpoint failed'),
     );
+    await cut.catch((err: unknown) => {
+      // A kill by the deadline shows as the tool's abort; say which deadline it was.
+      if (signal.aborted) throw asCapsaError(signal.reason, ctx);
+      if (sig.aborted) throw new DeadlineExceededError(`pod checkpoint took over ${POD_CHECKPOINT_TIMEOUT_MS} ms`, ctx);
+      throw err;
+    });
     const pod = {
       format: POD_FORMAT,
       sandboxId: sandbox.id,
