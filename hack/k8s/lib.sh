@@ -69,7 +69,16 @@ start_bg() {
   mkdir -p "$K8S_LOGS" "$K8S_PIDS"
   echo "$match" >"$K8S_PIDS/$name.match"
   setsid "$@" >>"$K8S_LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$K8S_PIDS/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$K8S_PIDS/$name.pid"
+  # Until the child has exec'd, its command line is still this shell's and
+  # pid_of would call it gone (seen under load: "kubelet exited" at once):
+  # wait, bounded, for the binary to show, or for the child to die.
+  for ((i = 0; i < 100; i++)); do
+    pid_of "$name" >/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.05
+  done
 }
 
 # stop NAME [SIGNAL] [SECONDS]: signal, wait, then SIGKILL.
