@@ -107,19 +107,24 @@ const cgroupPsi =
       for (const psi of [c.cpu.psi, c.memory.psi, c.io.psi, p.cpu.psi, p.memory.psi]) expect(psi.some).toBeDefined();
       expect(c.cpu.psi.some.total).toBeGreaterThan(0);
     }
-    // /metrics/cadvisor from capsa's ListPodSandboxMetrics, under cAdvisor's names and labels
+    // /metrics/cadvisor from capsa's ListPodSandboxMetrics, under cAdvisor's names and labels (CPU in
+    // whole seconds, as containerd and CRI-O send it: this pod has used less than one)
     const text = await kubectl(['get', '--raw', `/api/v1/nodes/${NODE}/proxy/metrics/cadvisor`]);
-    const line = text
-      .split('\n')
-      .find(
-        (l) =>
-          l.startsWith('container_cpu_usage_seconds_total{') &&
-          l.includes('container="main"') &&
-          l.includes(`namespace="${NS}"`) &&
-          l.includes('pod="cri-stats"'),
-      );
-    expect(line).toBeDefined();
-    expect(Number(line!.split(' ')[1])).toBeGreaterThan(0);
+    const sampleOf = (name: string): number | undefined => {
+      const line = text
+        .split('\n')
+        .find(
+          (l) =>
+            l.startsWith(`${name}{`) &&
+            l.includes('container="main"') &&
+            l.includes(`namespace="${NS}"`) &&
+            l.includes('pod="cri-stats"'),
+        );
+      return line === undefined ? undefined : Number(line.split(' ')[1]);
+    };
+    expect(sampleOf('container_cpu_usage_seconds_total')).toBeGreaterThanOrEqual(0);
+    expect(sampleOf('container_memory_working_set_bytes')).toBeGreaterThan(0);
+    expect(sampleOf('container_spec_memory_limit_bytes')).toBe(64 * 1024 * 1024);
   },
   240_000,
 );

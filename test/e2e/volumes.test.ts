@@ -1,11 +1,15 @@
 // The volumes kubelet makes and capsa mounts: emptyDir (disk and memory),
 // hostPath, configMap, secret, the projected service-account token, the
-// downward API, and subPath.
+// downward API, subPath, an OCI image as a volume (ImageVolume, GA in
+// 1.36), and all of it in a pod with its own user namespace (hostUsers:
+// false, GA in 1.36) when capsa's Status says the node can do that.
 import { promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { BUSYBOX } from './images';
-import { apply, kubectl, namespace, phase, waitPod } from '../helpers/k8s';
+import { AGNHOST, BUSYBOX } from './images';
+import { apply, CAPSA_SOCKET, K8S_BIN, kubectl, namespace, phase, waitPod } from '../helpers/k8s';
+import { execFile } from 'child_process';
+import { promisify } from 'util';
 
 const NS = 'e2e-volumes';
 let dropNs: () => Promise<void>;
@@ -22,8 +26,13 @@ afterAll(async () => {
   if (hostDir) await fs.rm(hostDir, { recursive: true, force: true });
 }, 180_000);
 
-async function runToEnd(name: string, spec: object): Promise<string> {
-  await apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels: { tier: 'e2e' } }, spec });
+async function runToEnd(name: string, spec: object, before: object[] = []): Promise<string> {
+  await apply(...before, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: NS, labels: { tier: 'e2e' } },
+    spec,
+  });
   const p = await waitPod(NS, name, 'finished', (p) => ['Succeeded', 'Failed'].includes(phase(p)), 120_000);
   const logs = await kubectl(['logs', '-n', NS, name]);
   expect({ phase: phase(p), logs }).toEqual({ phase: 'Succeeded', logs });
@@ -195,4 +204,80 @@ test('subPath mounts one file and one directory of a volume', async () => {
     ],
   });
   expect(logs).toBe('one\n0\nin-sub\n');
+}, 150_000);
+
+test('an image volume: the image read-only in the container, a sub path of it', async () => {
+  const logs = await runToEnd('image-volume', {
+    restartPolicy: 'Never',
+    volumes: [{ name: 'img', image: { reference: AGNHOST, pullPolicy: 'IfNotPresent' } }],
+    containers: [
+      {
+        name: 'main',
+        image: BUSYBOX,
+        command: [
+          'sh',
+          '-c',
+          'test -x /img/agnhost && echo has-agnhost; touch /img/x 2>/dev/null || echo read-only; ls /sub | grep -c .',
+        ],
+        volumeMounts: [
+          { name: 'img', mountPath: '/img' },
+          { name: 'img', mountPath: '/sub', subPath: 'etc' },
+        ],
+      },
+    ],
+  });
+  const [has, ro, count] = logs.trim().split('\n');
+  expect([has, ro]).toEqual(['has-agnhost', 'read-only']);
+  // the image's /etc, not an empty directory
+  expect(Number(count)).toBeGreaterThan(0);
+}, 150_000);
+
+async function crictlInfo(): Promise<string> {
+  const { stdout } = await promisify(execFile)(path.join(K8S_BIN, 'crictl'), ['-r', `unix://${CAPSA_SOCKET}`, 'info'], {
+    timeout: 30_000,
+  });
+  return stdout;
+}
+
+/** Whether capsa's Status advertises user namespaces (what kubelet checks before it runs a hostUsers: false pod). */
+async function nodeHasUserNamespaces(): Promise<boolean> {
+  const info = JSON.parse(await crictlInfo());
+  const handlers: { name?: string; features?: { user_namespaces?: boolean } }[] = info.runtimeHandlers ?? [];
+  return handlers.some((h) => (h.name ?? '') === '' && h.features?.user_namespaces === true);
+}
+
+test('a pod with hostUsers: false runs in its own user namespace, its volumes still writable', async () => {
+  if (!(await nodeHasUserNamespaces())) {
+    console.warn('capsa does not advertise user namespaces on this host: hostUsers: false not tested');
+    return;
+  }
+  const logs = await runToEnd(
+    'userns',
+    {
+      restartPolicy: 'Never',
+      hostUsers: false,
+      volumes: [
+        { name: 'scratch', emptyDir: {} },
+        { name: 'cfg', configMap: { name: 'userns-cfg' } },
+      ],
+      containers: [
+        {
+          name: 'main',
+          image: BUSYBOX,
+          command: ['sh', '-c', 'cat /proc/self/uid_map; id -u; echo hi > /s/f && cat /s/f; cat /c/k'],
+          volumeMounts: [
+            { name: 'scratch', mountPath: '/s' },
+            { name: 'cfg', mountPath: '/c' },
+          ],
+        },
+      ],
+    },
+    [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'userns-cfg', namespace: NS }, data: { k: 'v' } }],
+  );
+  const [map, uid, wrote, cfg] = logs.trim().split('\n');
+  const [inside, outside, length] = map.trim().split(/\s+/).map(Number);
+  // root inside is an unprivileged id on the host, 65536 ids per pod as kubelet allocates them
+  expect([inside, length, uid]).toEqual([0, 65536, '0']);
+  expect(outside).toBeGreaterThanOrEqual(65536);
+  expect([wrote, cfg]).toEqual(['hi', 'v']);
 }, 150_000);
