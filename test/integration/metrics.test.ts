@@ -249,7 +249,8 @@ describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
           expect(psi!.Some!.Total).toBeGreaterThanOrEqual(0n);
           expect(psi!.Full).toBeDefined();
         }
-        expect(linux.containers[0].cpu!.psi!.Some!.Total).toBeGreaterThan(0n);
+        // stall time needs contention, which a quiet machine may not have: present, not necessarily > 0
+        expect(linux.containers[0].cpu!.psi!.Some!.Total).toBeGreaterThanOrEqual(0n);
         expect(linux.containers[0].memory!.psi).toBeDefined();
         expect(linux.containers[0].io!.psi).toBeDefined();
       } else {
