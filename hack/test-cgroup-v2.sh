@@ -45,10 +45,29 @@ else
 fi
 
 job="$(mktemp /tmp/capsa-cgv2-job.XXXXXX)"
-trap 'rm -f "$job"' EXIT
+# The VM mounts fresh tmpfs on /tmp, /run and /dev/shm, hiding the host's: a
+# checkout there (a CI clone under /tmp) is shown to the VM through a bind
+# mount of it under /var/tmp, which the VM sees through its 9p root.
+vm_root=$root
+src_bind=""
+case "$root/" in
+  /tmp/* | /run/* | /dev/shm/*)
+    src_bind="$(mktemp -d /var/tmp/capsa-cgv2-src.XXXXXX)"
+    mount --bind "$root" "$src_bind"
+    vm_root=$src_bind
+    ;;
+esac
+cleanup() {
+  rm -f "$job"
+  if [ -n "$src_bind" ]; then
+    umount "$src_bind" 2>/dev/null || umount -l "$src_bind" 2>/dev/null || true
+    rmdir "$src_bind" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
 {
   echo 'set -eu'
-  printf 'cd %q\n' "$root"
+  printf 'cd %q\n' "$vm_root"
   printf 'export CAPSA_TEST_IMAGES_DIR=%q CI=true CAPSA_TEST_SLOWDOWN=%q\n' "$images" "$slowdown"
   # shellcheck disable=SC2016 # expanded in the VM
   echo 'echo "== $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"'
