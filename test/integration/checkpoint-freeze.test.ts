@@ -23,7 +23,14 @@ async function frozen(t: FreezeTarget): Promise<boolean> {
 
 /** A busy shell loop counting into a file, so a frozen one visibly stops counting. */
 function counter(file: string): ChildProcess {
-  return spawn('sh', ['-c', `i=0; while :; do i=$((i+1)); echo $i > ${file}; sleep 0.02; done`], { stdio: 'ignore' });
+  // each count replaces the file whole (rename): a read never sees the truncated file "echo >" leaves for a moment
+  return spawn(
+    'sh',
+    ['-c', `i=0; while :; do i=$((i+1)); echo $i > ${file}.t; mv -f ${file}.t ${file}; sleep 0.02; done`],
+    {
+      stdio: 'ignore',
+    },
+  );
 }
 
 beforeAll(async () => {
