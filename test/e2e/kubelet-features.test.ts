@@ -5,7 +5,7 @@
 // ListPodSandboxStats and /metrics/cadvisor from capsa's CRI metrics (on by
 // default: kubelet's cAdvisor knows only containerd and CRI-O containers).
 // Skipped when the cluster runs without them.
-import { existsSync } from 'fs';
+import { hostHasCgroupPsi } from '../helpers/cgroups';
 import { BUSYBOX } from './images';
 import { apply, gateOn as on, isReady, kubectl, namespace, NODE, until, waitPod } from '../helpers/k8s';
 const NS = 'e2e-features';
@@ -49,10 +49,7 @@ function sample(metrics: string, name: string): number {
   180_000,
 );
 
-/** Per-cgroup pressure stall information: a PSI kernel with a cgroup2 tree (v2, or a v1 host's hybrid one). */
-const cgroupPsi =
-  existsSync('/proc/pressure/cpu') &&
-  ['/sys/fs/cgroup/cgroup.procs', '/sys/fs/cgroup/unified/cgroup.procs'].some((f) => existsSync(f));
+const cgroupPsi = hostHasCgroupPsi();
 
 (on('PodAndContainerStatsFromCRI') ? test : test.skip)(
   'PodAndContainerStatsFromCRI: the summary API and /metrics/cadvisor come from capsa',

@@ -5,6 +5,12 @@ import * as path from 'path';
 
 const CG = '/sys/fs/cgroup';
 
+/** Per-cgroup pressure stall information: a PSI kernel with a cgroup2 tree (v2, or a v1 host's hybrid one). */
+export function hostHasCgroupPsi(): boolean {
+  const cg2 = [path.join(CG, 'cgroup.procs'), path.join(CG, 'unified', 'cgroup.procs')].some((f) => existsSync(f));
+  return cg2 && existsSync('/proc/pressure/cpu');
+}
+
 /** Every hierarchy root: the v1 controller mounts, or the one v2 root. */
 export function cgroupHierarchies(): string[] {
   if (existsSync(path.join(CG, 'cgroup.controllers'))) return [CG];

@@ -3,12 +3,13 @@
 // per-container CPU and memory read from the container's real cgroup; and
 // the CRI pod stats (cgroup usage, network counters from the pod's netns).
 import { execFileSync } from 'child_process';
-import { existsSync, mkdtempSync, promises as fs } from 'fs';
+import { mkdtempSync, promises as fs } from 'fs';
 import * as http from 'http';
 import * as os from 'os';
 import * as net from 'net';
 import * as path from 'path';
 import { TestDaemon, call, createContainer, expectRpcError, request, runp, startDaemon } from '../helpers/daemon';
+import { hostHasCgroupPsi } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import {
   BUSYBOX_IMAGE as IMAGE,
@@ -177,12 +178,6 @@ test('a metrics address that is taken stops the start, naming metrics_address', 
     await fs.rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
-
-/** Per-cgroup PSI: the kernel has PSI and a cgroup2 tree is mounted (v2, or a v1 host's hybrid one). */
-function hostHasCgroupPsi(): boolean {
-  const cg2 = ['/sys/fs/cgroup/cgroup.procs', '/sys/fs/cgroup/unified/cgroup.procs'].some((f) => existsSync(f));
-  return cg2 && existsSync('/proc/pressure/cpu');
-}
 
 describe('pod stats (PodSandboxStats, ListPodSandboxStats)', () => {
   test('cgroup CPU, memory and processes, netns interface counters, the containers; filters; errors', async () => {
