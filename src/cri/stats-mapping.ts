@@ -3,6 +3,7 @@
 // copies these into its summary API (/stats/summary) when it takes stats
 // from the CRI; a counter the kernel did not give stays unset rather than 0.
 import type { CgroupStats, Pressure, PressureLine } from '../containerizer';
+import type { CpuRates } from './cpu-rate';
 import type { CpuUsage, IoUsage, MemoryUsage, PsiData, PsiStats, UInt64Value } from '../gen/runtime/v1/api';
 
 function u64(v: bigint | undefined): UInt64Value | undefined {
@@ -20,12 +21,17 @@ export function psiOf(p: Pressure | undefined): PsiStats | undefined {
   return { Some: psiData(p.some), Full: psiData(p.full ?? none) };
 }
 
-export function cpuUsageOf(s: CgroupStats, timestamp: bigint): CpuUsage {
+/**
+ * CPU total and pressure, and the rate over `rates`' window for `key` (a
+ * container or pod id): kubelet reads a pod's rate from here.
+ */
+export function cpuUsageOf(s: CgroupStats, timestamp: bigint, rates: CpuRates, key: string): CpuUsage {
+  const total = s.cpu.usageNs;
+  const rate = total === undefined ? undefined : rates.observe(key, total, timestamp);
   return {
     timestamp,
-    usageCoreNanoSeconds: { value: s.cpu.usageNs ?? 0n },
-    // kubelet derives the rate from two samples of the total.
-    usageNanoCores: undefined,
+    usageCoreNanoSeconds: { value: total ?? 0n },
+    usageNanoCores: u64(rate),
     psi: psiOf(s.psi?.cpu),
   };
 }

@@ -177,12 +177,8 @@ async function statsOfOne(
   const s = await deps.containers.stats(c, 'usage').catch(() => undefined);
   const disk = writableDir ? await deps.layerUsage.get(r.id, writableDir) : undefined;
   const cpu: CpuUsage = s
-    ? cpuUsageOf(s, now)
+    ? cpuUsageOf(s, now, deps.cpuRates, r.id)
     : { timestamp: now, usageCoreNanoSeconds: { value: 0n }, usageNanoCores: undefined, psi: undefined };
-  if (s?.cpu.usageNs !== undefined) {
-    const rate = deps.cpuRates.observe(r.id, s.cpu.usageNs, now);
-    if (rate !== undefined) cpu.usageNanoCores = { value: rate };
-  }
   return ContainerStats.fromPartial({
     attributes: { id: r.id, metadata: { ...r.metadata }, labels: { ...r.labels }, annotations: { ...r.annotations } },
     cpu,

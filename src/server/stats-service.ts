@@ -81,11 +81,7 @@ export function statsHandlers(deps: StatsServiceDeps): ServiceHandlers<RuntimeSe
       if (err instanceof NotFoundError) return {};
       throw err;
     });
-    const cpu = u.cgroup && u.cpu ? cpuUsageOf(u.cgroup, now) : undefined;
-    if (cpu && u.cpu) {
-      const rate = deps.cpuRates.observe(sb.id, u.cpu.usageCoreNanoSeconds, now);
-      if (rate !== undefined) cpu.usageNanoCores = { value: rate };
-    }
+    const cpu = u.cgroup && u.cpu ? cpuUsageOf(u.cgroup, now, deps.cpuRates, sb.id) : undefined;
     const cstats = await deps.containerStats(own);
     return PodSandboxStats.fromPartial({
       attributes: {
