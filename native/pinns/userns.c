@@ -149,6 +149,32 @@ static void child_main(int rd, int wr, int flags)
 }
 
 /* Reads the child's next step; 0 when it is `want`, -1 (reported) otherwise. */
+/*
+ * Forks the child that unshares (child_main) with its two sync pipes: the
+ * parent keeps up[0] (child → parent) and down[1] (parent → child).
+ * Returns the child's pid, or -1 after reporting the failure.
+ */
+static pid_t start_child(int flags, int up[2], int down[2])
+{
+	if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0) {
+		fail("pipe2", "", errno);
+		return -1;
+	}
+	pid_t child = fork();
+	if (child < 0) {
+		fail("fork", "", errno);
+		return -1;
+	}
+	if (child == 0) {
+		close(up[0]);
+		close(down[1]);
+		child_main(down[0], up[1], flags);
+	}
+	close(up[1]);
+	close(down[0]);
+	return child;
+}
+
 static int expect(int rd, char want, const char *what)
 {
 	char c;
@@ -208,22 +234,9 @@ int userns_main(int argc, char **argv)
 	npins++;
 
 	int up[2], down[2];
-	if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0) {
-		fail("pipe2", "", errno);
+	pid_t child = start_child(flags, up, down);
+	if (child < 0)
 		return 1;
-	}
-	pid_t child = fork();
-	if (child < 0) {
-		fail("fork", "", errno);
-		return 1;
-	}
-	if (child == 0) {
-		close(up[0]);
-		close(down[1]);
-		child_main(down[0], up[1], flags);
-	}
-	close(up[1]);
-	close(down[0]);
 	int rc = 1;
 	if (expect(up[0], 'u', "unshare CLONE_NEWUSER") < 0)
 		goto out;
@@ -295,22 +308,9 @@ int probe_main(int argc, char **argv)
 		fail("private mount namespace", "", errno);
 		return 1;
 	}
-	if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0) {
-		fail("pipe2", "", errno);
+	pid_t child = start_child(0, up, down);
+	if (child < 0)
 		return 1;
-	}
-	pid_t child = fork();
-	if (child < 0) {
-		fail("fork", "", errno);
-		return 1;
-	}
-	if (child == 0) {
-		close(up[0]);
-		close(down[1]);
-		child_main(down[0], up[1], 0);
-	}
-	close(up[1]);
-	close(down[0]);
 	/* Any mapping will do; 2^31 is outside every real range. */
 	static const char map[] = "0 2147483648 65536\n";
 	snprintf(a, sizeof(a), "/proc/%d/ns/user", (int)child);
