@@ -13,7 +13,14 @@ import { AuthConfig, Challenge, DockerConfigFile, loadCredentialsFile, TokenCach
 import { TlsOptions } from './http';
 import { DEFAULT_MANIFEST_MAX_BYTES } from './manifest';
 import { DEFAULT_DOMAIN, ImageReference, formatReference } from './reference';
-import { Endpoint, RegistrySettings, RegistryTransport, RetryableHttpError, isRetryable } from './registry-common';
+import {
+  Endpoint,
+  RegistryHttpOptions,
+  RegistrySettings,
+  RegistryTransport,
+  RetryableHttpError,
+  isRetryable,
+} from './registry-common';
 import { RepositorySession } from './registry-session';
 
 export { type BlobProgress, type Endpoint, type FetchedManifest, RetryableHttpError } from './registry-common';
@@ -252,15 +259,7 @@ export class RegistryClient implements RegistryTransport {
   }
 
   /** @internal Common HTTP options. */
-  httpOptions(
-    signal: AbortSignal | undefined,
-    context: ErrorContext,
-  ): {
-    stallTimeoutMs: number;
-    signal?: AbortSignal;
-    agents: { http: http.Agent; https: https.Agent };
-    context: ErrorContext;
-  } {
+  httpOptions(signal: AbortSignal | undefined, context: ErrorContext): RegistryHttpOptions {
     return { stallTimeoutMs: this.opts.stallTimeoutMs, signal, agents: this.agents, context };
   }
 

@@ -85,6 +85,14 @@ export function isRetryable(err: unknown): boolean {
   return err instanceof NetworkError || err instanceof StallError || err instanceof RetryableHttpError;
 }
 
+/** What every registry request is made with. */
+export interface RegistryHttpOptions {
+  stallTimeoutMs: number;
+  signal?: AbortSignal;
+  agents: { http: http.Agent; https: https.Agent };
+  context: ErrorContext;
+}
+
 /** The settings a session reads from its client. */
 export interface RegistrySettings {
   stallTimeoutMs: number;
@@ -110,14 +118,6 @@ export interface RegistryTransport {
   knownScheme(host: string): 'https:' | 'http:' | undefined;
   challengeFor(origin: string): Challenge | undefined;
   setChallenge(origin: string, c: Challenge): void;
-  httpOptions(
-    signal: AbortSignal | undefined,
-    context: ErrorContext,
-  ): {
-    stallTimeoutMs: number;
-    signal?: AbortSignal;
-    agents: { http: http.Agent; https: https.Agent };
-    context: ErrorContext;
-  };
+  httpOptions(signal: AbortSignal | undefined, context: ErrorContext): RegistryHttpOptions;
   withRetries<T>(what: string, signal: AbortSignal | undefined, fn: (attempt: number) => Promise<T>): Promise<T>;
 }

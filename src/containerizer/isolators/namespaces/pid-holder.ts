@@ -4,10 +4,10 @@
 // <state>/ns/capsa-<id>-pid so containers can setns() into it. Only pods
 // that ask for it get a process; all others have none.
 import { spawn } from 'child_process';
-import { existsSync } from 'fs';
 import * as path from 'path';
-import { FailedPreconditionError, InternalError } from '../../../errors';
+import { InternalError } from '../../../errors';
 import type { Logger } from '../../../log';
+import { findHelperBinary } from '../../../util/helper-binary';
 import { processStartTime, processesNamed } from '../../../util/procfs';
 import { withTimeout } from '../../../util/timeout';
 import type { IsolatorCheckpoint } from '../../checkpoint';
@@ -28,20 +28,14 @@ export interface PidHolderState {
 
 export const PID_HOLDER_ISOLATOR_VERSION = 1;
 
-/** Where capsa-pause is: next to the sources (native/pinns) or installed. */
+/** Where capsa-pause is: $CAPSA_PAUSE, next to the sources (native/pinns) or installed. */
 export function findPauseBinary(): string {
-  const fromEnv = process.env.CAPSA_PAUSE;
-  if (fromEnv) return fromEnv;
-  let dir = __dirname;
-  for (let i = 0; i < 8; i++) {
-    const candidate = path.join(dir, 'native', 'pinns', 'capsa-pause');
-    if (existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  for (const p of ['/usr/local/libexec/capsa/capsa-pause', '/usr/libexec/capsa/capsa-pause']) {
-    if (existsSync(p)) return p;
-  }
-  throw new FailedPreconditionError('capsa-pause not found: run make -C native/pinns (hack/setup.sh does)');
+  return findHelperBinary({
+    name: 'capsa-pause',
+    env: 'CAPSA_PAUSE',
+    buildDir: 'native/pinns',
+    make: 'make -C native/pinns',
+  });
 }
 
 export class PidHolderIsolator implements Isolator<SandboxContext, PidHolderState> {
