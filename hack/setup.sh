@@ -12,7 +12,7 @@ cd "$root"
 
 # Runtime: protoc for the bindings; iproute2/iptables and the CNI plugins for
 # pod networking; zstd to unpack zstd layers.
-pkgs=(protobuf-compiler iproute2 iptables containernetworking-plugins zstd ca-certificates libseccomp-dev)
+pkgs=(protobuf-compiler iproute2 iptables containernetworking-plugins zstd ca-certificates libseccomp-dev runc crun)
 if [[ "${1:-}" == "--test" ]]; then
   # Tests: a real registry, image build tools, Debian's busybox for test
   # images, htpasswd for the auth registry, openssl for TLS/token tests;

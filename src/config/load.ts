@@ -1,10 +1,20 @@
 // Reads the TOML file, applies command-line overrides and validates every
 // value. A problem becomes a ConfigError naming the key and its source;
 // the CLI prints it on one line and exits 2.
-import { readFileSync } from 'fs';
-import { isAbsolute } from 'path';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'fs';
+import { isAbsolute, join } from 'path';
 import { parse as parseToml } from 'smol-toml';
-import { Config, DEFAULT_CONFIG_PATH, KEYS, KeyDef, RegistryConfig, defaultConfig, kebab } from './schema';
+import {
+  Config,
+  DEFAULT_CONFIG_PATH,
+  KEYS,
+  KeyDef,
+  RegistryConfig,
+  RuntimeConfig,
+  checkHandlerName,
+  defaultConfig,
+  kebab,
+} from './schema';
 
 export class ConfigError extends Error {
   constructor(
@@ -53,6 +63,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     if (!def || raw === undefined) throw new ConfigError('command line', `--${kebab(key)}`, 'unknown flag');
     setValue(config, def, raw, 'command line', `--${kebab(key)}`);
   }
+  mergeRuntimes(config, file ?? 'command line');
   return { config, file };
 }
 
@@ -68,6 +79,10 @@ function applyToml(config: Config, text: string, source: string): void {
   for (const [key, value] of Object.entries(doc)) {
     if (key === 'registries') {
       config.registries = parseRegistries(value, source);
+      continue;
+    }
+    if (key === 'runtimes') {
+      config.runtimes = parseRuntimes(value, source);
       continue;
     }
     const def = KEYS.find((k) => k.key === key);
@@ -175,4 +190,72 @@ function parseRegistries(value: unknown, source: string): Record<string, Registr
     out[host] = { mirrors: mirrors as string[], insecure, ...(ca !== undefined ? { ca_file: ca as string } : {}) };
   }
   return out;
+}
+
+const RUNTIME_KEYS: Record<RuntimeConfig['type'], readonly string[]> = {
+  capsa: ['type'],
+  oci: ['type', 'binary', 'root'],
+};
+
+/** [runtimes.<name>]: each a handler of type "capsa" or "oci" (binary, optional root). */
+function parseRuntimes(value: unknown, source: string): Record<string, RuntimeConfig> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new ConfigError(source, 'runtimes', 'must be a table of RuntimeClass handlers');
+  const out: Record<string, RuntimeConfig> = {};
+  for (const [handler, raw] of Object.entries(value as Record<string, unknown>)) {
+    const name = `runtimes.${JSON.stringify(handler)}`;
+    const bad = checkHandlerName(handler);
+    if (bad !== undefined) throw new ConfigError(source, name, bad);
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      throw new ConfigError(source, name, 'must be a table');
+    const entry = raw as Record<string, unknown>;
+    const type = entry.type;
+    if (type !== 'capsa' && type !== 'oci') throw new ConfigError(source, `${name}.type`, 'must be "capsa" or "oci"');
+    for (const k of Object.keys(entry)) {
+      if (!RUNTIME_KEYS[type].includes(k))
+        throw new ConfigError(source, `${name}.${k}`, `unknown key for a handler of type "${type}"`);
+    }
+    if (type === 'capsa') {
+      out[handler] = { type };
+      continue;
+    }
+    const binary = entry.binary;
+    if (typeof binary !== 'string' || !isAbsolute(binary))
+      throw new ConfigError(
+        source,
+        `${name}.binary`,
+        'must be the absolute path of the OCI runtime (e.g. /usr/sbin/runc)',
+      );
+    try {
+      if (!statSync(binary).isFile()) throw new Error('not a regular file');
+      accessSync(binary, fsConstants.X_OK);
+    } catch (err) {
+      throw new ConfigError(source, `${name}.binary`, `${binary}: not an executable file (${(err as Error).message})`);
+    }
+    const root = entry.root;
+    if (root !== undefined && (typeof root !== 'string' || !isAbsolute(root)))
+      throw new ConfigError(source, `${name}.root`, 'must be an absolute path');
+    out[handler] = { type, binary, ...(root !== undefined ? { root: root as string } : {}) };
+  }
+  return out;
+}
+
+/**
+ * One list of handlers: runtime_handlers' names (deprecated) become handlers
+ * of type "capsa", runtime_handlers then names them all (what Status and
+ * RunPodSandbox check against), and each OCI handler gets its state dir.
+ */
+function mergeRuntimes(config: Config, source: string): void {
+  const tables = config.runtimes;
+  const merged: Record<string, RuntimeConfig> = {};
+  for (const n of config.runtime_handlers) {
+    if (tables[n] !== undefined)
+      throw new ConfigError(source, 'runtime_handlers', `"${n}" is also a [runtimes.${n}] table: name it once`);
+    merged[n] = { type: 'capsa' };
+  }
+  for (const [n, r] of Object.entries(tables)) {
+    merged[n] = r.type === 'oci' ? { ...r, root: r.root ?? join(config.state, 'runtimes', n) } : r;
+  }
+  config.runtimes = merged;
+  config.runtime_handlers = Object.keys(merged);
 }

@@ -15,6 +15,21 @@ export interface RegistryConfig {
   ca_file?: string;
 }
 
+/**
+ * A RuntimeClass handler (`[runtimes.<name>]`). "capsa": capsa's own launcher
+ * (what the default handler "" is). "oci": an OCI runtime (runc, crun) run
+ * under capsa-monitor from a bundle capsa writes.
+ */
+export type RuntimeConfig =
+  | { type: 'capsa' }
+  | {
+      type: 'oci';
+      /** The runtime's executable (absolute). */
+      binary: string;
+      /** The runtime's state dir (--root); default <state>/runtimes/<name>. */
+      root?: string;
+    };
+
 export interface Config {
   root: string;
   state: string;
@@ -31,7 +46,13 @@ export interface Config {
   pull_stall_timeout: number;
   shutdown_timeout: number;
   sync_layers: boolean;
+  /**
+   * Every handler name served besides the default "": the deprecated
+   * runtime_handlers list and the [runtimes.<name>] tables (filled in at load).
+   */
   runtime_handlers: string[];
+  /** Every non-default handler by name; runtime_handlers' names as type "capsa". */
+  runtimes: Record<string, RuntimeConfig>;
   registries: Record<string, RegistryConfig>;
 }
 
@@ -127,7 +148,7 @@ export const KEYS: readonly KeyDef[] = [
     key: 'runtime_handlers',
     kind: 'string[]',
     default: () => [],
-    help: 'RuntimeClass handler names served besides the default one, each running pods as the default does (e.g. "test-handler", which Kubernetes\' node conformance suite expects)',
+    help: 'deprecated, use [runtimes.<name>] type = "capsa": RuntimeClass handler names served besides the default one, each running pods as the default does (e.g. "test-handler", which Kubernetes\' node conformance suite expects)',
     check: checkRuntimeHandlers,
   },
 ];
@@ -135,10 +156,19 @@ export const KEYS: readonly KeyDef[] = [
 /** RuntimeClass.handler's rule: a DNS-1123 label. */
 const HANDLER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
+/** What is wrong with a handler name, if anything (it also names a state dir: no path may hide in it). */
+export function checkHandlerName(n: string): string | undefined {
+  if (n.includes('/') || n.includes('\\') || n === '.' || n === '..')
+    return `"${n.slice(0, 80)}" has a path in it (a RuntimeClass handler name is a DNS-1123 label)`;
+  if (!HANDLER_NAME.test(n)) return `"${n.slice(0, 80)}" is not a DNS-1123 label (a RuntimeClass handler name)`;
+  return undefined;
+}
+
 function checkRuntimeHandlers(value: unknown): string | undefined {
   const names = value as string[];
   for (const n of names) {
-    if (!HANDLER_NAME.test(n)) return `"${n.slice(0, 80)}" is not a DNS-1123 label (a RuntimeClass handler name)`;
+    const problem = checkHandlerName(n);
+    if (problem !== undefined) return problem;
   }
   if (new Set(names).size !== names.length) return 'names a handler twice';
   return undefined;
@@ -147,7 +177,7 @@ function checkRuntimeHandlers(value: unknown): string | undefined {
 export const DEFAULT_CONFIG_PATH = '/etc/capsa/capsa.toml';
 
 export function defaultConfig(): Config {
-  const c: Record<string, unknown> = { registries: {} };
+  const c: Record<string, unknown> = { registries: {}, runtimes: {} };
   for (const k of KEYS) c[k.key] = k.default();
   return c as unknown as Config;
 }

@@ -104,6 +104,50 @@ describe('config loading', () => {
     expect(() => loadConfig({ configPath: file('runtime_handlers = "a"') })).toThrow(/list of strings/);
   });
 
+  test('[runtimes.<name>]: capsa and oci handlers, runtime_handlers folded in, each name once', () => {
+    const { config } = loadConfig({
+      configPath: file(
+        [
+          'state = "/run/x"',
+          'runtime_handlers = ["test-handler"]',
+          '[runtimes.runc]',
+          'type = "oci"',
+          'binary = "/bin/sh"',
+          '[runtimes.crun]',
+          'type = "oci"',
+          'binary = "/bin/sh"',
+          'root = "/run/crun-capsa"',
+          '[runtimes.plain]',
+          'type = "capsa"',
+        ].join('\n'),
+      ),
+    });
+    expect(config.runtime_handlers).toEqual(['test-handler', 'runc', 'crun', 'plain']);
+    expect(config.runtimes).toEqual({
+      'test-handler': { type: 'capsa' },
+      runc: { type: 'oci', binary: '/bin/sh', root: '/run/x/runtimes/runc' },
+      crun: { type: 'oci', binary: '/bin/sh', root: '/run/crun-capsa' },
+      plain: { type: 'capsa' },
+    });
+    // The rendered form loads back to the same handlers.
+    expect(loadConfig({ configPath: file(renderConfig(config)) }).config).toEqual(config);
+    for (const [toml, key, what] of [
+      ['[runtimes."../etc"]\ntype = "capsa"', 'runtimes."../etc"', 'has a path in it'],
+      ['[runtimes."a/b"]\ntype = "capsa"', 'runtimes."a/b"', 'has a path in it'],
+      ['[runtimes.A]\ntype = "capsa"', 'runtimes."A"', 'DNS-1123'],
+      ['[runtimes.x]\ntype = "kata"', 'runtimes."x".type', '"capsa" or "oci"'],
+      ['[runtimes.x]\ntype = "oci"', 'runtimes."x".binary', 'absolute path'],
+      ['[runtimes.x]\ntype = "oci"\nbinary = "/nonexistent/runc"', 'runtimes."x".binary', 'not an executable'],
+      ['[runtimes.x]\ntype = "oci"\nbinary = "/bin/sh"\nroot = "rel"', 'runtimes."x".root', 'absolute path'],
+      ['[runtimes.x]\ntype = "capsa"\nbinary = "/bin/sh"', 'runtimes."x".binary', 'unknown key'],
+      ['runtime_handlers = ["x"]\n[runtimes.x]\ntype = "capsa"', 'runtime_handlers', 'name it once'],
+      ['runtimes = 1', 'runtimes', 'table'],
+    ]) {
+      expect(() => loadConfig({ configPath: file(toml) })).toThrow(`key "${key}": `);
+      expect(() => loadConfig({ configPath: file(toml) })).toThrow(what);
+    }
+  });
+
   test('rendered defaults load back to the same config', () => {
     const defaults = defaultConfig();
     const { config } = loadConfig({ configPath: file(renderConfig(defaults)) });
