@@ -26,6 +26,7 @@ import { canonicalJson } from '../util/canonical-json';
 import { MIN_MEMORY_LIMIT } from './container-spec/resources';
 import { checkEnums } from './enums';
 import { checkHostResources } from './host-limits';
+import { checkLogDirectory } from './log-directory';
 import { checkSubIds, usernsFromCri, usernsToCri, type IdRange } from './userns';
 
 const NSO = 'config.linux.security_context.namespace_options';
@@ -249,8 +250,7 @@ export function sandboxSpecFromRequest(req: RunPodSandboxRequest, opts: MappingO
 
   if (config.logDirectory !== '') {
     checkText('config.log_directory', config.logDirectory, 4096);
-    if (!config.logDirectory.startsWith('/'))
-      throw new InvalidArgumentError('config.log_directory', 'must be absolute');
+    checkLogDirectory('config.log_directory', config.logDirectory);
   }
 
   let dns: SandboxSpec['dns'];

@@ -25,6 +25,7 @@ import type { LaunchSpec } from '../../containerizer';
 import { resolveUser, type ResolvedUser } from './user';
 import { resolveSeccomp } from '../seccomp/profile';
 import { checkString, isWithin } from './values';
+import { checkLogDirectory } from '../log-directory';
 
 export * from './types';
 export { resolveCommand } from './command';
@@ -95,9 +96,7 @@ export function containerLogPath(config: ContainerConfig, sandboxConfig: PodSand
   if (config.logPath === '' || sandboxConfig.logDirectory === '') return undefined;
   checkString(config.logPath, 'config.log_path');
   checkString(sandboxConfig.logDirectory, 'sandbox_config.log_directory');
-  if (!sandboxConfig.logDirectory.startsWith('/')) {
-    throw new InvalidArgumentError('sandbox_config.log_directory', `"${sandboxConfig.logDirectory}" is not absolute`);
-  }
+  checkLogDirectory('sandbox_config.log_directory', sandboxConfig.logDirectory);
   const dir = path.posix.normalize(sandboxConfig.logDirectory).replace(/(.)\/$/, '$1');
   const file = path.posix.join(dir, config.logPath);
   if (file === dir || !isWithin(file, dir)) {
