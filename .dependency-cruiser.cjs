@@ -22,6 +22,16 @@ module.exports = {
       to: { path: '^src/server/' },
     },
     {
+      name: 'server-is-transport',
+      severity: 'error',
+      comment:
+        "The server is the socket, grpc-js, the instrumentation and the daemon's start and stop; it talks to the cri " +
+        'layer only. The one module that wires the layers below together is src/cri/services/index.ts ' +
+        '(startCriServices), so no server file needs the containerizer, the provisioner, the network or streaming.',
+      from: { path: '^src/server/' },
+      to: { path: '^src/(containerizer|provisioner|network|streaming)/' },
+    },
+    {
       name: 'cri-stays-up',
       severity: 'error',
       comment: 'The generated CRI types belong to the server and the cri layer; nothing below the cri layer knows CRI.',

@@ -7,7 +7,7 @@ import { imageCommand } from './cli/image-import';
 import { CapsaError } from './errors';
 import { createDaemonLogger } from './observability/logging';
 import { startDaemon } from './server/daemon';
-import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from './server/runtime-info';
+import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from './cri/runtime-info';
 
 const USAGE = `usage: capsa <command> [flags]
 

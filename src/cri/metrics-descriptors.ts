@@ -7,7 +7,7 @@
 // sample's label_values must match its descriptor's keys in number and order,
 // or kubelet drops it. This file is the table and the pure builders from
 // what the containerizer reads (cgroup counters, netns interfaces, rootfs
-// usage) to samples; src/server/metrics-service.ts does the reading.
+// usage) to samples; src/cri/services/metrics.ts does the reading.
 //
 // Units. A sample's value is a uint64 and kubelet exports float64(value), so
 // a "_seconds_total" counter cannot carry the kernel's nanoseconds. We send

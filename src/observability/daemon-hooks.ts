@@ -1,5 +1,5 @@
 // The observability hooks of a running daemon, in one call from
-// server/daemon.ts: every CRI method's call counter at 0, pull metrics from
+// cri/services/index.ts: every CRI method's call counter at 0, pull metrics from
 // the provisioner's pull watcher, OOM kills from the containerizer's events,
 // the image filesystem's size.
 import { promises as fs } from 'fs';

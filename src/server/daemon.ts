@@ -4,51 +4,21 @@
 import * as grpc from '@grpc/grpc-js';
 import { promises as fs } from 'fs';
 import * as net from 'net';
-import * as path from 'path';
 import { Config } from '../config/schema';
-import { Checkpointer, Containerizer } from '../containerizer';
-import { readDaemonFacts } from '../cri/daemon-facts';
-import {
-  ImageServiceService,
-  RuntimeServiceService,
-  type ImageServiceServer,
-  type RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import { Provisioner, diskUsage } from '../provisioner/provisioner';
+import { IMAGE_SERVICE, RUNTIME_SERVICE, startCriServices } from '../cri/services';
+import { runtimeVersion } from '../cri/runtime-info';
 import type { Logger } from '../log';
+import { Metrics } from '../metrics/metrics';
+import { startMetricsServer } from '../metrics/server';
+import { Health } from '../observability/health';
+import { startTracing } from '../observability/tracing';
+import { Closers } from '../util/closers';
 import { withTimeout } from '../util/timeout';
-import { StreamRuntime } from '../streaming/runtime';
-import { startStreamingServer } from '../streaming/server';
 import { acceptConnection } from './h2-authority';
 import { inFlightCalls } from './in-flight';
 import { InstanceLock, acquireInstanceLock } from './instance-lock';
-import { MethodDef, ServiceHandlers, instrumentService } from './instrument';
-import { Metrics } from '../metrics/metrics';
-import { startMetricsServer } from '../metrics/server';
-import { imageFsOf, observeDaemon } from '../observability/daemon-hooks';
-import { Health } from '../observability/health';
-import { traceLauncher } from '../observability/launcher-tracing';
-import { startTracing } from '../observability/tracing';
-import { runtimeVersion } from './runtime-info';
-import {
-  ContainerServiceDeps,
-  containerHandlers,
-  containerStatsOf,
-  containerStatsOfAll,
-  listContainersWire,
-} from './container-service';
-import { LayerUsage } from './layer-usage';
-import { checkpointHandlers } from './checkpoint-service';
-import { eventHandlers } from './events-service';
-import { metricsHandlers } from './metrics-service';
-import { imageHandlers } from './image-service';
-import { podHandlers } from './pod-service';
-import { loadRuntimeState } from '../network/runtime-state';
-import { runtimeHandlers } from './runtime-service';
+import { MethodDef, instrumentService } from './instrument';
 import { prepareSocketPath, secureSocket } from './socket';
-import { statsHandlers } from './stats-service';
-import { CpuRates } from '../cri/cpu-rate';
-import { streamingHandlers } from './streaming-service';
 
 /** kubelet's own limit for CRI messages. */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -64,7 +34,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   await fs.mkdir(config.state, { recursive: true, mode: 0o711 });
   const lock = await acquireInstanceLock(config.root);
   // Undone in reverse on a failed start, and on shutdown.
-  const closers: (() => Promise<void>)[] = [];
+  const closers = new Closers(log);
   try {
     // A live daemon's socket is refused first (the clearest message), then the
     // metrics listener starts: its /healthz tells what the rest of start-up is doing.
@@ -87,125 +57,23 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       );
       closers.push(() => endpoint.close());
     }
-    health.starting('opening the image store');
-    const state = await loadRuntimeState(config.root);
-    const provisioner = await Provisioner.open({ config, log, syncLayers: config.sync_layers });
-    closers.push(() => provisioner.close());
-    // The containerizer re-adopts every checkpointed sandbox, then every container, before we serve.
-    const containerizer = await Containerizer.start({
-      root: config.root,
-      state: config.state,
-      cgroupDriver: config.cgroup_driver,
-      log,
-      provisioner,
-      cni: config,
-      onStage: (what) => health.starting(what),
-      wrapLauncher: traceLauncher,
-    });
-    closers.push(() => containerizer.close());
-    const { sandboxes, containers } = containerizer;
-    const checkpointer = new Checkpointer({
-      containers,
-      workRoot: path.join(config.state, 'checkpoints'),
-      log: log.child({ component: 'checkpoint' }),
-    });
-    await checkpointer.sweep();
-    const containerDeps: ContainerServiceDeps = {
-      containers,
-      facts: await readDaemonFacts(containerizer.cgroupVersion),
-      containerFsDir: containerizer.containerFsDir,
-      cpuRates: new CpuRates(),
-      layerUsage: new LayerUsage(diskUsage),
-      checkpointer,
-    };
-    closers.push(async () => containerDeps.layerUsage.stop());
-    // Exec, Attach and PortForward answer URLs of this server (port 0 resolved once, here).
-    const streaming = await startStreamingServer(config.streaming_address, log.child({ component: 'streaming' }));
-    closers.push(() => streaming.close());
-    const streamRuntime = new StreamRuntime({
-      containers,
-      sandboxes,
-      monitor: containerizer.monitor,
-      log: log.child({ component: 'streaming' }),
-    });
-    const runtime: ServiceHandlers<RuntimeServiceServer> = {
-      ...runtimeHandlers({ config, state }),
-      ...podHandlers({
-        sandboxes,
-        containers,
-        cgroupDriver: config.cgroup_driver,
-        runtimeHandlers: config.runtime_handlers,
-      }),
-      ...containerHandlers(containerDeps),
-      ...statsHandlers({
-        sandboxes,
-        containers,
-        // A pod's containers are reported exactly as ContainerStats reports each one.
-        containerStats: (cs) => containerStatsOfAll(cs, containerDeps),
-        cpuRates: containerDeps.cpuRates,
-      }),
-      ...streamingHandlers({ server: streaming, runtime: streamRuntime }),
-      ...checkpointHandlers({
-        checkpointer,
-        containers,
-        sandboxes,
-        cgroupDriver: config.cgroup_driver,
-        runtimeHandlers: config.runtime_handlers,
-      }),
-      ...eventHandlers({ sandboxes, containers }),
-      ...metricsHandlers({
-        sandboxes,
-        containers,
-        containerStats: (c) => containerStatsOf(c, containerDeps),
-        containerFsDir: containerDeps.containerFsDir,
-      }),
-    };
-    const image: ServiceHandlers<ImageServiceServer> = {
-      ...imageHandlers({ provisioner, containerFsDir: path.join(config.root, 'rootfs') }),
-    };
+    // Everything below the transport: the image store, the containerizer, the handlers.
+    const cri = await startCriServices({ config, log, metrics, onStage: (what) => health.starting(what) });
+    closers.push(() => cri.close());
 
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
     });
     const rpcLog = log.child({ component: 'cri' });
-    metrics.attach({
-      sandboxes: () =>
-        sandboxes.list().map((sb) => ({
-          id: sb.id,
-          state: sb.criState(),
-          name: sb.spec.metadata.name,
-          namespace: sb.spec.metadata.namespace,
-        })),
-      containers: () =>
-        containers.list().map((c) => ({
-          id: c.id,
-          sandboxId: c.record.sandboxId,
-          name: c.record.metadata.name,
-          state: c.criState(),
-          image: c.record.image.requested,
-          startedAt: c.record.startedAt,
-        })),
-      usage: async (id) => containers.usage(containers.get(id)),
-      imageFs: () => imageFsOf(config.root),
-    });
-    const methods = [RuntimeServiceService, ImageServiceService].flatMap((s) =>
-      Object.values(s).map((m) => m.path.slice(m.path.lastIndexOf('/') + 1)),
-    );
-    observeDaemon({ metrics, provisioner, containers, methods });
     const observe = metrics.observeCall.bind(metrics);
-    // ListContainers answers in wire bytes (container-service.ts): its serializer sends them.
-    const runtimeService = {
-      ...RuntimeServiceService,
-      listContainers: { ...RuntimeServiceService.listContainers, responseSerialize: listContainersWire },
-    };
     server.addService(
-      runtimeService,
-      instrumentService(runtimeService as unknown as Record<string, MethodDef>, runtime, rpcLog, observe),
+      RUNTIME_SERVICE,
+      instrumentService(RUNTIME_SERVICE as unknown as Record<string, MethodDef>, cri.runtime, rpcLog, observe),
     );
     server.addService(
-      ImageServiceService,
-      instrumentService(ImageServiceService as unknown as Record<string, MethodDef>, image, rpcLog, observe),
+      IMAGE_SERVICE,
+      instrumentService(IMAGE_SERVICE as unknown as Record<string, MethodDef>, cri.image, rpcLog, observe),
     );
     health.starting('binding the CRI socket');
     // We accept on the socket ourselves and hand each connection to grpc-js,
@@ -236,7 +104,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       },
     };
   } catch (err) {
-    await closeAll(closers, log);
+    await closers.closeAll();
     await lock.release();
     throw err;
   }
@@ -247,7 +115,7 @@ async function shutdown(
   listener: net.Server,
   config: Config,
   lock: InstanceLock,
-  closers: (() => Promise<void>)[],
+  closers: Closers,
   log: Logger,
 ): Promise<void> {
   log.info('shutting down: no new calls, waiting for in-flight ones');
@@ -264,17 +132,7 @@ async function shutdown(
     server.forceShutdown();
   }
   await fs.rm(config.socket, { force: true });
-  await closeAll(closers, log);
+  await closers.closeAll();
   await lock.release();
   log.info('stopped');
-}
-
-async function closeAll(closers: (() => Promise<void>)[], log: Logger): Promise<void> {
-  for (const close of closers.reverse()) {
-    try {
-      await close();
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'cleanup at shutdown failed');
-    }
-  }
 }

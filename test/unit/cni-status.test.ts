@@ -2,7 +2,7 @@ import { mkdtempSync, promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { findNetworkConfig, networkReadiness, pluginTypes } from '../../src/network/cni-status';
-import { isCidr } from '../../src/server/runtime-service';
+import { isCidr } from '../../src/cri/services/runtime';
 
 describe('CNI readiness', () => {
   test('plugin types of conflists and single confs', () => {

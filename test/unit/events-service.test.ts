@@ -5,8 +5,8 @@ import type { Containers } from '../../src/containerizer/containers';
 import { ContainerEvents } from '../../src/containerizer/events';
 import type { Sandboxes } from '../../src/containerizer/sandboxes';
 import type { ContainerEventResponse } from '../../src/gen/runtime/v1/api';
-import { eventHandlers } from '../../src/server/events-service';
-import type { CallContext } from '../../src/server/instrument';
+import { eventHandlers } from '../../src/cri/services/events';
+import type { CallContext } from '../../src/cri/services/handler';
 import { createLogger } from '../../src/log';
 
 function setup(maxBacklog: number) {

@@ -1,4 +1,4 @@
-// The writable layers' usage cache (src/server/layer-usage.ts): values served
+// The writable layers' usage cache (src/cri/services/layer-usage.ts): values served
 // from the cache and walked again by background passes while asked for, too
 // old ones waited for, passes stopped when idle; one walk per layer at a time,
 // a bounded number overall; a walk of a real directory.
@@ -6,7 +6,7 @@ import { mkdtempSync, promises as fs } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { diskUsage, FsUsage } from '../../src/provisioner/provisioner';
-import { IDLE_MS, LayerUsage, MAX_AGE_MS, REFRESH_MS } from '../../src/server/layer-usage';
+import { IDLE_MS, LayerUsage, MAX_AGE_MS, REFRESH_MS } from '../../src/cri/services/layer-usage';
 
 /** A walk whose calls the test finishes by hand. */
 function manualWalk(): {

@@ -1,8 +1,8 @@
-// ListContainers answered in wire bytes (src/server/container-service.ts):
+// ListContainers answered in wire bytes (src/cri/services/containers.ts):
 // the answer put together from each container's encoded message decodes to
 // the same response the generated encoder makes, whatever the messages' sizes.
 import { Container, ListContainersResponse } from '../../src/gen/runtime/v1/api';
-import { WIRE_BYTES, encodeListing, listContainersWire } from '../../src/server/container-service';
+import { WIRE_BYTES, encodeListing, listContainersWire } from '../../src/cri/services/containers';
 
 function container(i: number, labelBytes: number): Container {
   return Container.fromPartial({

@@ -13,7 +13,7 @@
 // One walk per layer at a time (concurrent callers share it), WALKS layers at
 // once overall, so a pass or a first ListContainerStats over a thousand
 // containers does not queue thousands of walks on the thread pool.
-import type { FsUsage } from '../provisioner/provisioner';
+import type { FsUsage } from '../../provisioner/provisioner';
 
 /** How often layers are walked again while stats are asked for (containerd's period). */
 export const REFRESH_MS = 10_000;

@@ -11,7 +11,7 @@ let cachedVersion: string | undefined;
 /** The version in package.json: one source of truth for `capsa version` and the Version RPC. */
 export function runtimeVersion(): string {
   if (!cachedVersion) {
-    // dist/src/server -> repo root, or src/server -> repo root.
+    // dist/src/cri -> repo root, or src/cri -> repo root.
     for (const up of ['../../..', '../..']) {
       try {
         const pkg = JSON.parse(readFileSync(path.resolve(__dirname, up, 'package.json'), 'utf8')) as {

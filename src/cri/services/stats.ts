@@ -5,16 +5,16 @@
 // included), its network counters from its pinned network namespace, and
 // each of its containers' stats as ContainerStats reports them.
 import { setImmediate } from 'timers/promises';
-import type { Container } from '../containerizer';
-import type { Containers } from '../containerizer';
-import type { Usage } from '../containerizer';
-import type { Sandbox } from '../containerizer';
-import type { Sandboxes } from '../containerizer';
-import { nowNs } from '../containerizer';
-import { CpuRates } from '../cri/cpu-rate';
-import { matchesFilter } from '../cri/sandbox-mapping';
-import { cpuUsageOf, ioUsageOf, memoryUsageOf } from '../cri/stats-mapping';
-import { InvalidArgumentError, NotFoundError } from '../errors';
+import type { Container } from '../../containerizer';
+import type { Containers } from '../../containerizer';
+import type { Usage } from '../../containerizer';
+import type { Sandbox } from '../../containerizer';
+import type { Sandboxes } from '../../containerizer';
+import { nowNs } from '../../containerizer';
+import { CpuRates } from '../cpu-rate';
+import { matchesFilter } from '../sandbox-mapping';
+import { cpuUsageOf, ioUsageOf, memoryUsageOf } from '../stats-mapping';
+import { InvalidArgumentError, NotFoundError } from '../../errors';
 import {
   ContainerStats,
   ListPodSandboxStatsRequest,
@@ -28,8 +28,8 @@ import {
   StreamPodSandboxStatsRequest,
   StreamPodSandboxStatsResponse,
   type RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import type { CallContext, ServiceHandlers } from './instrument';
+} from '../../gen/runtime/v1/api';
+import type { CallContext, ServiceHandlers } from './handler';
 
 export interface StatsServiceDeps {
   sandboxes: Sandboxes;

@@ -1,8 +1,8 @@
 // RuntimeService's streaming RPCs: Exec, Attach and PortForward check the
 // request (and that its container or pod is there and running), then hand
 // back a one-time URL of the streaming server (src/streaming).
-import { checkExecCmd } from '../cri/container-mapping';
-import { InvalidArgumentError } from '../errors';
+import { checkExecCmd } from '../container-mapping';
+import { InvalidArgumentError } from '../../errors';
 import type {
   AttachRequest,
   AttachResponse,
@@ -11,10 +11,10 @@ import type {
   PortForwardRequest,
   PortForwardResponse,
   RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import type { StreamingServer } from '../streaming/server';
-import { StreamRuntime, validateStreamRequest } from '../streaming/runtime';
-import type { ServiceHandlers } from './instrument';
+} from '../../gen/runtime/v1/api';
+import type { StreamingServer } from '../../streaming/server';
+import { StreamRuntime, validateStreamRequest } from '../../streaming/runtime';
+import type { ServiceHandlers } from './handler';
 
 export interface StreamingServiceDeps {
   server: StreamingServer;

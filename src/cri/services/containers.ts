@@ -5,9 +5,9 @@
 // from memory and the cgroups. Validation and CRI shapes live in
 // src/cri/container-mapping.ts.
 import { setImmediate } from 'timers/promises';
-import type { Checkpointer, Container } from '../containerizer';
-import { Containers } from '../containerizer';
-import { nowNs } from '../containerizer';
+import type { Checkpointer, Container } from '../../containerizer';
+import { Containers } from '../../containerizer';
+import { nowNs } from '../../containerizer';
 import {
   DaemonFacts,
   checkExecCmd,
@@ -16,11 +16,11 @@ import {
   matchesContainerFilter,
   toContainer,
   toContainerStatus,
-} from '../cri/container-mapping';
-import { CpuRates } from '../cri/cpu-rate';
-import { criResources } from '../cri/sandbox-mapping';
-import { cpuUsageOf, ioUsageOf, memoryUsageOf } from '../cri/stats-mapping';
-import { InvalidArgumentError } from '../errors';
+} from '../container-mapping';
+import { CpuRates } from '../cpu-rate';
+import { criResources } from '../sandbox-mapping';
+import { cpuUsageOf, ioUsageOf, memoryUsageOf } from '../stats-mapping';
+import { InvalidArgumentError } from '../../errors';
 import {
   Container as CriContainer,
   ContainerStats,
@@ -53,9 +53,9 @@ import {
   UpdateContainerResourcesRequest,
   UpdateContainerResourcesResponse,
   type RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import { isArchiveImage, restoreContainer } from './checkpoint-service';
-import type { CallContext, ServiceHandlers } from './instrument';
+} from '../../gen/runtime/v1/api';
+import { isArchiveImage, restoreContainer } from './checkpoint';
+import type { CallContext, ServiceHandlers } from './handler';
 import type { LayerUsage } from './layer-usage';
 
 export interface ContainerServiceDeps {
@@ -67,7 +67,7 @@ export interface ContainerServiceDeps {
   cpuRates: CpuRates;
   /** Writable layers' bytes and inodes, cached with a freshness bound (layer-usage.ts). */
   layerUsage: LayerUsage;
-  /** Restores containers whose image is a checkpoint archive (checkpoint-service.ts). */
+  /** Restores containers whose image is a checkpoint archive (checkpoint.ts). */
   checkpointer?: Checkpointer;
 }
 
@@ -81,7 +81,7 @@ export type ContainerStatsDeps = Pick<
 const STREAM_CHUNK = 100;
 
 /**
- * Marks an answer that is already in its wire bytes: daemon.ts gives the
+ * Marks an answer that is already in its wire bytes: index.ts gives the
  * method a serializer that sends them as they are (listContainersWire).
  */
 export const WIRE_BYTES = Symbol('wire bytes');

@@ -10,12 +10,12 @@
 // src/cri/metrics-descriptors.ts.
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import type { Container, Containers } from '../containerizer';
-import type { Usage } from '../containerizer';
-import type { CgroupStats } from '../containerizer';
-import type { Sandbox, Sandboxes } from '../containerizer';
-import { FsSample, MetricsInput, Subject, metricDescriptors, metricsOf } from '../cri/metrics-descriptors';
-import { NotFoundError, asCapsaError } from '../errors';
+import type { Container, Containers } from '../../containerizer';
+import type { Usage } from '../../containerizer';
+import type { CgroupStats } from '../../containerizer';
+import type { Sandbox, Sandboxes } from '../../containerizer';
+import { FsSample, MetricsInput, Subject, metricDescriptors, metricsOf } from '../metrics-descriptors';
+import { NotFoundError, asCapsaError } from '../../errors';
 import type {
   ContainerMetrics,
   ContainerStats,
@@ -24,11 +24,11 @@ import type {
   PodSandboxMetrics,
   StreamPodSandboxMetricsResponse,
   RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import type { Logger } from '../log';
-import { canonical, readMountInfo } from '../provisioner/backends/mounts';
-import { raceAbort, withTimeout } from '../util/timeout';
-import type { CallContext, ServiceHandlers } from './instrument';
+} from '../../gen/runtime/v1/api';
+import type { Logger } from '../../log';
+import { canonical, readMountInfo } from '../../provisioner/backends/mounts';
+import { raceAbort, withTimeout } from '../../util/timeout';
+import type { CallContext, ServiceHandlers } from './handler';
 
 export interface MetricsServiceDeps {
   sandboxes: Sandboxes;

@@ -1,7 +1,7 @@
 // ImageService handlers: PullImage, ImageStatus, ListImages (and its
 // streaming twin StreamImages), RemoveImage, ImageFsInfo. Validation here, the work in the provisioner.
-import { imageVerboseInfo, toCriImage } from '../cri/image-mapping';
-import { InvalidArgumentError } from '../errors';
+import { imageVerboseInfo, toCriImage } from '../image-mapping';
+import { InvalidArgumentError } from '../../errors';
 import {
   Image,
   ImageFilter,
@@ -18,10 +18,10 @@ import {
   StreamImagesRequest,
   StreamImagesResponse,
   type ImageServiceServer,
-} from '../gen/runtime/v1/api';
-import { Provisioner } from '../provisioner/provisioner';
-import { AuthConfig } from '../provisioner/store/auth';
-import type { CallContext, ServiceHandlers } from './instrument';
+} from '../../gen/runtime/v1/api';
+import { Provisioner } from '../../provisioner/provisioner';
+import { AuthConfig } from '../../provisioner/store/auth';
+import type { CallContext, ServiceHandlers } from './handler';
 
 export interface ImageServiceDeps {
   provisioner: Provisioner;

@@ -6,13 +6,13 @@
 // transport holds; past that it ends with RESOURCE_EXHAUSTED, so the client
 // knows it missed events (kubelet then relists) and the daemon never waits
 // on it nor grows without bound.
-import type { Containers } from '../containerizer';
-import type { ContainerEvent } from '../containerizer';
-import type { Sandboxes } from '../containerizer';
-import { toContainerEventResponse } from '../cri/container-events';
-import { CapsaError } from '../errors';
-import type { ContainerEventResponse, GetEventsRequest, RuntimeServiceServer } from '../gen/runtime/v1/api';
-import type { CallContext, ServiceHandlers } from './instrument';
+import type { Containers } from '../../containerizer';
+import type { ContainerEvent } from '../../containerizer';
+import type { Sandboxes } from '../../containerizer';
+import { toContainerEventResponse } from '../container-events';
+import { CapsaError } from '../../errors';
+import type { ContainerEventResponse, GetEventsRequest, RuntimeServiceServer } from '../../gen/runtime/v1/api';
+import type { CallContext, ServiceHandlers } from './handler';
 
 export const MAX_BACKLOG = 1000;
 

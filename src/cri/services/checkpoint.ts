@@ -3,7 +3,7 @@
 // RestorePod. The request checks live here (field names are CRI's); the
 // work is the containerizer's Checkpointer (src/containerizer/criu).
 // Restoring a container from an archive goes through CreateContainer with
-// the archive's path as the image, as with CRI-O (container-service.ts).
+// the archive's path as the image, as with CRI-O (containers.ts).
 import { promises as fs } from 'fs';
 import * as path from 'path';
 import {
@@ -13,9 +13,9 @@ import {
   type Container,
   type Containers,
   type Sandboxes,
-} from '../containerizer';
-import { sandboxSpecFromRequest } from '../cri/sandbox-mapping';
-import { InvalidArgumentError, NotFoundError, UnimplementedError } from '../errors';
+} from '../../containerizer';
+import { sandboxSpecFromRequest } from '../sandbox-mapping';
+import { InvalidArgumentError, NotFoundError, UnimplementedError } from '../../errors';
 import {
   CheckpointContainerRequest,
   CheckpointContainerResponse,
@@ -25,8 +25,8 @@ import {
   RestorePodResponse,
   RunPodSandboxRequest,
   type RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import type { CallContext, ServiceHandlers } from './instrument';
+} from '../../gen/runtime/v1/api';
+import type { CallContext, ServiceHandlers } from './handler';
 
 export interface CheckpointServiceDeps {
   checkpointer: Checkpointer;

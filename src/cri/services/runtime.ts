@@ -2,8 +2,8 @@
 // RuntimeConfig, UpdateRuntimeConfig. Pods, containers, stats and streaming
 // have their own files beside this one.
 import { isIPv4, isIPv6 } from 'net';
-import { Config } from '../config/schema';
-import { InvalidArgumentError } from '../errors';
+import { Config } from '../../config/schema';
+import { InvalidArgumentError } from '../../errors';
 import {
   CgroupDriver,
   RuntimeConfigRequest,
@@ -15,13 +15,13 @@ import {
   VersionRequest,
   VersionResponse,
   type RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import { usernsSupport } from '../containerizer';
-import { kernelHasMountSetattr } from '../cri/container-spec/host-io';
-import { networkReadiness } from '../network/cni-status';
-import { RuntimeState, saveRuntimeState } from '../network/runtime-state';
-import type { ServiceHandlers } from './instrument';
-import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from './runtime-info';
+} from '../../gen/runtime/v1/api';
+import { usernsSupport } from '../../containerizer';
+import { kernelHasMountSetattr } from '../container-spec/host-io';
+import { networkReadiness } from '../../network/cni-status';
+import { RuntimeState, saveRuntimeState } from '../../network/runtime-state';
+import type { ServiceHandlers } from './handler';
+import { RUNTIME_API_VERSION, RUNTIME_NAME, runtimeVersion } from '../runtime-info';
 
 /** Pod CIDRs in one UpdateRuntimeConfig (kubelet sends one per IP family). */
 const MAX_POD_CIDRS = 8;

@@ -2,9 +2,9 @@
 // RemovePodSandbox, PodSandboxStatus, ListPodSandbox (and its streaming
 // twin), UpdatePodSandboxResources. Status and List are answered from
 // memory. Validation and CRI shapes live in src/cri/sandbox-mapping.ts.
-import type { Containers } from '../containerizer';
-import type { Sandboxes } from '../containerizer';
-import { podContainerStatuses } from '../cri/container-mapping';
+import type { Containers } from '../../containerizer';
+import type { Sandboxes } from '../../containerizer';
+import { podContainerStatuses } from '../container-mapping';
 import {
   criResources,
   matchesFilter,
@@ -13,9 +13,9 @@ import {
   toPodSandbox,
   toPodSandboxStatus,
   verboseInfo,
-} from '../cri/sandbox-mapping';
-import { readKubeletSubIds } from '../cri/userns';
-import { InvalidArgumentError } from '../errors';
+} from '../sandbox-mapping';
+import { readKubeletSubIds } from '../userns';
+import { InvalidArgumentError } from '../../errors';
 import {
   ListPodSandboxRequest,
   ListPodSandboxResponse,
@@ -33,8 +33,8 @@ import {
   UpdatePodSandboxResourcesRequest,
   UpdatePodSandboxResourcesResponse,
   type RuntimeServiceServer,
-} from '../gen/runtime/v1/api';
-import type { CallContext, ServiceHandlers } from './instrument';
+} from '../../gen/runtime/v1/api';
+import type { CallContext, ServiceHandlers } from './handler';
 
 export interface PodServiceDeps {
   sandboxes: Sandboxes;
