@@ -26,18 +26,18 @@
 //   any trusted.overlay.* a layer carries) and other security.* dropped;
 // - a layer whose uncompressed stream hashes to something other than the
 //   expected diffID fails (InvalidArgument, field "diffID").
-import { execFile } from 'child_process';
 import { randomBytes } from 'crypto';
 import { promises as fs } from 'fs';
 import * as path from 'path';
 
-import { asCapsaError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors';
+import { asCapsaError, InternalError, InvalidArgumentError } from '../../errors';
 import type { Logger } from '../../log';
 import { fsyncDir, readJsonIfExists } from '../../util/atomic-file';
 import { DEFAULT_MAX_ENTRIES } from './apply';
 import { chainId as computeChainId, digestHex, isSha256Digest } from './chain';
 import type { Compression } from './decompress';
 import type { UnpackJob } from './job';
+import { SyncGroup } from './sync';
 import { UnpackPool } from './worker-pool';
 
 export interface UnpackRequest {
@@ -132,9 +132,8 @@ export class LayerStore {
   private initialized?: Promise<void>;
   private readonly pool: UnpackPool;
   private readonly workers: number;
-  /** The syncfs under way, and the one queued behind it (see syncfs()). */
-  private syncing?: Promise<void>;
-  private syncQueued?: Promise<void>;
+  /** One syncfs for the layers that finish together (see sync.ts). */
+  private readonly syncGroup: SyncGroup;
 
   constructor(opts: LayerStoreOptions) {
     this.root = opts.root;
@@ -144,6 +143,7 @@ export class LayerStore {
     this.sync = opts.sync ?? true;
     this.workers = Math.max(1, opts.workers ?? 2);
     this.pool = new UnpackPool(this.workers, opts.log);
+    this.syncGroup = new SyncGroup(this.dir);
   }
 
   /**
@@ -326,7 +326,7 @@ export class LayerStore {
       // metadata durable with the data (an fsync of its own stalls behind the
       // writeback of everything being downloaded at the same time).
       await fs.writeFile(path.join(tmp, META_FILE), JSON.stringify(meta, null, 2), { mode: 0o600 });
-      if (this.sync) await this.syncfs();
+      if (this.sync) await this.syncGroup.sync();
       const final = path.join(this.dir, digestHex(chainId));
       try {
         await fs.rename(tmp, final);
@@ -372,31 +372,6 @@ export class LayerStore {
     } finally {
       if (this.activeTmp.delete(tmp)) await fs.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     }
-  }
-
-  /**
-   * syncfs(2) of the store's file system, shared by the layers that need one at
-   * the same time (a group commit): layers unpacking in parallel finish close
-   * together, and one syncfs writes back all of them. A caller never shares a
-   * syncfs that had started before it asked (its data might have been written
-   * after that one looked): it waits for the next, which every caller arriving
-   * meanwhile shares.
-   */
-  private syncfs(): Promise<void> {
-    if (!this.syncing) {
-      const p = syncfs(this.dir).finally(() => {
-        if (this.syncing === p) this.syncing = undefined;
-      });
-      this.syncing = p;
-      return p;
-    }
-    this.syncQueued ??= this.syncing
-      .catch(() => undefined)
-      .then(() => {
-        this.syncQueued = undefined;
-        return this.syncfs();
-      });
-    return this.syncQueued;
   }
 
   /**
@@ -477,16 +452,6 @@ export class LayerStore {
 /** Removes leftover temp dirs of <root>/layers (interrupted unpacks and deletes). */
 export async function cleanupLayerStore(root: string, log?: Logger): Promise<number> {
   return new LayerStore({ root, log }).cleanup();
-}
-
-/** syncfs(2) on the file system holding `dir` (coreutils `sync -f`), so the layer is durable before it is visible. */
-function syncfs(dir: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('sync', ['-f', dir], { timeout: 120_000 }, (err) => {
-      if (err) reject(new FailedPreconditionError(`sync -f ${dir} failed: ${err.message}`, { stage: 'unpack' }));
-      else resolve();
-    });
-  });
 }
 
 /** The store's StreamFallback (matched by name: the layer store does not depend on the store). */
