@@ -30,7 +30,7 @@ import { CapsaError, InternalError, InvalidArgumentError } from '../../errors';
 import { native } from '../../native';
 import type { Logger } from '../../log';
 import { cleanEntryPath, classifyEntry, OVERLAY_OPAQUE_XATTR, xattrDecision } from './paths';
-import type { TarHeader, TarReader } from './tar-reader';
+import type { SparseMap, TarHeader, TarReader } from './tar-reader';
 
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
 
@@ -187,7 +187,8 @@ export class LayerApplier {
         const fd = fs.openSync(full, OPEN_NEW, h.mode & 0o777);
         st.inodes++;
         try {
-          if (h.size > 0) {
+          if (h.sparse) st.bytes += await writeSparse(fd, h.sparse, reader.body());
+          else if (h.size > 0) {
             for await (const chunk of reader.body()) {
               let off = 0;
               while (off < chunk.length) off += fs.writeSync(fd, chunk, off, chunk.length - off);
@@ -375,4 +376,32 @@ function times(h: TarHeader): Times {
 
 function lstatOrNull(p: string): fs.Stats | undefined {
   return fs.lstatSync(p, { throwIfNoEntry: false });
+}
+
+/**
+ * Writes a sparse file's data segments where they belong and sets its size:
+ * the holes between them are never written, so they stay holes on disk.
+ * Returns the bytes written (the data, not the holes).
+ */
+async function writeSparse(fd: number, map: SparseMap, body: AsyncIterable<Buffer>): Promise<number> {
+  const segs = map.segments;
+  let i = 0;
+  let done = 0; // bytes of segs[i] written
+  let written = 0;
+  for await (const chunk of body) {
+    let off = 0;
+    while (off < chunk.length) {
+      while (segs[i].length === done) {
+        i++;
+        done = 0;
+      }
+      const n = Math.min(chunk.length - off, segs[i].length - done);
+      const k = fs.writeSync(fd, chunk, off, n, segs[i].offset + done);
+      off += k;
+      done += k;
+      written += k;
+    }
+  }
+  fs.ftruncateSync(fd, map.realSize);
+  return written;
 }

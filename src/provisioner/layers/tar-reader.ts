@@ -1,14 +1,32 @@
 // A pull-based streaming tar reader: ustar, GNU (long names/links 'L'/'K',
 // base-256 numbers for large sizes, uids and times) and PAX (local headers,
 // including SCHILY.xattr.* extended attributes). Global PAX headers are read
-// and ignored, as Go's archive/tar callers (containerd, moby) do. Sparse
-// files and multi-volume archives are refused.
+// and ignored, as Go's archive/tar callers (containerd, moby) do. GNU sparse
+// files (old 'S' headers, PAX 0.0, 0.1 and 1.0; see tar-sparse.ts) come with
+// their map; multi-volume archives are refused.
 //
 // The reader never buffers a whole entry: `body()` yields the entry's bytes
 // as they arrive, and `next()` skips whatever the caller left unread. It
 // consumes an AsyncIterable<Buffer> (a decompressed layer stream) and reads
 // exactly as far as the end-of-archive marker; `drain()` reads the rest, so a
 // hash computed over the source covers the whole stream.
+
+import { ByteSource } from './byte-source';
+import { parseNumeric, TarFormatError } from './tar-fields';
+import {
+  DEFAULT_MAX_SPARSE_SEGMENTS,
+  paxSparseMap01,
+  paxSparseRealSize,
+  paxSparseVersion,
+  readOldGnuSparse,
+  readSparseMap10,
+  validateSparseMap,
+  type SparseMap,
+  type SparsePax,
+} from './tar-sparse';
+
+export { parseNumeric, TarFormatError } from './tar-fields';
+export type { SparseMap, SparseSegment } from './tar-sparse';
 
 export type TarEntryType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -26,8 +44,13 @@ export interface TarHeader {
   gid: number;
   uname: string;
   gname: string;
-  /** Bytes of data that follow (0 for header-only types). */
+  /** The file's size (0 for header-only types); for a sparse file, its size with the holes. */
   size: number;
+  /**
+   * A sparse file's map: body() then yields only the segments' bytes, back to
+   * back (the sum of their lengths), and everything between them is a hole.
+   */
+  sparse?: SparseMap;
   /** Seconds since the epoch, fractional when PAX gave sub-second precision. */
   mtime: number;
   atime?: number;
@@ -37,122 +60,21 @@ export interface TarHeader {
   xattrs: Map<string, Buffer>;
 }
 
-/** A malformed or unsupported archive. The message names the offending field or entry. */
-export class TarFormatError extends Error {
-  override name = 'TarFormatError';
-}
-
 export interface TarReaderLimits {
   /** Largest PAX header or GNU long name/link record accepted, in bytes. */
   maxMetaSize?: number;
   /** Most xattrs accepted on one entry. */
   maxXattrs?: number;
+  /** Most segments in one sparse file's map. */
+  maxSparseSegments?: number;
 }
 
 const BLOCK = 512;
-const EMPTY = Buffer.alloc(0);
 const DEFAULT_MAX_META = 1 << 20;
 const DEFAULT_MAX_XATTRS = 1024;
 
 /** Types whose size field is ignored: they never carry data (as in Go's archive/tar). */
 const HEADER_ONLY: ReadonlySet<string> = new Set(['1', '2', '3', '4', '5', '6']);
-
-/** Buffered, pull-based access to an async byte stream. */
-class ByteSource {
-  private readonly it: AsyncIterator<Buffer>;
-  private buf: Buffer = EMPTY;
-  private off = 0;
-  private ended = false;
-  /** Bytes consumed so far. */
-  position = 0;
-
-  constructor(source: AsyncIterable<Buffer>) {
-    this.it = source[Symbol.asyncIterator]();
-  }
-
-  private async pull(): Promise<boolean> {
-    while (!this.ended) {
-      const r = await this.it.next();
-      if (r.done) {
-        this.ended = true;
-        return false;
-      }
-      const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
-      if (chunk.length === 0) continue;
-      this.buf = chunk;
-      this.off = 0;
-      return true;
-    }
-    return false;
-  }
-
-  /** Reads up to n bytes; fewer only at the end of the stream. */
-  async read(n: number): Promise<Buffer> {
-    const have = this.buf.length - this.off;
-    if (have >= n) {
-      const out = this.buf.subarray(this.off, this.off + n);
-      this.off += n;
-      this.position += n;
-      return out;
-    }
-    const parts: Buffer[] = [];
-    let need = n;
-    while (need > 0) {
-      const avail = this.buf.length - this.off;
-      if (avail === 0) {
-        if (!(await this.pull())) break;
-        continue;
-      }
-      const k = Math.min(avail, need);
-      parts.push(this.buf.subarray(this.off, this.off + k));
-      this.off += k;
-      this.position += k;
-      need -= k;
-    }
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
-  }
-
-  /** Yields exactly n bytes as chunks; throws if the stream ends first. */
-  async *take(n: number): AsyncGenerator<Buffer> {
-    let need = n;
-    while (need > 0) {
-      const avail = this.buf.length - this.off;
-      if (avail === 0) {
-        if (!(await this.pull())) throw new TarFormatError('unexpected end of archive inside an entry');
-        continue;
-      }
-      const k = Math.min(avail, need);
-      const out = this.buf.subarray(this.off, this.off + k);
-      this.off += k;
-      this.position += k;
-      need -= k;
-      yield out;
-    }
-  }
-
-  async skip(n: number): Promise<void> {
-    for await (const _ of this.take(n)) {
-      // discard
-    }
-  }
-
-  /** Consumes the rest of the stream. */
-  async drain(): Promise<void> {
-    this.position += this.buf.length - this.off;
-    this.off = this.buf.length;
-    while (await this.pull()) {
-      this.position += this.buf.length;
-      this.off = this.buf.length;
-    }
-  }
-
-  async close(): Promise<void> {
-    if (!this.ended) {
-      this.ended = true;
-      await this.it.return?.();
-    }
-  }
-}
 
 function cstring(b: Buffer, off: number, len: number): Buffer {
   const field = b.subarray(off, off + len);
@@ -168,34 +90,6 @@ function decodeName(raw: Buffer, what: string): string {
     throw new TarFormatError(`${what} is not valid UTF-8: ${JSON.stringify(raw.toString('latin1'))}`);
   }
   return s;
-}
-
-/** Parses a numeric header field: octal text, or GNU base-256 when the high bit is set. */
-export function parseNumeric(b: Buffer, off: number, len: number, field: string): number {
-  const first = b[off];
-  if (first & 0x80) {
-    if (first & 0x40) throw new TarFormatError(`negative base-256 value in ${field}`);
-    let v = first & 0x3f;
-    for (let i = 1; i < len; i++) {
-      v = v * 256 + b[off + i];
-      if (v > Number.MAX_SAFE_INTEGER) throw new TarFormatError(`${field} is too large`);
-    }
-    return v;
-  }
-  let v = 0;
-  let seen = false;
-  for (let i = 0; i < len; i++) {
-    const c = b[off + i];
-    if (c === 0 || c === 0x20) {
-      if (seen) break;
-      continue;
-    }
-    if (c < 0x30 || c > 0x37) throw new TarFormatError(`invalid octal digit in ${field}`);
-    seen = true;
-    v = v * 8 + (c - 0x30);
-    if (v > Number.MAX_SAFE_INTEGER) throw new TarFormatError(`${field} is too large`);
-  }
-  return v;
 }
 
 function isZeroBlock(b: Buffer): boolean {
@@ -218,11 +112,13 @@ function verifyChecksum(b: Buffer): void {
 interface PaxRecords {
   strings: Map<string, string>;
   xattrs: Map<string, Buffer>;
+  sparse?: SparsePax;
 }
 
 function parsePax(data: Buffer, maxXattrs: number): PaxRecords {
   const strings = new Map<string, string>();
   const xattrs = new Map<string, Buffer>();
+  let sparse: SparsePax | undefined;
   let off = 0;
   while (off < data.length) {
     if (data[off] === 0) break; // some writers pad with NULs
@@ -246,13 +142,18 @@ function parsePax(data: Buffer, maxXattrs: number): PaxRecords {
       xattrs.set(name, Buffer.from(value));
       if (xattrs.size > maxXattrs) throw new TarFormatError(`more than ${maxXattrs} xattrs on one entry`);
     } else if (key.startsWith('GNU.sparse.')) {
-      throw new TarFormatError('sparse files (GNU.sparse PAX records) are not supported');
+      sparse ??= { records: new Map(), pairs: [] };
+      const v = decodeName(value, `PAX ${key}`);
+      // PAX 0.0 repeats these two, in order: the map is their sequence.
+      if (key === 'GNU.sparse.offset') sparse.pairs.push({ key: 'offset', value: v });
+      else if (key === 'GNU.sparse.numbytes') sparse.pairs.push({ key: 'numbytes', value: v });
+      else sparse.records.set(key, v);
     } else {
       strings.set(key, decodeName(value, `PAX ${key}`));
     }
     off = end;
   }
-  return { strings, xattrs };
+  return { strings, xattrs, sparse };
 }
 
 function paxNumber(v: string, key: string, allowFraction: boolean): number {
@@ -267,6 +168,7 @@ export class TarReader {
   private readonly src: ByteSource;
   private readonly maxMeta: number;
   private readonly maxXattrs: number;
+  private readonly maxSparse: number;
   private remaining = 0;
   private padding = 0;
   private finished = false;
@@ -276,6 +178,7 @@ export class TarReader {
     this.src = new ByteSource(source);
     this.maxMeta = limits.maxMetaSize ?? DEFAULT_MAX_META;
     this.maxXattrs = limits.maxXattrs ?? DEFAULT_MAX_XATTRS;
+    this.maxSparse = limits.maxSparseSegments ?? DEFAULT_MAX_SPARSE_SEGMENTS;
   }
 
   /** Bytes read from the source so far. */
@@ -348,8 +251,6 @@ export class TarReader {
         case 'K':
           longLink = decodeName(cstring(await this.readMeta(rawSize, 'GNU long link'), 0, rawSize), 'GNU long link');
           continue;
-        case 'S':
-          throw new TarFormatError('GNU sparse files are not supported');
         case 'M':
         case 'N':
           throw new TarFormatError(`GNU typeflag ${typeflag} (multi-volume / old long names) is not supported`);
@@ -362,8 +263,50 @@ export class TarReader {
         default:
           break;
       }
-      return this.buildHeader(block, typeflag, rawSize, pax, longName, longLink);
+      const h = this.buildHeader(block, typeflag, rawSize, pax, longName, longLink);
+      if (typeflag === 'S' || pax?.sparse) await this.readSparse(h, block, pax?.sparse);
+      return h;
     }
+  }
+
+  /**
+   * Reads a sparse file's map (from the extension blocks after an 'S' header,
+   * the PAX records or, for PAX 1.0, the start of the data), checks it and
+   * puts it on the header: `size` becomes the real size, the body the data.
+   */
+  private async readSparse(h: TarHeader, block: Buffer, pax: SparsePax | undefined): Promise<void> {
+    if (h.type !== 'file') throw new TarFormatError(`sparse records on a ${h.type}`);
+    const readBlock = async (): Promise<Buffer> => {
+      const b = await this.src.read(BLOCK);
+      if (b.length < BLOCK) throw new TarFormatError('unexpected end of archive in a sparse map');
+      return b;
+    };
+    let map: SparseMap;
+    if (!pax) {
+      map = (await readOldGnuSparse(block, readBlock, this.maxSparse)).map;
+    } else {
+      const version = paxSparseVersion(pax);
+      const realSize = paxSparseRealSize(pax);
+      const name = pax.records.get('GNU.sparse.name');
+      if (name !== undefined) h.name = name;
+      if (version === '1.0') {
+        // The map is the first blocks of the entry's data.
+        const m = await readSparseMap10(
+          async () => {
+            if (this.remaining < BLOCK) throw new TarFormatError("sparse map runs past the entry's data");
+            this.remaining -= BLOCK;
+            return readBlock();
+          },
+          this.maxMeta,
+          this.maxSparse,
+        );
+        map = { realSize, segments: m.segments };
+      } else {
+        map = { realSize, segments: paxSparseMap01(pax, version, this.maxSparse) };
+      }
+    }
+    h.sparse = validateSparseMap(map, this.remaining, this.maxSparse);
+    h.size = map.realSize;
   }
 
   private buildHeader(
@@ -397,6 +340,7 @@ export class TarReader {
       case '0':
       case '\0':
       case '7':
+      case 'S': // GNU sparse: a regular file with a map
         type = name.endsWith('/') ? 'dir' : 'file';
         break;
       case '1':
