@@ -306,6 +306,47 @@ describeSysd('systemd cgroup driver (real systemd in namespaces, capsa as capsa.
   );
 
   test(
+    "kubelet's own form: the slice kubelet made, given as its expanded path; capsa's scopes in it, the slice left to kubelet",
+    async () => {
+      // kubelet (--cgroup-driver=systemd) makes the pod slice first, then sends
+      // cgroup_parent as ToSystemd() renders it: the slice's full path.
+      const podUid = hex64().slice(0, 32);
+      const slice = `kubepods-besteffort-pod${podUid}.slice`;
+      const podPath = expandSlice(slice);
+      expect(podPath).toBe(`/kubepods.slice/kubepods-besteffort.slice/${slice}`);
+      await env.sh(`systemctl start ${slice}`);
+      const podCfg = podConfig({ cgroupParent: podPath });
+      const pod = await runp(d as TestDaemon, podCfg, 60_000 * SLOW);
+      const holder = `capsa-${pod}.scope`;
+      expect(await show(holder, 'Slice')).toBe(slice);
+      expect(await show(holder, 'ControlGroup')).toBe(`${podPath}/${holder}`);
+      const id = await createContainer(d as TestDaemon, pod, podCfg, ctr('web'));
+      await call(d.runtime, 'startContainer', { containerId: id }, 30_000 * SLOW);
+      const unit = `capsa-${id}.scope`;
+      expect(await show(unit, 'Slice')).toBe(slice);
+      expect(await show(unit, 'ControlGroup')).toBe(`${podPath}/${unit}`);
+      expect(await env.sh(`systemctl status --no-pager ${unit} || true`)).toMatch(/sleep 1000/);
+      // No slice of capsa's making beside kubelet's (a cgroupfs-style conversion of the path would be one).
+      expect(await env.sh(`systemctl list-units --all --plain --no-legend '*kubepods_*' || true`)).toBe('');
+      await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000 * SLOW);
+      await call(d.runtime, 'removePodSandbox', { podSandboxId: pod }, 60_000 * SLOW);
+      expect(await listed(unit)).toBe(false);
+      expect(await listed(holder)).toBe(false);
+      // The slice is kubelet's: still there until kubelet stops it.
+      expect(await show(slice, 'ActiveState')).toBe('active');
+      await env.sh(`systemctl stop ${slice}`);
+
+      // A slice path that is not where systemd would put that slice is refused, naming the field.
+      const bad = `/kubepods.slice/kubepods-burstable-pod${podUid}.slice`;
+      await expect(runp(d as TestDaemon, podConfig({ cgroupParent: bad }), 30_000 * SLOW)).rejects.toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: expect.stringMatching(/cgroup_parent.*is not where systemd puts slice/),
+      });
+    },
+    120_000 * SLOW,
+  );
+
+  test(
     "a pod without cgroup_parent gets capsa's own slice with the pod's limits; OOM is reported",
     async () => {
       const podCfg = podConfig({ resources: { memoryLimitInBytes: 256n << 20n, cpuShares: 1024n } });

@@ -8,8 +8,9 @@
 //
 // systemd driver (transient units over D-Bus, systemd/manager.ts): kubelet
 // owns the pod slice (cgroup_parent, given as a slice name like
-// "kubepods-burstable-pod<uid>.slice" or as a cgroupfs path that kubelet's
-// conversion turns into one); capsa adds transient scopes:
+// "kubepods-burstable-pod<uid>.slice", as its expanded path, which kubelet
+// sends, or as a cgroupfs path that kubelet's conversion turns into one);
+// capsa adds transient scopes:
 //   pod          the parent slice itself, expanded: /kubepods.slice/kubepods-burstable.slice/…pod<uid>.slice
 //                (no cgroup_parent: capsa's own slice <default parent stem>-pod<sandbox id>.slice)
 //   pid holder   <pod>/capsa-<sandbox id>.scope
@@ -97,12 +98,26 @@ export function expandSlice(slice: string): string {
   return out;
 }
 
-/** A cgroup_parent for the systemd driver: a slice name, or a cgroupfs path converted like kubelet does. */
+/**
+ * A cgroup_parent for the systemd driver: a slice name; the slice's expanded
+ * path, which is what kubelet sends ("/kubepods.slice/kubepods-burstable.slice/
+ * kubepods-burstable-pod<uid>.slice": its ToSystemd()); or a cgroupfs path,
+ * converted as kubelet converts one.
+ */
 export function systemdParentSlice(parent: string): string {
   if (parent === '' || parent === '/') return '-.slice';
   if (!parent.includes('/') && parent.endsWith('.slice')) {
     expandSlice(parent); // validates
     return parent;
+  }
+  const base = path.posix.basename(parent);
+  if (base.endsWith('.slice')) {
+    // systemd places a slice by its name alone: a path elsewhere would not be where it says
+    const want = expandSlice(base);
+    if (path.posix.normalize(parent).replace(/\/$/, '') !== want) {
+      throw new CgroupPathError(`"${parent}" is not where systemd puts slice ${base} (that is ${want})`);
+    }
+    return base;
   }
   return cgroupfsToSlice(parent);
 }

@@ -216,16 +216,21 @@ export class SystemdCgroupManager extends CgroupManager implements CgroupBackend
     if (!unit?.endsWith('.slice')) throw new InternalError(`${cgPath} is not a slice`, { path: cgPath });
     const ctx = { stage: 'cgroup create', path: cgPath };
     const { properties, files } = unitResources(resources ?? {}, this.layout.version);
-    const made = await this.withSliceLock(() =>
-      this.startUnit(
-        unit,
-        [
-          { name: 'Description', signature: 's', value: description },
-          { name: 'CollectMode', signature: 's', value: 'inactive-or-failed' },
-          ...properties,
-        ],
-        ctx,
-      ),
+    const made = await this.withSliceLock(async () =>
+      // An active slice with no unit file (`systemctl start x.slice`) counts
+      // as pristine to systemd, which would let StartTransientUnit take it
+      // over (capsa's description, then stopped with capsa's last pod): ask first.
+      (await this.activeState(unit)) === 'active'
+        ? false
+        : this.startUnit(
+            unit,
+            [
+              { name: 'Description', signature: 's', value: description },
+              { name: 'CollectMode', signature: 's', value: 'inactive-or-failed' },
+              ...properties,
+            ],
+            ctx,
+          ),
     );
     if (made) {
       if (this.layout.version === 1) await super.create(cgPath, undefined, { delegate: true });
