@@ -5,27 +5,25 @@
 # files postinst wrote, `capsa serve` answering on its socket, and a purge
 # that keeps /var/lib/capsa. Prints "deb-root-test: ok" last.
 #   hack/deb-root-test.sh DEB
-# nodejs >= 20 is not in Debian 12 (it has 18): the host's own nodejs
-# package is repacked (uncompressed, cached) and installed beside it, as an
-# operator installs Node 20+ from elsewhere first. Downloaded packages are
-# cached in /var/cache/capsa-deb/apt, so later runs only unpack.
+# The root has Debian's archive only (no nodejs >= 20 anywhere: the package
+# carries its own Node). The gRPC calls go through the socket from the
+# package's own Node and grpc-js; crictl too when the host has one built
+# (hack/critest/build.sh). Downloaded packages are cached in
+# /var/cache/capsa-deb/apt, so later runs only unpack.
 set -euo pipefail
 
 deb="$(readlink -f "$1")"
-top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache=/var/cache/capsa-deb
 mirror="${CAPSA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-mkdir -p "$cache/apt" "$cache/node"
 
-node_version="$(dpkg-query -W -f='${Version}' nodejs)"
-node_deb="$(find "$cache/node" -name "nodejs_${node_version//+/?}_*.deb" | head -n1)"
-if [[ -z "$node_deb" ]]; then
-  tmp="$(mktemp -d)"
-  (cd "$tmp" && dpkg-repack --deb-option=-Znone nodejs >/dev/null)
-  mv "$tmp"/nodejs_*.deb "$cache/node/"
-  rmdir "$tmp"
-  node_deb="$(find "$cache/node" -name 'nodejs_*.deb' | head -n1)"
-fi
+extra=()
+for c in /var/cache/capsa-critest/bin/crictl /var/cache/capsa-k8s/bin/crictl; do
+  if [[ -x "$c" ]]; then
+    extra+=(--customize-hook="copy-in $c /tmp")
+    break
+  fi
+done
+mkdir -p "$cache/apt"
 
 root="$(mktemp -d /tmp/capsa-debroot.XXXXXX)"
 cleanup() {
@@ -42,6 +40,11 @@ cat >"$checks" <<'EOF'
 set -eu
 echo "== dpkg -s capsa"
 dpkg-query -W -f='${Package} ${Version} ${Status}\n' capsa
+echo "== no nodejs package, the bundled Node"
+if dpkg-query -W nodejs >/dev/null 2>&1; then echo "nodejs is installed" >&2; exit 1; fi
+if command -v node >/dev/null; then echo "a node on PATH: $(command -v node)" >&2; exit 1; fi
+head -n1 /usr/lib/capsa/bin/capsa
+echo "bundled node $(/usr/lib/capsa/node/bin/node --version)"
 echo "== capsa version"
 capsa version
 echo "== capsa config default"
@@ -66,6 +69,31 @@ until grep -q 'capsa is serving' /tmp/serve.log; do
 done
 test -S /run/capsa/capsa.sock
 grep -o '"msg":"capsa is serving"' /tmp/serve.log
+echo "== gRPC through the socket"
+/usr/lib/capsa/node/bin/node -e '
+const grpc = require("/usr/lib/capsa/node_modules/@grpc/grpc-js");
+const api = require("/usr/lib/capsa/dist/src/gen/runtime/v1/api.js");
+const target = "unix:///run/capsa/capsa.sock";
+const rt = new api.RuntimeServiceClient(target, grpc.credentials.createInsecure());
+const im = new api.ImageServiceClient(target, grpc.credentials.createInsecure());
+const call = (c, m, req) => new Promise((ok, no) => c[m](req, (e, r) => (e ? no(e) : ok(r))));
+(async () => {
+  const v = await call(rt, "version", { version: "v1" });
+  console.log(`grpc Version: ${v.runtimeName} ${v.runtimeVersion} ${v.runtimeApiVersion}`);
+  const s = await call(rt, "status", {});
+  console.log(`grpc Status: ${s.status.conditions.map((c) => `${c.type}=${c.status}`).join(" ")}`);
+  const p = await call(rt, "listPodSandbox", {});
+  console.log(`grpc ListPodSandbox: ${p.items.length} pods`);
+  const f = await call(im, "imageFsInfo", {});
+  console.log(`grpc ImageFsInfo: ${f.imageFilesystems[0].fsId.mountpoint}`);
+  rt.close(); im.close();
+})().catch((e) => { console.error(e); process.exit(1); });
+'
+if [ -x /tmp/crictl ]; then
+  echo "== crictl"
+  /tmp/crictl --runtime-endpoint unix:///run/capsa/capsa.sock version
+  /tmp/crictl --runtime-endpoint unix:///run/capsa/capsa.sock pods
+fi
 kill -TERM "$pid"
 wait "$pid"
 echo "== purge"
@@ -83,9 +111,10 @@ mmdebstrap --mode=root --variant=apt --skip=essential/unlink --skip=cleanup/apt/
   --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
   --setup-hook="sync-in $cache/apt /var/cache/apt/archives/" \
   --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
-  --include="$node_deb" --include="$deb" \
+  --include="$deb" \
   --customize-hook="sync-out /var/cache/apt/archives $cache/apt" \
   --customize-hook="copy-in $checks /tmp" \
+  "${extra[@]}" \
   --customize-hook="chroot \"\$1\" /tmp/$(basename "$checks")" \
   bookworm "$root" "$mirror"
 rm -f "$checks" "$cache"/apt/capsa_*.deb "$cache"/apt/nodejs_*.deb

@@ -67,7 +67,8 @@ do_install() {
   local stage="$lib.new.$$"
   rm -rf "$stage"
   mkdir -p "$stage/bin" "$stage/dist" "$stage/native/build/Release"
-  trap 'rm -rf "$stage" "$stage.files"' EXIT
+  # shellcheck disable=SC2064 # expanded now: $stage is local, the trap may run after return
+  trap "rm -rf '$stage' '$stage.files'" EXIT
   install -m 0644 package.json "$stage/package.json"
   install -m 0755 bin/capsa "$stage/bin/capsa"
   install -m 0755 native/build/capsa-monitor "$stage/bin/capsa-monitor"

@@ -20,8 +20,8 @@ if [[ "${1:-}" == "--test" ]]; then
   # curl: the kubelet e2e cluster's health checks (hack/k8s).
   pkgs+=(docker-registry skopeo umoci busybox apache2-utils openssl jq systemd dbus curl)
   # The package's test (make deb, hack/deb-root-test.sh): a Debian 12 root
-  # from Debian's mirror, the host's nodejs repacked into it.
-  pkgs+=(mmdebstrap dpkg-repack)
+  # from Debian's mirror alone (the package carries its own Node).
+  pkgs+=(mmdebstrap)
   # A real Prometheus scraping capsa, promtool for the shipped rules (packaging/prometheus).
   pkgs+=(prometheus)
   # The cgroup v2 VM (hack/vm, hack/test-cgroup-v2.sh): qemu, and cpio/xz to pack its initramfs
