@@ -3,9 +3,11 @@
 //
 //   node dist/hack/bench-lists-client.js populate --socket S --pods P --per-pod K
 //        --image IMG --cgroup-parent CG --log-dir DIR [--concurrency C] [--tag T]
-//   node dist/hack/bench-lists-client.js measure --socket S --calls N
+//   node dist/hack/bench-lists-client.js measure --socket S --calls N [--budget SECONDS]
 //   node dist/hack/bench-lists-client.js soak --socket S --pid PID --seconds T
 //   node dist/hack/bench-lists-client.js teardown --socket S
+//   node dist/hack/bench-lists-client.js pods --socket S --runs N --image IMG
+//        --cgroup-parent CG --log-dir DIR [--tag T]
 //
 // populate: P host-network pods (no CNI: the lists are what is measured),
 // each with K running `sleep 3600` containers, C pods at a time.
@@ -13,10 +15,20 @@
 // ListPodSandboxStats and ListPodSandbox once, in that order, one call at a
 // time, answers timed up to their wire bytes (not decoded); prints per method
 // "method calls items median p90 p99 max failed" (ms, tab separated), or
-// "method unimplemented" / "method failed: why". A round of warm-up calls first.
+// "method unimplemented" / "method failed: why". A round of warm-up calls
+// first, each call's time on stderr. --budget (default 120 s): a method whose
+// timed calls have taken that long is not called again, so one runtime's
+// pathological call (containerd 1.6's ListPodSandboxStats takes ~45 s at a
+// thousand containers) cannot hold the run for hours; its row then counts
+// fewer calls.
 // soak: kubelet's rhythm for T seconds (see soak()); the daemon PID's CPU
 // share and RSS besides.
 // teardown: stops and removes every pod the runtime has.
+// pods: N pod starts one after the other (after one untimed warm-up): RunPodSandbox
+// (host network), CreateContainer and StartContainer of a `sleep 3600` busybox,
+// then three ExecSync `echo` in it, then StopPodSandbox + RemovePodSandbox;
+// prints per step "step calls median p90" (ms; `podStart` is the sum of the
+// first three per run, `execSync` all exec calls, `teardown` stop + remove).
 import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, readFileSync } from 'fs';
 import * as api from '../src/gen/runtime/v1/api';
@@ -150,6 +162,8 @@ function pct(sorted: number[], p: number): number {
 
 async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   const calls = num(a, 'calls', 200);
+  const budgetMs = num(a, 'budget', 120) * 1000;
+  const spent = new Map<string, number>();
   const times = new Map<string, number[]>(METHODS.map(([m]) => [m, []]));
   const items = new Map<string, number>();
   /** Methods the runtime does not serve (UNIMPLEMENTED), or that failed in the warm-up round: why. */
@@ -157,7 +171,7 @@ async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   const failures = new Map<string, number>();
   for (let round = -1; round < calls; round++) {
     for (const [m, rpc, count] of METHODS) {
-      if (missing.has(m)) continue;
+      if (missing.has(m) || (spent.get(m) ?? 0) >= budgetMs) continue;
       const t0 = process.hrtime.bigint();
       let res: Buffer;
       try {
@@ -172,8 +186,13 @@ async function measure(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
       }
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       // Round -1 warms up both sides (connections, JIT, caches a runtime keeps) and counts the items.
-      if (round >= 0) times.get(m)!.push(ms);
-      else items.set(m, count(res));
+      if (round >= 0) {
+        times.get(m)!.push(ms);
+        spent.set(m, (spent.get(m) ?? 0) + ms);
+      } else {
+        items.set(m, count(res));
+        process.stderr.write(`   warm-up ${rpc}: ${ms.toFixed(1)} ms, ${items.get(m)} items\n`);
+      }
     }
   }
   for (const [m] of METHODS) {
@@ -259,6 +278,64 @@ async function soak(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   }
 }
 
+async function podStarts(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
+  const runs = num(a, 'runs', 20);
+  const image = need(a, 'image');
+  const tag = a.tag ?? String(process.pid);
+  const steps = ['runPodSandbox', 'createContainer', 'startContainer', 'podStart', 'execSync', 'teardown'];
+  const times = new Map<string, number[]>(steps.map((s) => [s, []]));
+  const timed = async <T>(step: string, warm: boolean, fn: () => Promise<T>): Promise<[T, number]> => {
+    const t0 = process.hrtime.bigint();
+    const r = await fn();
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (!warm) times.get(step)!.push(ms);
+    return [r, ms];
+  };
+  for (let i = -1; i < runs; i++) {
+    const warm = i < 0;
+    const uid = `pods-${tag}-${i + 1}`;
+    const config = {
+      metadata: { name: `pods-${i + 1}`, namespace: 'capsa-bench', uid, attempt: 0 },
+      logDirectory: `${need(a, 'log-dir')}/${uid}`,
+      linux: { cgroupParent: need(a, 'cgroup-parent'), securityContext: { namespaceOptions: NAMESPACES } },
+    };
+    mkdirSync(config.logDirectory, { recursive: true });
+    const [{ podSandboxId }, t1] = await timed('runPodSandbox', warm, () =>
+      call<{ podSandboxId: string }>(rt, 'runPodSandbox', { config }),
+    );
+    const [{ containerId }, t2] = await timed('createContainer', warm, () =>
+      call<{ containerId: string }>(rt, 'createContainer', {
+        podSandboxId,
+        sandboxConfig: config,
+        config: {
+          metadata: { name: 'sleep', attempt: 0 },
+          image: { image },
+          command: ['sleep', '3600'],
+          logPath: 'sleep.log',
+          linux: { securityContext: { namespaceOptions: NAMESPACES } },
+        },
+      }),
+    );
+    const [, t3] = await timed('startContainer', warm, () => call(rt, 'startContainer', { containerId }));
+    if (!warm) times.get('podStart')!.push(t1 + t2 + t3);
+    for (let k = 0; k < 3; k++) {
+      const [r] = await timed('execSync', warm, () =>
+        call<{ exitCode: number; stdout: Buffer }>(rt, 'execSync', { containerId, cmd: ['echo', 'hi'], timeout: 10n }),
+      );
+      if (r.exitCode !== 0 || r.stdout.toString() !== 'hi\n')
+        throw new Error(`exec in ${containerId}: exit ${r.exitCode}`);
+    }
+    await timed('teardown', warm, async () => {
+      await call(rt, 'stopPodSandbox', { podSandboxId });
+      await call(rt, 'removePodSandbox', { podSandboxId });
+    });
+  }
+  for (const step of steps) {
+    const t = times.get(step)!.sort((x, y) => x - y);
+    console.log([step, t.length, pct(t, 50).toFixed(2), pct(t, 90).toFixed(2)].join('\t'));
+  }
+}
+
 async function teardown(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   const { items } = await call<{ items: { id: string }[] }>(rt, 'listPodSandbox', {});
   await pool(items, num(a, 'concurrency', 4), async (p) => {
@@ -278,7 +355,8 @@ async function main(): Promise<void> {
     else if (cmd === 'measure') await measure(rt, args);
     else if (cmd === 'soak') await soak(rt, args);
     else if (cmd === 'teardown') await teardown(rt, args);
-    else throw new Error(`unknown command ${cmd} (populate, measure, soak, teardown)`);
+    else if (cmd === 'pods') await podStarts(rt, args);
+    else throw new Error(`unknown command ${cmd} (populate, measure, soak, teardown, pods)`);
   } finally {
     rt.close();
   }
