@@ -185,3 +185,26 @@ export class Registry<T extends Lifecycle> {
     throw inUse();
   }
 }
+
+/**
+ * The queries a manager answers from its registry, from memory only
+ * (Sandboxes extends it; Containers answers the same three).
+ */
+export abstract class RegistryQueries<T extends Lifecycle> {
+  abstract readonly registry: Registry<T>;
+
+  /** What kubelet may see: fully made objects, not removed. */
+  list(): T[] {
+    return this.registry.list();
+  }
+
+  /** A full id or a unique prefix; undefined when nothing matches. */
+  find(idOrPrefix: string): T | undefined {
+    return this.registry.find(idOrPrefix);
+  }
+
+  /** A full id or a unique prefix; NotFound naming the request's field otherwise. */
+  get(idOrPrefix: string): T {
+    return this.registry.get(idOrPrefix);
+  }
+}

@@ -1,6 +1,6 @@
 // A pod sandbox in memory (Mesos top-level container): its checkpointed
 // record, its isolators' states and the lock that serializes operations on
-// it. The manager (sandboxes.ts) creates, stops and removes them.
+// it. The manager (sandboxes/) creates, stops and removes them.
 import type { SandboxContext, SandboxSpec } from './sandbox-spec';
 import { Lifecycle, LifecycleState, OperationQueue, SandboxCriState, SandboxFacts, sandboxCriState } from './state';
 

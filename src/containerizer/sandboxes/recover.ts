@@ -19,14 +19,14 @@
 //                      clean up the rest → NOTREADY
 // Then every prefixed object whose id has no checkpoint is destroyed.
 import { promises as fs } from 'fs';
-import { asCapsaError } from '../errors';
-import type { Logger } from '../log';
-import { withTimeout } from '../util/timeout';
-import type { CheckpointStore, IsolatorCheckpoint } from './checkpoint';
-import type { IsolatorChain, IsolatorStore } from './isolator';
-import type { SandboxContext, SandboxSpec } from './sandbox-spec';
-import type { Sandbox, SandboxRecord, SandboxTimeouts } from './sandbox';
-import { errorContext, nowNs, transition } from './state';
+import { asCapsaError } from '../../errors';
+import type { Logger } from '../../log';
+import { withTimeout } from '../../util/timeout';
+import type { CheckpointStore, IsolatorCheckpoint } from '../checkpoint';
+import type { IsolatorChain, IsolatorStore } from '../isolator';
+import type { SandboxContext, SandboxSpec } from '../sandbox-spec';
+import type { Sandbox, SandboxRecord, SandboxTimeouts } from '../sandbox';
+import { errorContext, nowNs, transition } from '../state';
 
 /** What recovery needs from the sandbox manager. */
 export interface RecoveryHost {
