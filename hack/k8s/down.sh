@@ -51,6 +51,12 @@ if [ -d "$K8S_DIR/kubelet" ]; then
     while read -r m; do umount -l "$m" 2>/dev/null || k8s_log "cannot unmount $m"; done
 fi
 # QoS and pod cgroups kubelet made (kubepods under every v1 hierarchy, or v2).
+# With the systemd driver they are kubelet's transient slices: stopped through
+# systemd, which removes their cgroups (the v1 hierarchies systemd does not
+# manage keep kubelet's own mkdirs: the loop below takes those).
+if [ -d /run/systemd/system ] && systemctl list-units --all --plain --no-legend kubepods.slice 2>/dev/null | grep -q .; then
+  systemctl stop kubepods.slice || k8s_log "systemctl stop kubepods.slice failed"
+fi
 for r in $(cgroup_root_dirs); do
   for h in "$r/kubepods" "$r/kubepods.slice"; do
     [ -d "$h" ] || continue

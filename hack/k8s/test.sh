@@ -17,7 +17,9 @@ echo "k8s: binaries ready ($(($(date +%s) - t0)) s)"
 # The registry is stopped afterwards only if this run started it, and not
 # while a node e2e run (hack/k8s/node-e2e.sh, /run/capsa-node-e2e) pulls from it.
 started_registry=0
-bash "$here/images.sh" status | grep -q '^registry: running' || started_registry=1
+# (the status read whole: grep -q ending the pipe early fails it under pipefail,
+# and a registry running before was stopped afterwards)
+grep -q '^registry: running' <<<"$(bash "$here/images.sh" status)" || started_registry=1
 bash "$here/images.sh" start
 bash "$here/images.sh" build
 echo "k8s: images ready ($(($(date +%s) - t0)) s)"

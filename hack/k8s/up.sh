@@ -18,7 +18,10 @@
 # (kubelet feature gates, default PodAndContainerStatsFromCRI=true: kubelet's
 # cAdvisor knows only containerd and CRI-O containers, so capsa gives kubelet
 # its stats through the CRI; e.g. add EventedPLEG=true, or "" for kubelet's
-# defaults), CAPSA_K8S_CAPSA_ARGS.
+# defaults), CAPSA_K8S_CAPSA_ARGS, CAPSA_K8S_CGROUP_DRIVER (capsa's
+# cgroup_driver and kubelet's cgroupDriver; unset: capsa's default, which
+# kubelet takes from its RuntimeConfig; "systemd" needs systemd as PID 1, see
+# hack/sysd/k8s.sh).
 #   export KUBECONFIG=/var/lib/capsa-k8s/pki/admin.kubeconfig
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -176,6 +179,7 @@ cni_conf_dir = "$CNI_CONF_DIR"
 metrics_address = "127.0.0.1:9095"
 log_level = "${CAPSA_K8S_LOG_LEVEL:-debug}"
 sync_layers = false
+${CAPSA_K8S_CGROUP_DRIVER:+cgroup_driver = \"$CAPSA_K8S_CGROUP_DRIVER\"}
 [registries."registry.k8s.io"]
 mirrors = ["http://$REGISTRY_ADDR"]
 [registries."docker.io"]
@@ -240,6 +244,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 volumePluginDir: $KUBELET_DIR/volume-plugins
 podLogsDir: $K8S_DIR/pod-logs
+${CAPSA_K8S_CGROUP_DRIVER:+cgroupDriver: $CAPSA_K8S_CGROUP_DRIVER}
 $gates
 EOF
 if ! running kubelet; then

@@ -1,11 +1,14 @@
 // Resources through kubelet: QoS classes land in kubelet's cgroup tree,
 // requests/limits reach capsa's container cgroups, an OOM kill shows
 // OOMKilled, and the summary API and /metrics/resource show capsa's stats.
+// With the systemd driver (hack/sysd/k8s.sh) the tree is kubelet's slices
+// and capsa's capsa-<id>.scope units in them.
 import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { BUSYBOX } from './images';
 import {
   apply,
+  CGROUP_DRIVER,
   CGROUP_ROOT,
   containerStatus,
   isReady,
@@ -14,6 +17,7 @@ import {
   NODE,
   phase,
   pod,
+  podCgroupOf,
   sleep,
   until,
   waitPod,
@@ -61,15 +65,20 @@ async function containerCgroup(name: string, controller: string): Promise<string
   const rel = line!.split(':').slice(2).join(':');
   if (rel !== '/') return V2 ? path.join('/sys/fs/cgroup', rel) : path.join('/sys/fs/cgroup', controller, rel);
   // a private cgroup namespace shows "/": look the container up from the host side by its pod uid
-  const uid = (await pod(NS, name)).metadata.uid as string;
-  const base = path.join(V2 ? '/sys/fs/cgroup' : `/sys/fs/cgroup/${controller}`, CGROUP_ROOT, 'kubepods');
+  const p0 = await pod(NS, name);
+  const base = path.join(
+    V2 ? '/sys/fs/cgroup' : `/sys/fs/cgroup/${controller}`,
+    CGROUP_ROOT,
+    CGROUP_DRIVER === 'systemd' ? 'kubepods.slice' : 'kubepods',
+  );
+  const podDir = path.basename(podCgroupOf(p0.status.qosClass, p0.metadata.uid)); // pod<uid>, or …-pod<uid>.slice
   const hits: string[] = [];
   const walk = async (d: string, depth: number): Promise<void> => {
     if (depth > 4) return;
     for (const e of await fs.readdir(d, { withFileTypes: true }).catch(() => [])) {
       if (!e.isDirectory()) continue;
       const p = path.join(d, e.name);
-      if (p.includes(`pod${uid}`) && e.name !== `pod${uid}`) hits.push(p);
+      if (p.includes(podDir) && e.name !== podDir) hits.push(p);
       await walk(p, depth + 1);
     }
   };
@@ -81,19 +90,21 @@ async function containerCgroup(name: string, controller: string): Promise<string
 const read = async (f: string): Promise<string> => (await fs.readFile(f, 'utf8')).trim();
 
 test("QoS classes are placed in kubelet's hierarchy", async () => {
-  for (const [name, qos, parent] of [
-    ['guaranteed', 'Guaranteed', 'kubepods'],
-    ['burstable', 'Burstable', 'kubepods/burstable'],
-    ['besteffort', 'BestEffort', 'kubepods/besteffort'],
-  ]) {
+  for (const [name, qos] of [
+    ['guaranteed', 'Guaranteed'],
+    ['burstable', 'Burstable'],
+    ['besteffort', 'BestEffort'],
+  ] as const) {
     const p = await pod(NS, name);
     expect(p.status.qosClass).toBe(qos);
     const dir = await containerCgroup(name, 'memory');
     const root = path.join(V2 ? '/sys/fs/cgroup' : '/sys/fs/cgroup/memory', CGROUP_ROOT);
-    // capsa nests a pod's containers in the sandbox's own cgroup (Mesos nested containers)
-    expect(path.relative(root, dir)).toMatch(
-      new RegExp(`^${parent}/pod${p.metadata.uid}/capsa-[0-9a-f]{64}/capsa-[0-9a-f]{64}$`),
-    );
+    const podCg = podCgroupOf(qos, p.metadata.uid).replace(/\./g, '\\.');
+    // cgroupfs: capsa nests a pod's containers in the sandbox's own cgroup
+    // (Mesos nested containers); systemd: a scope per container in kubelet's
+    // pod slice (a scope holds no units)
+    const leaf = CGROUP_DRIVER === 'systemd' ? 'capsa-[0-9a-f]{64}\\.scope' : 'capsa-[0-9a-f]{64}/capsa-[0-9a-f]{64}';
+    expect(path.relative(root, dir)).toMatch(new RegExp(`^${podCg}/${leaf}$`));
   }
 }, 120_000);
 

@@ -17,6 +17,19 @@ export const NODE = process.env.CAPSA_K8S_NODE ?? 'capsa-node';
 export const CAPSA_SOCKET = process.env.CAPSA_K8S_SOCKET ?? '/run/capsa/capsa.sock';
 /** kubelet's cgroup root (hack/k8s/lib.sh CGROUP_ROOT): kubepods lives under it. */
 export const CGROUP_ROOT = process.env.CAPSA_K8S_CGROUP_ROOT ?? '/';
+/** The cgroup driver of capsa and kubelet (hack/k8s/up.sh CAPSA_K8S_CGROUP_DRIVER; hack/sysd/k8s.sh: systemd). */
+export const CGROUP_DRIVER = process.env.CAPSA_K8S_CGROUP_DRIVER === 'systemd' ? 'systemd' : 'cgroupfs';
+/**
+ * Where kubelet puts a pod of QoS class `qos` (relative to its cgroup root):
+ * kubepods/burstable/pod<uid>, or with the systemd driver its slice path
+ * kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid, - as _>.slice.
+ */
+export function podCgroupOf(qos: 'Guaranteed' | 'Burstable' | 'BestEffort', uid: string): string {
+  const tier = qos === 'Guaranteed' ? [] : [qos.toLowerCase()];
+  if (CGROUP_DRIVER === 'cgroupfs') return ['kubepods', ...tier, `pod${uid}`].join('/');
+  const parts = ['kubepods', ...tier, `pod${uid.replace(/-/g, '_')}`];
+  return parts.map((_, i) => `${parts.slice(0, i + 1).join('-')}.slice`).join('/');
+}
 /** kubelet's feature gates, as hack/k8s/up.sh sets them (same default). */
 export const FEATURE_GATES = process.env.CAPSA_K8S_FEATURE_GATES ?? 'PodAndContainerStatsFromCRI=true';
 export const gateOn = (g: string): boolean => FEATURE_GATES.split(',').includes(`${g}=true`);

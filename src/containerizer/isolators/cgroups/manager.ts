@@ -3,45 +3,31 @@
 // subtree (freeze first where a freezer exists, then SIGKILL until
 // cgroup.procs is empty, under a deadline) and rmdir leaf-first.
 // Paths are relative to each hierarchy's mount point (see paths.ts).
+// Making a cgroup is create.ts, destroying one destroy.ts; the file
+// operations they share are files.ts.
 import { promises as fs, readdirSync } from 'fs';
 import * as path from 'path';
-import {
-  CapsaError,
-  DeadlineExceededError,
-  ErrorContext,
-  FailedPreconditionError,
-  InternalError,
-  InvalidArgumentError,
-} from '../../../errors';
+import { ErrorContext, FailedPreconditionError, InternalError, InvalidArgumentError } from '../../../errors';
 import type { Logger } from '../../../log';
-import { sleep } from '../../../util/timeout';
 import { CgroupLayout, Hierarchy } from './hierarchy';
 import type { CgroupBackend, CgroupHandle } from './backend';
-import { CgroupDriverName, cgroupAncestry, cgroupDir } from './paths';
+import { makeLevels } from './create';
+import { killAll, removeTree } from './destroy';
+import { CgroupTree, ParentVanished, asInternal, errno, isGone, readNumber, subtree } from './files';
+import { CgroupDriverName, cgroupDir } from './paths';
 import { countFds } from './fds';
 import { StatFiles, readSmall } from './stat-files';
 import { CgroupStats, CgroupStatsScope, readCgroupStats, readPressure } from './stats';
-import { CgroupResources, CgroupWrite, v1Writes, v2ControllersFor, v2Writes } from './values';
+import { CgroupResources, CgroupWrite, v1Writes, v2Writes } from './values';
 
-/** Controllers a v2 pod cgroup delegates to its children when the host has them. */
-const V2_DELEGATE = ['cpu', 'cpuset', 'memory', 'pids', 'io', 'hugetlb'];
-
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function isGone(err: unknown): boolean {
-  return errno(err) === 'ENOENT' || errno(err) === 'ENODEV';
-}
-
-export class CgroupManager implements CgroupBackend {
+export class CgroupManager implements CgroupBackend, CgroupTree {
   readonly driver: CgroupDriverName = 'cgroupfs';
   /** The stats hot path's files, kept open per cgroup (stat-files.ts). */
   private readonly statFiles = new StatFiles();
 
   constructor(
     readonly layout: CgroupLayout,
-    private readonly log: Logger,
+    readonly log: Logger,
   ) {}
 
   /**
@@ -72,7 +58,7 @@ export class CgroupManager implements CgroupBackend {
     return { version: this.layout.version, path: cgPath, dirs, procs, memory: dirs.memory };
   }
 
-  protected dirOf(cgPath: string, controller: string): string | undefined {
+  dirOf(cgPath: string, controller: string): string | undefined {
     const h = this.layout.hierarchies.find((x) => x.controllers.includes(controller));
     return h ? cgroupDir(h.mount, cgPath) : undefined;
   }
@@ -106,7 +92,7 @@ export class CgroupManager implements CgroupBackend {
     // between our mkdirs: then the walk starts over, so every level is set up.
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.makeLevels(cgPath, writes, opts.delegate);
+        await makeLevels(this, cgPath, writes, opts.delegate);
         break;
       } catch (err) {
         if (!(err instanceof ParentVanished) || attempt >= 3) throw err instanceof ParentVanished ? err.cause : err;
@@ -116,75 +102,8 @@ export class CgroupManager implements CgroupBackend {
     return this.handle(cgPath);
   }
 
-  private async makeLevels(cgPath: string, writes: CgroupWrite[], delegate: boolean): Promise<void> {
-    if (this.layout.version === 2) {
-      const { dir, h } = this.hierarchyDirs(cgPath)[0];
-      const wanted = [...new Set([...V2_DELEGATE, ...v2ControllersFor(writes)])].filter((c) =>
-        h.controllers.includes(c),
-      );
-      // Each ancestor (the root included) must delegate the controllers to its children.
-      let parentDir = h.mount;
-      for (const level of cgroupAncestry(cgPath)) {
-        await this.enableControllers(parentDir, wanted);
-        const levelDir = cgroupDir(h.mount, level);
-        await mkdirOne(levelDir);
-        parentDir = levelDir;
-      }
-      if (delegate) await this.enableControllers(dir, wanted);
-      return;
-    }
-    if (await this.makeLeaves(cgPath)) return;
-    for (const { h } of this.hierarchyDirs(cgPath)) {
-      for (const level of cgroupAncestry(cgPath)) {
-        const levelDir = cgroupDir(h.mount, level);
-        await mkdirOne(levelDir);
-        if (h.controllers.includes('cpuset')) await inheritCpuset(levelDir);
-      }
-    }
-  }
-
-  /**
-   * v1's usual case, a container in its pod's cgroup: the parents exist, so
-   * one mkdir per hierarchy, all at once, instead of the walk above (every
-   * level of every hierarchy in turn, ~40 calls). False, and the walk runs,
-   * when a parent is missing or a cpuset parent has no cpus to hand down.
-   */
-  private async makeLeaves(cgPath: string): Promise<boolean> {
-    const made = await Promise.all(
-      this.hierarchyDirs(cgPath).map(async ({ h, dir }) => {
-        try {
-          await mkdirOne(dir);
-        } catch (err) {
-          if (err instanceof ParentVanished) return false;
-          throw err;
-        }
-        if (!h.controllers.includes('cpuset')) return true;
-        await inheritCpuset(dir);
-        return !!(await readText(path.join(dir, 'cpuset.cpus')))?.trim();
-      }),
-    );
-    return made.every(Boolean);
-  }
-
   private writesFor(r: CgroupResources): CgroupWrite[] {
     return this.layout.version === 2 ? v2Writes(r) : v1Writes(r);
-  }
-
-  private async enableControllers(dir: string, wanted: string[]): Promise<void> {
-    let enabled: string[];
-    try {
-      enabled = (await fs.readFile(path.join(dir, 'cgroup.subtree_control'), 'utf8')).trim().split(/\s+/);
-    } catch (err) {
-      throw new InternalError(`read ${dir}/cgroup.subtree_control: ${(err as Error).message}`, { path: dir });
-    }
-    for (const c of wanted.filter((x) => !enabled.includes(x))) {
-      try {
-        await fs.writeFile(path.join(dir, 'cgroup.subtree_control'), `+${c}`);
-      } catch (err) {
-        // e.g. cpuset on a root with real-time tasks: limits on it will fail later, naming the file.
-        this.log.warn({ dir, controller: c, err: (err as Error).message }, 'cannot enable cgroup controller');
-      }
-    }
   }
 
   /** cgroupfs: processes are placed by path alone, nothing to drop. */
@@ -301,50 +220,12 @@ export class CgroupManager implements CgroupBackend {
     await this.removeTree(cgPath, deadline, signal);
   }
 
-  protected async killAll(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
-    const freezer = this.layout.version === 1 ? this.dirOf(cgPath, 'freezer') : undefined;
-    const v2dir = this.layout.version === 2 ? this.hierarchyDirs(cgPath)[0].dir : undefined;
-    let pids = await this.pids(cgPath);
-    if (pids.length === 0) return;
-    if (v2dir && (await writeIfExists(path.join(v2dir, 'cgroup.kill'), '1'))) pids = await this.pids(cgPath);
-    for (let round = 0; pids.length > 0; round++) {
-      signal?.throwIfAborted();
-      if (Date.now() > deadline) {
-        throw new DeadlineExceededError(`processes ${pids.join(', ')} in cgroup ${cgPath} would not die`, {
-          stage: 'cgroup destroy',
-          path: cgPath,
-        });
-      }
-      // Frozen tasks cannot fork while we collect them; the SIGKILL lands on thaw.
-      const frozen = freezer ? await setFreezer(freezer, 'FROZEN', deadline) : false;
-      if (frozen) pids = await this.pids(cgPath);
-      for (const pid of pids) killPid(pid);
-      if (frozen) await setFreezer(freezer!, 'THAWED', deadline);
-      await sleep(Math.min(10 * (round + 1), 100));
-      pids = await this.pids(cgPath);
-    }
+  protected killAll(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
+    return killAll(this, cgPath, deadline, signal);
   }
 
-  protected async removeTree(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
-    for (const { dir } of this.hierarchyDirs(cgPath)) {
-      const dirs = (await subtree(dir)).sort((a, b) => b.length - a.length);
-      for (const d of dirs) {
-        for (;;) {
-          try {
-            await fs.rmdir(d);
-            break;
-          } catch (err) {
-            if (isGone(err)) break;
-            if (errno(err) !== 'EBUSY' && errno(err) !== 'ENOTEMPTY') throw asInternal(err, d);
-            signal?.throwIfAborted();
-            if (Date.now() > deadline) {
-              throw new DeadlineExceededError(`cgroup ${d} stayed busy`, { stage: 'cgroup destroy', path: d });
-            }
-            await sleep(20);
-          }
-        }
-      }
-    }
+  protected removeTree(cgPath: string, deadline: number, signal?: AbortSignal): Promise<void> {
+    return removeTree(this, cgPath, deadline, signal);
   }
 
   /** rmdir of an (empty) cgroup only; false when it still has children or tasks. */
@@ -454,106 +335,4 @@ export class CgroupManager implements CgroupBackend {
       workingSetBytes: s.memory.workingSetBytes,
     };
   }
-}
-
-function asInternal(err: unknown, p: string): CapsaError {
-  return new InternalError(`${(err as Error).message}`, { path: p });
-}
-
-/** Thrown when a parent directory disappeared under a mkdir. */
-class ParentVanished extends Error {}
-
-async function mkdirOne(dir: string): Promise<void> {
-  try {
-    await fs.mkdir(dir, { mode: 0o755 });
-  } catch (err) {
-    if (errno(err) === 'EEXIST') return;
-    const e = new InternalError(`mkdir ${dir}: ${(err as Error).message}`, { path: dir, stage: 'cgroup create' });
-    if (errno(err) === 'ENOENT') throw new ParentVanished(e.message, { cause: e });
-    throw e;
-  }
-}
-
-/** v1 cpuset children start with empty cpus/mems (unless clone_children): copy the parent's. */
-async function inheritCpuset(dir: string): Promise<void> {
-  for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-    const mine = (await readText(path.join(dir, f)))?.trim();
-    if (mine) continue;
-    const parent = (await readText(path.join(path.dirname(dir), f)))?.trim();
-    if (!parent) continue;
-    try {
-      await fs.writeFile(path.join(dir, f), parent);
-    } catch (err) {
-      throw new InternalError(`write ${parent} to ${path.join(dir, f)}: ${(err as Error).message}`, { path: dir });
-    }
-  }
-}
-
-/** Every directory of the subtree rooted at `dir` (itself first); [] when absent. */
-async function subtree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await fs.readdir(d, { withFileTypes: true });
-    } catch (err) {
-      if (isGone(err)) return;
-      throw err;
-    }
-    out.push(d);
-    for (const e of entries) if (e.isDirectory()) await walk(path.join(d, e.name));
-  };
-  await walk(dir);
-  return out;
-}
-
-function killPid(pid: number): void {
-  // Never ourselves or init, whatever a cgroup claims.
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch (err) {
-    if (errno(err) !== 'ESRCH') throw err;
-  }
-}
-
-async function setFreezer(dir: string, state: 'FROZEN' | 'THAWED', deadline: number): Promise<boolean> {
-  if (!(await writeIfExists(path.join(dir, 'freezer.state'), state))) return false;
-  if (state === 'THAWED') return true;
-  // FREEZING until every task stopped; give up quietly after a while (kill anyway).
-  const until = Math.min(deadline, Date.now() + 1000);
-  while (Date.now() < until) {
-    if ((await readText(path.join(dir, 'freezer.state')))?.trim() === 'FROZEN') return true;
-    await sleep(5);
-  }
-  return true;
-}
-
-async function writeIfExists(file: string, value: string): Promise<boolean> {
-  try {
-    await fs.writeFile(file, value);
-    return true;
-  } catch (err) {
-    if (isGone(err)) return false;
-    throw err;
-  }
-}
-
-async function readText(file: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if (isGone(err)) return undefined;
-    throw err;
-  }
-}
-
-async function readBig(file: string): Promise<bigint | undefined> {
-  const t = (await readText(file))?.trim();
-  return t && /^\d+$/.test(t) ? BigInt(t) : undefined;
-}
-
-async function readNumber(file: string): Promise<number | undefined> {
-  const b = await readBig(file);
-  return b === undefined ? undefined : Number(b);
 }
