@@ -1,8 +1,8 @@
-// CRI mounts of a pod with a user namespace (src/cri/container-spec/mounts.ts):
+// CRI mounts of a pod with a user namespace (src/cri/container-spec/cri-mounts.ts):
 // kubelet puts the pod's mappings on every mount; those become the monitor's
 // "idmap" option, anything else is refused naming the field.
 import { Mount, MountPropagation } from '../../src/gen/runtime/v1/api';
-import { criMounts } from '../../src/cri/container-spec/mounts';
+import { criMounts } from '../../src/cri/container-spec/cri-mounts';
 import { fieldOfAsync as fieldOf } from '../helpers/invalid';
 
 const MAP = [{ containerId: 0, hostId: 100000, length: 65536 }];

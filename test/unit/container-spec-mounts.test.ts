@@ -1,8 +1,8 @@
 import { Mount, MountPropagation } from '../../src/gen/runtime/v1/api';
+import { imageMounts } from '../../src/cri/container-spec/image-mounts';
 import {
   buildMounts,
   cgroupMounts,
-  imageMounts,
   DEFAULT_MASKED_PATHS,
   DEFAULT_READONLY_PATHS,
   sortMounts,

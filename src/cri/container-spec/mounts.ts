@@ -18,14 +18,14 @@
 // sorted by destination depth (stable), so a parent is mounted before its
 // children. Masked and read-only paths: the CRI lists when given, else the
 // defaults below; none for a privileged container.
-
-import { createHash } from 'crypto';
+// CRI mounts are checked in cri-mounts.ts, image volumes and VOLUMEs in image-mounts.ts.
 import * as path from 'path';
-import { InternalError, InvalidArgumentError } from '../../errors';
-import { MountPropagation, type Mount } from '../../gen/runtime/v1/api';
+import { InternalError } from '../../errors';
+import type { Mount } from '../../gen/runtime/v1/api';
 import type { MountSpec, UsernsSpec } from '../../containerizer';
-import { idMappings, sameMappings } from '../userns';
-import { checkString, IMAGE_FIELD, isWithin, pathDepth } from './values';
+import { criMounts } from './cri-mounts';
+import { ImageVolume, imageVolumeMounts } from './image-mounts';
+import { containerPath, isWithin, pathDepth } from './values';
 
 export const DEFAULT_MASKED_PATHS: readonly string[] = [
   '/proc/acpi',
@@ -48,29 +48,6 @@ export const DEFAULT_READONLY_PATHS: readonly string[] = [
   '/proc/sys',
   '/proc/sysrq-trigger',
 ];
-
-/** At most this many image VOLUMEs (an image is untrusted input). */
-export const MAX_IMAGE_VOLUMES = 256;
-
-/** Extra bind options a CRI mount may ask for (Mount.mount_options). */
-const ALLOWED_MOUNT_OPTIONS = new Set([
-  'ro',
-  'rw',
-  'nosuid',
-  'suid',
-  'nodev',
-  'dev',
-  'noexec',
-  'exec',
-  'noatime',
-  'atime',
-  'relatime',
-  'norelatime',
-  'strictatime',
-  'nostrictatime',
-  'nodiratime',
-  'diratime',
-]);
 
 export interface PodFiles {
   /** The pod's /dev/shm on the host; unused with host IPC. */
@@ -112,12 +89,6 @@ export interface MountsInput {
   imageSources?: ReadonlyMap<number, string>;
   /** The pod's user namespace (userns POD): CRI mounts with its mappings are idmapped. */
   userns?: UsernsSpec;
-}
-
-export interface ImageVolume {
-  containerPath: string;
-  /** Directory the caller creates (empty) before the launch. */
-  hostPath: string;
 }
 
 export interface MountsResult {
@@ -206,262 +177,6 @@ export function podMounts(pod: PodFiles, hostIpc: boolean, readonlyRootfs: boole
   if (pod.hostnamePath) out.push(bind('/etc/hostname', pod.hostnamePath, ['rprivate', mode]));
   if (pod.hostsPath) out.push(bind('/etc/hosts', pod.hostsPath, ['rprivate', mode]));
   if (pod.resolvPath) out.push(bind('/etc/resolv.conf', pod.resolvPath, ['rprivate', mode]));
-  return out;
-}
-
-/**
- * The only CRI mount destinations below /proc (runc's list: files lxcfs
- * emulates). Anything else there would shadow the container's procfs
- * (e.g. /proc/sys or /proc/self/attr) and with it the masks and read-only
- * paths that protect the host; runc refuses them the same way.
- */
-export const ALLOWED_PROC_MOUNTS: readonly string[] = [
-  '/proc/cpuinfo',
-  '/proc/diskstats',
-  '/proc/meminfo',
-  '/proc/stat',
-  '/proc/swaps',
-  '/proc/uptime',
-  '/proc/loadavg',
-  '/proc/slabinfo',
-  '/proc/sys/kernel/ns_last_pid',
-  '/proc/sys/crypto/fips_enabled',
-];
-
-const PROPAGATION: Record<number, string> = {
-  [MountPropagation.PROPAGATION_PRIVATE]: 'rprivate',
-  [MountPropagation.PROPAGATION_HOST_TO_CONTAINER]: 'rslave',
-  [MountPropagation.PROPAGATION_BIDIRECTIONAL]: 'rshared',
-};
-
-/** A clean absolute container path, or an error naming `field`. */
-export function containerPath(p: string, field: string): string {
-  checkString(p, field);
-  if (p === '') throw new InvalidArgumentError(field, 'must not be empty');
-  if (!p.startsWith('/')) throw new InvalidArgumentError(field, `"${p}" is not an absolute path`);
-  return path.posix.normalize(p).replace(/(.)\/$/, '$1');
-}
-
-/** An image volume (CRI Mount.image) as the request asks for it; the image is resolved later. */
-export interface ImageMountInput {
-  /** Its index in config.mounts. */
-  index: number;
-  /** The request's field for it ("config.mounts[2]"), for errors. */
-  field: string;
-  /** The image: an id (kubelet sends the one PullImage answered) or a reference. */
-  ref: string;
-  /** Directory inside the image to mount ("" for its root). */
-  subPath: string;
-}
-
-/** Options that would undo what an image volume is (read-only, no set-uid, no devices). */
-const IMAGE_MOUNT_FORBIDDEN = new Set(['rw', 'suid', 'dev']);
-
-/** A mount that asks for an image (Mount.image with a name) rather than a host path. */
-export function isImageMount(m: Mount): boolean {
-  return m.image !== undefined && m.image.image.trim() !== '';
-}
-
-/**
- * The image volumes among the CRI mounts, with the fields only they have
- * checked before anything is made (the rest is checked with every mount):
- * no host path, read-only as kubelet always sends them (containerd refuses
- * the others too), a relative image_sub_path without "..".
- */
-export function imageMounts(mounts: readonly Mount[]): ImageMountInput[] {
-  const out: ImageMountInput[] = [];
-  for (const [i, m] of mounts.entries()) {
-    const f = `config.mounts[${i}]`;
-    checkString(m.imageSubPath, `${f}.image_sub_path`);
-    if (!isImageMount(m)) {
-      if (m.imageSubPath !== '') {
-        throw new InvalidArgumentError(`${f}.image_sub_path`, 'is only for image volumes (image.image is empty)');
-      }
-      continue;
-    }
-    const ref = m.image!.image.trim();
-    checkString(ref, `${f}.image.image`);
-    if (Buffer.byteLength(ref) > 4096) throw new InvalidArgumentError(`${f}.image.image`, 'is longer than 4096 bytes');
-    if (m.hostPath !== '') {
-      throw new InvalidArgumentError(`${f}.host_path`, 'must be empty for an image volume (image is set)');
-    }
-    if (!m.readonly) throw new InvalidArgumentError(`${f}.readonly`, 'must be true: an image volume is read-only');
-    const sub = m.imageSubPath;
-    if (sub.startsWith('/')) throw new InvalidArgumentError(`${f}.image_sub_path`, `"${sub}" is not a relative path`);
-    if (sub.split('/').includes('..')) {
-      throw new InvalidArgumentError(`${f}.image_sub_path`, `"${sub}" must not contain ".."`);
-    }
-    if (Buffer.byteLength(sub) > 4095)
-      throw new InvalidArgumentError(`${f}.image_sub_path`, 'is longer than 4095 bytes');
-    out.push({ index: i, field: f, ref, subPath: sub });
-  }
-  return out;
-}
-
-/**
- * Validates the CRI mounts and turns them into mount specs (in request
- * order). An image volume is a bind of `imageSources`' entry for its index:
- * the image the containerizer mounted (at its sub path).
- */
-export async function criMounts(
-  mounts: readonly Mount[],
-  pathExists: (hostPath: string) => Promise<boolean>,
-  isProcfs?: (hostPath: string) => Promise<boolean>,
-  recursiveReadOnly = false,
-  imageSources: ReadonlyMap<number, string> = new Map(),
-  userns?: UsernsSpec,
-): Promise<MountSpec[]> {
-  const out: MountSpec[] = [];
-  const seen = new Set<string>();
-  for (const [i, m] of mounts.entries()) {
-    const f = `config.mounts[${i}]`;
-    const dest = containerPath(m.containerPath, `${f}.container_path`);
-    if (dest === '/') throw new InvalidArgumentError(`${f}.container_path`, 'must not be "/"');
-    if (seen.has(dest)) throw new InvalidArgumentError(`${f}.container_path`, `"${dest}" is mounted twice`);
-    const procDest = isWithin(dest, '/proc') && dest !== '/proc' && !ALLOWED_PROC_MOUNTS.includes(dest);
-    if (procDest) {
-      throw new InvalidArgumentError(
-        `${f}.container_path`,
-        `"${dest}" is inside /proc (allowed there: ${ALLOWED_PROC_MOUNTS.join(', ')})`,
-      );
-    }
-    seen.add(dest);
-    const imageSource = isImageMount(m) ? imageSources.get(i) : undefined;
-    if (isImageMount(m) && imageSource === undefined) {
-      throw new InternalError(`${f}.image: no image volume was mounted for it`, { field: `${f}.image` });
-    }
-    const idmap = mountIdmap(m, f, userns);
-    if (imageSource === undefined) {
-      checkString(m.hostPath, `${f}.host_path`);
-      if (m.hostPath === '') throw new InvalidArgumentError(`${f}.host_path`, 'must not be empty');
-      if (!m.hostPath.startsWith('/')) {
-        throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" is not an absolute path`);
-      }
-    }
-    const propagation = PROPAGATION[m.propagation];
-    if (propagation === undefined) {
-      throw new InvalidArgumentError(`${f}.propagation`, `unknown propagation ${String(m.propagation)}`);
-    }
-    if (m.recursiveReadOnly) {
-      // kubelet asks only when Status says this handler can (the same
-      // kernel test): read-only through every submount of the host path,
-      // which a bind's propagation could not keep so, hence private only.
-      const rro = `${f}.recursive_read_only`;
-      if (!recursiveReadOnly) {
-        throw new InvalidArgumentError(rro, 'needs mount_setattr (kernel 5.12 or newer), which this kernel lacks');
-      }
-      if (!m.readonly) throw new InvalidArgumentError(rro, 'needs readonly');
-      if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
-        throw new InvalidArgumentError(rro, 'needs propagation PROPAGATION_PRIVATE');
-      }
-    }
-    const extra = m.mountOptions.map((o, j) => {
-      if (!ALLOWED_MOUNT_OPTIONS.has(o)) {
-        throw new InvalidArgumentError(`${f}.mount_options[${j}]`, `unsupported mount option "${o}"`);
-      }
-      if (imageSource !== undefined && IMAGE_MOUNT_FORBIDDEN.has(o)) {
-        throw new InvalidArgumentError(`${f}.mount_options[${j}]`, `"${o}" is not allowed on an image volume`);
-      }
-      return o;
-    });
-    if (imageSource !== undefined) {
-      if (dest === '/proc') throw new InvalidArgumentError(`${f}.container_path`, 'only a procfs may cover /proc');
-      // Read-only, and no set-uid binaries or device nodes from an image; executables
-      // stay runnable (tools shipped as an image are what image volumes are for).
-      // The bind maps nothing, whatever mappings kubelet put on it: in a pod
-      // with a user namespace the volume is already made from idmapped views
-      // of the image's layers (containers/image-mounts.ts; an overlay of two
-      // layers or more could not be idmapped itself).
-      const options = ['rbind', propagation, 'ro', 'nosuid', 'nodev', ...(m.recursiveReadOnly ? ['rro'] : [])];
-      out.push({ destination: dest, type: 'bind', source: imageSource, options: [...options, ...extra] });
-      continue;
-    }
-    if (!(await pathExists(m.hostPath))) {
-      throw new InvalidArgumentError(`${f}.host_path`, `"${m.hostPath}" does not exist`);
-    }
-    if (dest === '/proc' && !(await isProcfs?.(m.hostPath))) {
-      throw new InvalidArgumentError(
-        `${f}.host_path`,
-        `"${m.hostPath}" is not a procfs: only a procfs may cover /proc`,
-      );
-    }
-    if (userns && m.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL) {
-      // A user namespace's mounts never reach the host (the kernel makes them slaves).
-      throw new InvalidArgumentError(`${f}.propagation`, 'BIDIRECTIONAL cannot be used in a pod with a user namespace');
-    }
-    // "rro": the monitor adds MOUNT_ATTR_RDONLY recursively after the bind;
-    // "idmap": the monitor binds it idmapped through the pod's user namespace
-    const options = [
-      'rbind',
-      propagation,
-      m.readonly ? 'ro' : 'rw',
-      ...(m.recursiveReadOnly ? ['rro'] : []),
-      ...(idmap ? ['idmap'] : []),
-    ];
-    out.push({ destination: dest, type: 'bind', source: m.hostPath, options: [...options, ...extra] });
-  }
-  return out;
-}
-
-/**
- * Whether a CRI mount is to be idmapped: kubelet gives every mount of a pod
- * with hostUsers: false the pod's mappings (uid_mappings, gid_mappings) so
- * that the volume's files, owned by host ids, show with the same ids in the
- * container (host root's files as the container's root's) and the
- * container's writes land with the host ids it wrote as seen from inside. A
- * mount without them is a plain bind: its files show with the pod's mapping
- * (a file the container's root makes is the mapped host uid's, 100000 for a
- * pod mapped 0→100000). The monitor maps through the pod's user namespace, so
- * a mount's mappings must be the pod's.
- */
-function mountIdmap(m: Mount, f: string, userns: UsernsSpec | undefined): boolean {
-  if (m.uidMappings.length === 0 && m.gidMappings.length === 0) return false;
-  if (!userns) {
-    const which = m.uidMappings.length > 0 ? 'uid_mappings' : 'gid_mappings';
-    throw new InvalidArgumentError(
-      `${f}.${which}`,
-      'ID-mapped mounts need a pod with a user namespace (userns_options POD)',
-    );
-  }
-  const uids = idMappings(m.uidMappings, `${f}.uid_mappings`);
-  const gids = idMappings(m.gidMappings, `${f}.gid_mappings`);
-  if (!sameMappings(uids, userns.uids))
-    throw new InvalidArgumentError(`${f}.uid_mappings`, "must be the pod sandbox's uid mappings");
-  if (!sameMappings(gids, userns.gids))
-    throw new InvalidArgumentError(`${f}.gid_mappings`, "must be the pod sandbox's gid mappings");
-  return true;
-}
-
-/** The image's VOLUMEs not covered by another mount, each bound from its own empty host directory. */
-export function imageVolumeMounts(
-  volumes: unknown,
-  covered: readonly string[],
-  volumesRoot: string,
-  warnings: string[],
-): ImageVolume[] {
-  if (volumes === undefined || volumes === null) return [];
-  if (typeof volumes !== 'object' || Array.isArray(volumes)) {
-    throw new InvalidArgumentError(IMAGE_FIELD, "the image's Volumes is not an object");
-  }
-  const keys = Object.keys(volumes);
-  if (keys.length > MAX_IMAGE_VOLUMES) {
-    throw new InvalidArgumentError(IMAGE_FIELD, `the image declares more than ${MAX_IMAGE_VOLUMES} volumes`);
-  }
-  const out: ImageVolume[] = [];
-  const seen = new Set<string>();
-  for (const key of keys) {
-    checkString(key, IMAGE_FIELD, `the image's volume "${key}"`);
-    // Docker reads a relative VOLUME against "/".
-    const dest = containerPath(key.startsWith('/') ? key : `/${key}`, IMAGE_FIELD);
-    if (dest === '/') {
-      warnings.push('image volume "/" ignored');
-      continue;
-    }
-    if (seen.has(dest) || covered.some((c) => isWithin(dest, c))) continue;
-    seen.add(dest);
-    const name = createHash('sha256').update(dest).digest('hex').slice(0, 16);
-    out.push({ containerPath: dest, hostPath: path.join(volumesRoot, name) });
-  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Small checks shared by the container-spec modules. Every failure is an
 // InvalidArgumentError naming the CRI field (snake_case, as in the proto).
 
+import * as path from 'path';
 import { InvalidArgumentError } from '../../errors';
 
 /** Largest single argv/envp string execve(2) accepts (MAX_ARG_STRLEN, 32 pages). */
@@ -66,4 +67,12 @@ export function pathDepth(p: string): number {
 /** True when `child` is `parent` or below it (both clean absolute paths). */
 export function isWithin(child: string, parent: string): boolean {
   return parent === '/' || child === parent || child.startsWith(parent + '/');
+}
+
+/** A clean absolute container path, or an error naming `field`. */
+export function containerPath(p: string, field: string): string {
+  checkString(p, field);
+  if (p === '') throw new InvalidArgumentError(field, 'must not be empty');
+  if (!p.startsWith('/')) throw new InvalidArgumentError(field, `"${p}" is not an absolute path`);
+  return path.posix.normalize(p).replace(/(.)\/$/, '$1');
 }
