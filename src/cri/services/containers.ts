@@ -232,28 +232,20 @@ export function containerHandlers(deps: ContainerServiceDeps): ServiceHandlers<R
     return {};
   };
 
-  const listed = (f: ListContainersRequest['filter']): ReturnType<typeof toContainer>[] =>
-    containers
-      .list()
-      .filter((c) => matchesContainerFilter(c, f))
-      .map(toContainer);
+  const matching = (f: ListContainersRequest['filter']): Container[] =>
+    containers.list().filter((c) => matchesContainerFilter(c, f));
 
   // Answered in wire bytes (listingOf): `containers` stays empty, the bytes hold them.
   const listContainers = async (req: ListContainersRequest): Promise<Encoded<ListContainersResponse>> => ({
     containers: [],
-    [WIRE_BYTES]: encodeListing(
-      containers
-        .list()
-        .filter((c) => matchesContainerFilter(c, req.filter))
-        .map(listingOf),
-    ),
+    [WIRE_BYTES]: encodeListing(matching(req.filter).map(listingOf)),
   });
 
   const streamContainers = async (
     req: StreamContainersRequest,
     send: (m: StreamContainersResponse) => void,
   ): Promise<void> => {
-    const all = listed(req.filter);
+    const all = matching(req.filter).map(toContainer);
     for (let i = 0; i < all.length; i += STREAM_CHUNK) send({ containers: all.slice(i, i + STREAM_CHUNK) });
   };
 

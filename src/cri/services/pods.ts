@@ -100,21 +100,21 @@ export function podHandlers(deps: PodServiceDeps): ServiceHandlers<RuntimeServic
     };
   };
 
-  const listPodSandbox = async (req: ListPodSandboxRequest): Promise<ListPodSandboxResponse> => ({
-    items: sandboxes
+  const listed = (f: ListPodSandboxRequest['filter']): ReturnType<typeof toPodSandbox>[] =>
+    sandboxes
       .list()
-      .filter((sb) => matchesFilter(sb, req.filter))
-      .map(toPodSandbox),
+      .filter((sb) => matchesFilter(sb, f))
+      .map(toPodSandbox);
+
+  const listPodSandbox = async (req: ListPodSandboxRequest): Promise<ListPodSandboxResponse> => ({
+    items: listed(req.filter),
   });
 
   const streamPodSandboxes = async (
     req: StreamPodSandboxesRequest,
     send: (m: StreamPodSandboxesResponse) => void,
   ): Promise<void> => {
-    const all = sandboxes
-      .list()
-      .filter((sb) => matchesFilter(sb, req.filter))
-      .map(toPodSandbox);
+    const all = listed(req.filter);
     for (let i = 0; i < all.length; i += STREAM_CHUNK) send({ podSandboxes: all.slice(i, i + STREAM_CHUNK) });
   };
 
