@@ -1,6 +1,7 @@
 // A pod sandbox in memory (Mesos top-level container): its checkpointed
 // record, its isolators' states and the lock that serializes operations on
 // it. The manager (sandboxes/) creates, stops and removes them.
+import type { RegistryKind } from './registry';
 import type { SandboxContext, SandboxSpec } from './sandbox-spec';
 import { Lifecycle, LifecycleState, OperationQueue, SandboxCriState, SandboxFacts, sandboxCriState } from './state';
 
@@ -34,6 +35,14 @@ export const DEFAULT_TIMEOUTS: SandboxTimeouts = {
   destroying: 60_000,
   retryWait: 60_000,
   recover: 30_000,
+};
+
+/** How the registry names sandboxes, by kubelet's pod key, in errors and contexts. */
+export const SANDBOX_KIND: RegistryKind<Sandbox> = {
+  key: (sb) => sb.spec.key,
+  noun: 'sandbox',
+  field: 'pod_sandbox_id',
+  contextKey: 'sandboxId',
 };
 
 export class Sandbox implements Lifecycle {

@@ -24,7 +24,14 @@ import { PidHolderIsolator } from '../isolators/namespaces/pid-holder';
 import { PodFilesIsolator } from '../isolators/podfiles';
 import { Registry, RegistryQueries } from '../registry';
 import type { SandboxContext, SandboxHandle, SandboxSpec } from '../sandbox-spec';
-import { DEFAULT_TIMEOUTS, SANDBOX_CHECKPOINT_VERSION, Sandbox, SandboxRecord, SandboxTimeouts } from '../sandbox';
+import {
+  DEFAULT_TIMEOUTS,
+  SANDBOX_CHECKPOINT_VERSION,
+  SANDBOX_KIND,
+  Sandbox,
+  SandboxRecord,
+  SandboxTimeouts,
+} from '../sandbox';
 import type { SandboxContainerHooks, SandboxHost, SandboxesOptions } from './host';
 import { recoverSandboxes } from './recover';
 import { removeSandbox } from './remove';
@@ -44,12 +51,7 @@ export class Sandboxes extends RegistryQueries<Sandbox> implements SandboxHost {
   readonly log: Logger;
   readonly nsDir: string;
   readonly shmDir: string;
-  readonly registry = new Registry<Sandbox>({
-    key: (sb) => sb.spec.key,
-    noun: 'sandbox',
-    field: 'pod_sandbox_id',
-    contextKey: 'sandboxId',
-  });
+  readonly registry = new Registry(SANDBOX_KIND);
   hooks?: SandboxContainerHooks;
 
   /** Builds the containerizer's sandbox side and recovers every checkpointed sandbox. */
