@@ -8,7 +8,11 @@
 # critest v1.37.0 (hack/critest/run.sh: builds critest from Go modules on
 # first use, then about two minutes; CAPSA_SKIP_CRITEST=1 leaves it out),
 # then the kubelet end-to-end suites on a one-node cluster (hack/k8s/test.sh;
-# set CAPSA_SKIP_K8S=1 to leave them out of a local run).
+# set CAPSA_SKIP_K8S=1 to leave them out of a local run), and the cluster
+# again with kubelet --cgroup-driver=systemd under a real systemd
+# (hack/sysd/k8s.sh, the systemd and resources suites: about two minutes, at
+# most 10; CAPSA_SKIP_SYSD_K8S=1 leaves it out; `hack/sysd/k8s.sh test` runs
+# every suite there, about six minutes).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,4 +52,14 @@ fi
 if [[ "${CAPSA_SKIP_K8S:-0}" != 1 ]]; then
   echo "== kubelet e2e"
   bash hack/k8s/test.sh
+fi
+if [[ "${CAPSA_SKIP_K8S:-0}" != 1 && "${CAPSA_SKIP_SYSD_K8S:-0}" != 1 ]]; then
+  echo "== kubelet --cgroup-driver=systemd under a real systemd (hack/sysd/k8s.sh; at most 10 minutes, CAPSA_SKIP_SYSD_K8S=1 leaves it out)"
+  rc=0
+  timeout --kill-after=30 600 bash hack/sysd/k8s.sh test dist/test/e2e/systemd.test.js dist/test/e2e/resources.test.js || rc=$?
+  if ((rc == 124 || rc == 137)); then
+    echo "hack/test.sh: the systemd-driver cluster did not finish within 10 minutes" >&2
+    bash hack/sysd/k8s.sh down || true # a timeout may have cut its own teardown short
+  fi
+  ((rc == 0)) || exit "$rc"
 fi

@@ -38,6 +38,11 @@ running() { [ -e "/run/capsa-sysd/$name/pid" ] && [ -d "/proc/$(cat "/run/capsa-
 
 start_sysd() {
   running && return 0
+  # one kubelet per machine (its device-plugin socket is a fixed path), and
+  # the cluster's ports are the host's: not beside hack/k8s/up.sh's own
+  local other
+  other=$(pgrep -x kubelet | head -1 || true)
+  [ -z "$other" ] || { log "a kubelet (pid $other) runs on this machine: stop it first (hack/k8s/down.sh)"; exit 1; }
   mkdir -p "$k8s_dir" "$k8s_cache"
   log "starting systemd ($name)"
   SYSD_DBUS=1 SYSD_SHARE="$top $k8s_dir $k8s_cache" bash "$here/sysd-ns.sh" start "$name" >/dev/null
