@@ -200,7 +200,8 @@ void init_main(struct init_args *a)
 	if (joined_userns(a) >= 0 &&
 	    (mounts_open_trees(a->s, joined_userns(a)) < 0 || proc_oom_score_adj(&a->s->proc) < 0))
 		die(a);
-	if (namespaces(a) < 0 || filesystem(a) < 0)
+	/* An OCI runtime makes the container's namespaces and filesystem itself. */
+	if (!a->s->host_process && (namespaces(a) < 0 || filesystem(a) < 0))
 		die(a);
 	/* Nothing of the container runs before the monitor has placed us. */
 	expect(a, 'P');
@@ -212,7 +213,16 @@ void init_main(struct init_args *a)
 		err_sys("setsid", NULL);
 		die(a);
 	}
-	if (proc_setup(&a->s->proc) < 0 || stdio(a, tty) < 0)
+	if (a->s->host_process) {
+		/* The runtime keeps the monitor's credentials: it sets the container's. */
+		if (chdir(a->s->proc.cwd) < 0) {
+			err_sys("chdir", a->s->proc.cwd);
+			die(a);
+		}
+	} else if (proc_setup(&a->s->proc) < 0) {
+		die(a);
+	}
+	if (stdio(a, tty) < 0)
 		die(a);
 	if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) < 0) {
 		err_sys("close_range", NULL);

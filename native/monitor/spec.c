@@ -560,7 +560,8 @@ static int parse_capsa(struct spec *s, const struct jval *v)
 			       opt_str(v, "logPath", "capsa.logPath", &s->log_path) < 0 ||
 			       opt_bool(v, "stdin", "capsa.stdin", &s->stdin_) < 0 ||
 			       opt_bool(v, "stdinOnce", "capsa.stdinOnce", &s->stdin_once) < 0 ||
-			       opt_bool(v, "killOnExit", "capsa.killOnExit", &s->kill_on_exit) < 0
+			       opt_bool(v, "killOnExit", "capsa.killOnExit", &s->kill_on_exit) < 0 ||
+			       opt_bool(v, "hostProcess", "capsa.hostProcess", &s->host_process) < 0
 		       ? -1
 		       : 0;
 }

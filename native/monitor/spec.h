@@ -99,6 +99,9 @@ struct spec {
 	const char *log_path;
 	int stdin_, stdin_once;
 	int kill_on_exit;
+	/* The init is an OCI runtime run on the host (capsa.hostProcess): no
+	 * namespaces, filesystem or credentials of its own; it makes the container. */
+	int host_process;
 };
 
 /* Exec spec: { "process": {...}, "capsa": {...} } */

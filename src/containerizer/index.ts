@@ -4,7 +4,7 @@
 // capsa-monitor call goes through. Sandboxes ask their containers to stop
 // and go before a pod does; this owner wires that once.
 import * as path from 'path';
-import type { CgroupDriver, Config } from '../config/schema';
+import type { CgroupDriver, Config, RuntimeConfig } from '../config/schema';
 import type { Logger } from '../log';
 import type { Provisioner } from '../provisioner/provisioner';
 import { Containers } from './containers';
@@ -13,6 +13,8 @@ import { createNetworkIsolator } from './isolators/network';
 import type { Launcher } from './launcher/launcher';
 import { MonitorClient } from './launcher/monitor-client';
 import { MonitorLauncher } from './launcher/monitor-launcher';
+import { HandlerLauncher } from './launcher/handlers';
+import type { HandlerFeatures } from './launcher/oci/runtime';
 import { Sandboxes } from './sandboxes';
 
 // What the layers above (cri, server, streaming) may use: they import the
@@ -30,6 +32,7 @@ export { type InterfaceUsage } from './isolators/namespaces/netdev';
 export { sysctlProblem } from './isolators/namespaces/sysctl';
 export { usernsSupport, type UsernsSupport } from './isolators/namespaces/userns-probe';
 export { type Launcher } from './launcher/launcher';
+export { runtimeHandlerList } from './launcher/handlers';
 export { MonitorClient, execSpecOf, parseExecOutcome } from './launcher/monitor-client';
 export { signalNumber } from './launcher/signals';
 export {
@@ -74,6 +77,8 @@ export interface ContainerizerOptions {
   onStage?: (what: string) => void;
   /** Wraps the launcher (a tracker: tracing, timing), as Mesos wraps its launcher and isolators. */
   wrapLauncher?: (launcher: Launcher) => Launcher;
+  /** RuntimeClass handlers besides the default (config [runtimes.<name>]); type "oci" runs an OCI runtime. */
+  runtimes?: Readonly<Record<string, RuntimeConfig>>;
 }
 
 export class Containerizer {
@@ -83,7 +88,13 @@ export class Containerizer {
     readonly monitor: MonitorClient,
     /** Writable container layers live here (stats' and ImageFsInfo's fs id). */
     readonly containerFsDir: string,
+    private readonly handlers: HandlerLauncher,
   ) {}
+
+  /** What each OCI handler can do here (Status' RuntimeHandlerFeatures); capsa's own handlers are not in it. */
+  handlerFeatures(): Promise<Map<string, HandlerFeatures>> {
+    return this.handlers.features();
+  }
 
   /** Recovers every checkpointed sandbox, then every container (running ones keep running). */
   static async start(o: ContainerizerOptions): Promise<Containerizer> {
@@ -100,18 +111,19 @@ export class Containerizer {
       const clog = o.log.child({ component: 'containers' });
       const monitor = new MonitorClient();
       const containerFsDir = path.join(o.root, 'rootfs');
+      const handlers = new HandlerLauncher(new MonitorLauncher({ log: clog, client: monitor }), o.runtimes ?? {}, clog);
       const containers = await Containers.start({
         root: o.root,
         state: o.state,
         log: clog,
         sandboxes,
         provisioner: o.provisioner,
-        launcher: (o.wrapLauncher ?? ((l: Launcher) => l))(new MonitorLauncher({ log: clog, client: monitor })),
+        launcher: (o.wrapLauncher ?? ((l: Launcher) => l))(handlers),
         backendStateDir: containerFsDir,
         events: o.events,
       });
       sandboxes.setContainerHooks(containers.hooks());
-      return new Containerizer(sandboxes, containers, monitor, containerFsDir);
+      return new Containerizer(sandboxes, containers, monitor, containerFsDir, handlers);
     } catch (err) {
       sandboxes.cgroups.close();
       throw err;

@@ -124,6 +124,7 @@ export async function make(cs: ContainerHost, c: Container, req: ContainerReques
     run: async (signal) => {
       const lap = laps();
       const handle = cs.opts.sandboxes.handle(r.sandboxId);
+      const sb = cs.opts.sandboxes.get(r.sandboxId);
       const built = await req.build({
         containerId: c.id,
         sandbox: handle,
@@ -138,6 +139,8 @@ export async function make(cs: ContainerHost, c: Container, req: ContainerReques
       for (const w of built.warnings) log.warn({ warning: w }, 'container spec');
       for (const v of built.volumes) await fs.mkdir(v, { recursive: true, mode: 0o755 });
       const spec = built.spec;
+      // The pod's RuntimeClass handler picks the launcher (launcher/handlers.ts).
+      if (sb.spec.runtimeHandler !== '') spec.capsa.runtimeHandler = sb.spec.runtimeHandler;
       const { devices, ...rest } = spec.linux.resources;
       r.resources = { ...rest, devices } as CgroupResources;
       r.user = built.user;

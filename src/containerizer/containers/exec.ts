@@ -1,12 +1,13 @@
 // ExecSync, ReopenContainerLog, UpdateContainerResources, and the launch
 // spec they read.
-import { promises as fs } from 'fs';
+import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
 import { DeadlineExceededError, ErrorContext, FailedPreconditionError } from '../../errors';
 import { raceAbort, withTimeout } from '../../util/timeout';
 import type { LaunchSpec } from '../container-spec';
 import type { CgroupResources } from '../isolators/cgroups/values';
 import type { ExecResult } from '../launcher/launcher';
+import { LAUNCH_SPEC } from '../launcher/oci/launcher';
 import { Container, EXEC_OUTPUT_LIMIT } from './container';
 import { ContainerHost } from './host';
 
@@ -89,7 +90,9 @@ export async function update(
 /** The launch spec (in memory, else read back from the run dir). */
 export async function specOf(cs: ContainerHost, c: Container): Promise<LaunchSpec> {
   if (c.spec) return c.spec;
-  const file = path.join(c.record.runDir, 'spec.json');
+  // An OCI handler's spec.json is its runtime's; the container's own is beside it.
+  const oci = path.join(c.record.runDir, LAUNCH_SPEC);
+  const file = existsSync(oci) ? oci : path.join(c.record.runDir, 'spec.json');
   try {
     c.spec = JSON.parse(await fs.readFile(file, 'utf8')) as LaunchSpec;
     return c.spec;

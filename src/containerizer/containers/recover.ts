@@ -132,6 +132,15 @@ async function sweep(
     });
   }
 
+  // An OCI handler's runtime state of containers without a run dir.
+  for (const what of (await cs.launcher.sweep?.(cs.runRoot, known).catch((err: unknown) => {
+    log.warn({ err: asCapsaError(err).message }, "cannot sweep the OCI runtimes' state");
+    return [];
+  })) ?? []) {
+    swept.push(what);
+    log.info({ what }, 'destroyed an orphaned container object');
+  }
+
   // Writable layers of containers nobody knows.
   for (const id of (await listDir(backendStateDir)).filter((n) => ID.test(n) && !known.has(n))) {
     await step(`rootfs ${id}`, async () => {

@@ -94,4 +94,10 @@ export interface Launcher {
    * container's processes through its cgroup first) and removes the run dir.
    */
   destroy(runDir: string, signal: AbortSignal): Promise<void>;
+  /**
+   * Recovery: removes what the launcher keeps outside run dirs (an OCI
+   * runtime's state) for containers neither known nor with a run dir under
+   * `runRoot`; returns what it removed.
+   */
+  sweep?(runRoot: string, known: ReadonlySet<string>): Promise<string[]>;
 }

@@ -130,6 +130,15 @@ export interface CapsaExtension {
   /** What CRI asked for; the filter itself is linux.seccomp. AppArmor is not enforced yet. */
   seccomp: ProfileSpec;
   apparmor: ProfileSpec;
+  /** The pod's RuntimeClass handler ("" or absent: capsa's own launcher). */
+  runtimeHandler?: string;
+  /**
+   * The init is an OCI runtime run on the host (native/monitor: no namespaces,
+   * filesystem or credentials of its own); set only on the runtime's own spec.
+   */
+  hostProcess?: boolean;
+  /** The monitor kills what is left in cgroupProcs when the init exits (default true). */
+  killOnExit?: boolean;
 }
 
 /** The exec spec (`capsa-monitor exec|exec-stream <file>`): a process to run in a running container. */

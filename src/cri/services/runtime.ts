@@ -16,7 +16,7 @@ import {
   VersionResponse,
   type RuntimeServiceServer,
 } from '../../gen/runtime/v1/api';
-import { usernsSupport } from '../../containerizer';
+import { runtimeHandlerList, usernsSupport } from '../../containerizer';
 import { kernelHasMountSetattr } from '../container-spec/host-io';
 import { networkReadiness } from '../../network/cni-status';
 import { RuntimeState, saveRuntimeState } from '../../network/runtime-state';
@@ -61,10 +61,10 @@ export function runtimeHandlers(deps: RuntimeServiceDeps): ServiceHandlers<Runti
       // need mount_setattr (the same test the container spec builder makes);
       // user namespaces need idmapped binds and overlayfs over idmapped
       // layers on the root dir's filesystem (the daemon's probe, run once).
-      runtimeHandlers: ['', ...deps.config.runtime_handlers].map((name) => ({
-        name,
-        features: { recursiveReadOnlyMounts: rro, userNamespaces: userns.ok },
-      })),
+      runtimeHandlers: await runtimeHandlerList(deps.config, {
+        recursiveReadOnlyMounts: rro,
+        userNamespaces: userns.ok,
+      }),
       // SupplementalGroupsPolicy (Strict leaves out the image's /etc/group) and
       // ContainerStatus.user are served; kubelet and critest only use them when this says so.
       features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
