@@ -32,6 +32,18 @@ module.exports = {
       to: { path: '^src/(containerizer|provisioner|network|streaming)/' },
     },
     {
+      name: 'server-sees-the-cri-entry',
+      severity: 'error',
+      comment:
+        'Of the cri layer the server uses the handler tables (services/index.ts), their types (services/handler.ts) ' +
+        'and the version (runtime-info.ts); mappings and handlers stay behind them.',
+      from: { path: '^src/server/' },
+      to: {
+        path: '^src/cri/',
+        pathNot: ['^src/cri/services/index[.]ts$', '^src/cri/services/handler[.]ts$', '^src/cri/runtime-info[.]ts$'],
+      },
+    },
+    {
       name: 'cri-stays-up',
       severity: 'error',
       comment: 'The generated CRI types belong to the server and the cri layer; nothing below the cri layer knows CRI.',
