@@ -326,6 +326,9 @@ describeSysd('systemd cgroup driver (real systemd in namespaces, capsa as capsa.
       expect(await show(unit, 'Slice')).toBe(slice);
       expect(await show(unit, 'ControlGroup')).toBe(`${podPath}/${unit}`);
       expect(await env.sh(`systemctl status --no-pager ${unit} || true`)).toMatch(/sleep 1000/);
+      // No task limit asked for, none set (not systemd's DefaultTasksMax for scopes), as with cgroupfs.
+      expect(await show(unit, 'TasksMax')).toBe('infinity');
+      expect(await cgFile('pids', `${podPath}/${unit}`, 'pids.max')).toBe('max');
       // No slice of capsa's making beside kubelet's (a cgroupfs-style conversion of the path would be one).
       expect(await env.sh(`systemctl list-units --all --plain --no-legend '*kubepods_*' || true`)).toBe('');
       await call(d.runtime, 'stopPodSandbox', { podSandboxId: pod }, 60_000 * SLOW);

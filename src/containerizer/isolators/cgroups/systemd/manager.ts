@@ -40,7 +40,7 @@ import { CgroupManager } from '../manager';
 import { CgroupDriverName, cgroupDir } from '../paths';
 import { CgroupResources, CgroupWrite } from '../values';
 import { BusError, SystemdBus, isBusError } from './bus';
-import { UnitProperty, unitResources } from './properties';
+import { INFINITY, UnitProperty, unitResources } from './properties';
 
 const NO_SUCH_UNIT = 'org.freedesktop.systemd1.NoSuchUnit';
 const UNIT_EXISTS = 'org.freedesktop.systemd1.UnitExists';
@@ -269,6 +269,11 @@ export class SystemdCgroupManager extends CgroupManager implements CgroupBackend
           { name: 'CollectMode', signature: 's', value: 'inactive-or-failed' },
           // A stop by systemd (or an admin) gives the container 10 s after SIGTERM, as a CRI stop would.
           { name: 'TimeoutStopUSec', signature: 't', value: 10_000_000n },
+          // No task limit but the one asked for: a scope would get systemd's
+          // DefaultTasksMax (15% of the kernel's, 28910 here), where cgroupfs has none.
+          ...(properties.some((p) => p.name === 'TasksMax')
+            ? []
+            : [{ name: 'TasksMax', signature: 't', value: INFINITY } as UnitProperty]),
           ...properties,
         ],
         ctx,
