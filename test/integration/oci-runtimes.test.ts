@@ -7,7 +7,7 @@
 // -9 re-adopting a running container.
 import * as grpc from '@grpc/grpc-js';
 import { execFileSync } from 'child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { existsSync, promises as fs, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
@@ -15,6 +15,7 @@ import { ContainerState, NamespaceMode } from '../../src/gen/runtime/v1/api';
 import { TestDaemon, call, createContainer, expectRpcError, startDaemon, waitForExit } from '../helpers/daemon';
 import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
+import { remoteCommand } from '../helpers/spdy-client';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 import { slow } from '../helpers/slowdown';
 
@@ -329,6 +330,23 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
     await expectRpcError(execSync(d, id, ['sleep', '30'], 1), grpc.status.DEADLINE_EXCEEDED, /timed out/);
     expect(Date.now() - slowExec).toBeLessThan(slow(10_000));
 
+    // CRI Exec (streaming): the command joins the namespaces and cgroup of the runtime's container init.
+    const url = (
+      await call<{ url: string }>(d.runtime, 'exec', {
+        containerId: id,
+        cmd: ['sh', '-c', 'cat /proc/1/cmdline; echo; cat /proc/self/cgroup | grep memory; exit 4'],
+        stdout: true,
+        stderr: true,
+      })
+    ).url;
+    const streamed = await remoteCommand(url, { stdout: true, stderr: true });
+    expect(streamed.stdout.split('\n')[0]).toBe('sleep\u00001000\u0000');
+    expect(streamed.stdout).toContain(`:memory:${info.cgroupPath}\n`);
+    expect(JSON.parse(streamed.error)).toMatchObject({
+      reason: 'NonZeroExitCode',
+      details: { causes: [{ message: '4' }] },
+    });
+
     // Stats read the cgroup capsa made; an update lands in its files.
     const stats = await call<{ stats: { memory: { workingSetBytes: { value: bigint } }; cpu: unknown } }>(
       d.runtime,
@@ -413,6 +431,28 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
     await call(d.runtime, 'stopContainer', { containerId: id, timeout: 0n }, 30_000);
     expect((await waitState(d, id, ContainerState.CONTAINER_EXITED)).exitCode).toBe(137);
   });
+
+  where(
+    'a container whose checkpoint is gone is destroyed on start: runtime state, bundle, processes, cgroups',
+    async () => {
+      const p = await pod();
+      const id = await run(p, ctr('orphan', ['exec sleep 1000']));
+      const { info } = await status(d, id);
+      expect(runtimeList(binary, root)).toEqual([id]);
+      d.proc.kill('SIGKILL');
+      await waitForExit(d.proc);
+      // As if the daemon died before its first checkpoint write for this container.
+      await fs.rm(path.join(d.root, 'containers', id), { recursive: true });
+      d = await startDaemon({ dir: d.dir, toml: toml() });
+      const listed = await call<{ containers: unknown[] }>(d.runtime, 'listContainers', {});
+      expect(listed.containers).toEqual([]);
+      expect(runtimeList(binary, root)).toEqual([]);
+      expect(existsSync(info.runDir)).toBe(false);
+      expect(alive(info.pid)).toBe(false);
+      expect(cgroupDirsOf(info.cgroupPath)).toEqual([]);
+      expect(d.output()).toMatch(/destroyed an orphaned container object/);
+    },
+  );
 });
 
 describe('handler names', () => {
