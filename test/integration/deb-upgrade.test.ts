@@ -12,7 +12,7 @@
 // not. The namespaces go at the end, and with them every process, mount
 // and cgroup (sysd-ns.sh stop removes the cgroups or fails).
 import * as grpc from '@grpc/grpc-js';
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import { existsSync, mkdtempSync, promises as fs, readdirSync } from 'fs';
 import * as path from 'path';
 import { CgroupDriver, ContainerState, NamespaceMode } from '../../src/gen/runtime/v1/api';
@@ -51,6 +51,11 @@ describeSysd('the .deb under systemd: install N, upgrade to N+1 with a container
   const d = {} as Pick<TestDaemon, 'runtime' | 'image'>;
   const envName = `deb-${process.pid}`;
   let logFile: string;
+  // The host's own view of the package and the program, which the installs inside must not change.
+  const onHost = (): string =>
+    spawnSync('dpkg-query', ['-W', '-f=${Status}', 'capsa'], { encoding: 'utf8' }).stdout +
+    String(existsSync('/usr/lib/capsa'));
+  const hostBefore = onHost();
 
   const sh = (script: string, timeoutMs = 30_000): Promise<string> => env!.sh(script, timeoutMs);
   const show = async (unit: string, prop: string): Promise<string> =>
@@ -117,7 +122,8 @@ describeSysd('the .deb under systemd: install N, upgrade to N+1 with a container
       control,
       (await fs.readFile(control, 'utf8')).replace(/^Version: .*$/m, `Version: ${versionN1}`),
     );
-    debN1 = path.join(debs, `capsa_${versionN1}_amd64.deb`);
+    const arch = execFileSync('dpkg-deb', ['-f', debN, 'Architecture'], { encoding: 'utf8' }).trim();
+    debN1 = path.join(debs, `capsa_${versionN1}_${arch}.deb`);
     execFileSync('dpkg-deb', ['--root-owner-group', '-Znone', '-b', tree, debN1], { stdio: 'ignore' });
     await fs.rm(tree, { recursive: true });
     execFileSync('dpkg', ['--compare-versions', versionN1, 'gt', versionN]);
@@ -208,6 +214,7 @@ describeSysd('the .deb under systemd: install N, upgrade to N+1 with a container
     const rc = await call<{ linux: { cgroupDriver: number } }>(d.runtime, 'runtimeConfig', {});
     expect(rc.linux.cgroupDriver).toBe(CgroupDriver.SYSTEMD);
     expect(await servings()).toBe(1);
+    expect(onHost()).toBe(hostBefore);
   }, 240_000);
 
   test('a pod and a container through the socket', async () => {
@@ -238,6 +245,7 @@ describeSysd('the .deb under systemd: install N, upgrade to N+1 with a container
     expect(mainAfter).not.toBe(mainBefore);
     expect(await show('capsa.service', 'ActiveState')).toBe('active');
     expect(await servings()).toBe(2); // one restart, not a stop-then-start per maintainer script
+    expect(onHost()).toBe(hostBefore);
     await connect();
 
     // The same process, never restarted.
