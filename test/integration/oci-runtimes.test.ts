@@ -152,7 +152,7 @@ function logRecords(file: string): { stream: string; msg: string }[] {
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => {
-      const m = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [PF] (.*)$/.exec(l);
+      const m = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [PF] (.*)$/s.exec(l);
       if (!m) throw new Error(`not a CRI log line: ${JSON.stringify(l)}`);
       return { stream: m[1], msg: m[2] };
     });
@@ -431,6 +431,53 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
     await call(d.runtime, 'stopContainer', { containerId: id, timeout: 0n }, 30_000);
     expect((await waitState(d, id, ContainerState.CONTAINER_EXITED)).exitCode).toBe(137);
   });
+
+  where(
+    "OOM kill in the runtime's container: OOMKilled; a terminal; a pod in its own user namespace refused",
+    async () => {
+      const p = await pod();
+      const oom = await run(
+        p,
+        ctr('oom', [], {
+          command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'],
+          linux: {
+            securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } },
+            resources: { memoryLimitInBytes: 8n << 20n, memorySwapLimitInBytes: 8n << 20n },
+          },
+        }),
+      );
+      expect(await waitState(d, oom, ContainerState.CONTAINER_EXITED)).toMatchObject({
+        exitCode: 137,
+        reason: 'OOMKilled',
+      });
+
+      // process.terminal: the runtime's console inside, the monitor's pty outside (the CRI log).
+      const tty = await run(p, ctr('tty', ['[ -t 1 ] && echo on-a-tty; exec sleep 1000'], { tty: true }));
+      await waitLog((await status(d, tty)).status.logPath, 'on-a-tty\r');
+
+      // runc 1.1 and crun 1.8 are not offered user namespaces (Status says so): such a pod's container is refused.
+      const map = [{ containerId: 0, hostId: 100000, length: 65536 }];
+      const userns = { mode: NamespaceMode.POD, uids: map, gids: map };
+      const cfg = { ...podConfig(d), linux: { securityContext: { namespaceOptions: { usernsOptions: userns } } } };
+      const res = await call<{ podSandboxId: string }>(d.runtime, 'runPodSandbox', {
+        config: cfg,
+        runtimeHandler: handler,
+      }).then(
+        (r) => r,
+        (err: unknown) => err as Error,
+      );
+      // Where the host has no idmapped mounts the pod itself is refused; otherwise its container is.
+      if (res instanceof Error) {
+        expect(res.message).toMatch(/user namespace|usernsOptions/);
+      } else {
+        await expectRpcError(
+          createContainer(d, res.podSandboxId, cfg, ctr('in-userns', ['true'])),
+          grpc.status.INVALID_ARGUMENT,
+          new RegExp(`runtime_handler: handler "${handler}" .* does not run pods in their own user namespace`),
+        );
+      }
+    },
+  );
 
   where(
     'a container whose checkpoint is gone is destroyed on start: runtime state, bundle, processes, cgroups',
