@@ -4,7 +4,7 @@
 # Putting it on a node (docs/operators-guide.md, "Installing"):
 #   make build && make install     PREFIX (/usr/local), DESTDIR, SYSCONFDIR (/etc), UNITDIR
 #   make uninstall                 PURGE=1 also removes the configuration and /var/lib/capsa
-#   make deb                       a Debian package in DEBDIR (/var/cache/capsa-deb)
+#   make deb                       a Debian package in DEBDIR (/var/cache/capsa-deb), with its own Node (hack/deb.sh)
 .PHONY: run test build install uninstall deb
 
 PREFIX ?= /usr/local
