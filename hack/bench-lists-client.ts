@@ -6,7 +6,7 @@
 //   node dist/hack/bench-lists-client.js measure --socket S --calls N [--budget SECONDS]
 //   node dist/hack/bench-lists-client.js soak --socket S --pid PID --seconds T
 //   node dist/hack/bench-lists-client.js teardown --socket S
-//   node dist/hack/bench-lists-client.js pods --socket S --runs N --image IMG
+//   node dist/hack/bench-lists-client.js pods --sockets NAME=S,NAME=S... --runs N --image IMG
 //        --cgroup-parent CG --log-dir DIR [--tag T]
 //
 // populate: P host-network pods (no CNI: the lists are what is measured),
@@ -24,11 +24,12 @@
 // soak: kubelet's rhythm for T seconds (see soak()); the daemon PID's CPU
 // share and RSS besides.
 // teardown: stops and removes every pod the runtime has.
-// pods: N pod starts one after the other (after one untimed warm-up): RunPodSandbox
-// (host network), CreateContainer and StartContainer of a `sleep 3600` busybox,
-// then three ExecSync `echo` in it, then StopPodSandbox + RemovePodSandbox;
-// prints per step "step calls median p90" (ms; `podStart` is the sum of the
-// first three per run, `execSync` all exec calls, `teardown` stop + remove).
+// pods: N pod starts per runtime (after one untimed warm-up each), the runtimes
+// taking turns (each run in a rotated order): RunPodSandbox (host network),
+// CreateContainer and StartContainer of a `sleep 3600` busybox, then three
+// ExecSync `echo` in it, then StopPodSandbox + RemovePodSandbox; prints per
+// runtime and step "name step calls median p90" (ms; `podStart` is the sum of
+// the first three per run, `execSync` all exec calls, `teardown` stop + remove).
 import * as grpc from '@grpc/grpc-js';
 import { mkdirSync, readFileSync } from 'fs';
 import * as api from '../src/gen/runtime/v1/api';
@@ -278,32 +279,43 @@ async function soak(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   }
 }
 
-async function podStarts(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
+/**
+ * Pod starts on several runtimes, interleaved: run i goes through the
+ * runtimes in an order rotated by i, so the machine's noise falls on all of
+ * them alike. `sockets` is "name=path,name=path".
+ */
+async function podStarts(a: Args): Promise<void> {
   const runs = num(a, 'runs', 20);
   const image = need(a, 'image');
   const tag = a.tag ?? String(process.pid);
+  const rts = need(a, 'sockets')
+    .split(',')
+    .map((kv) => {
+      const [name, sock] = kv.split('=');
+      return { name, rt: client(sock) };
+    });
   const steps = ['runPodSandbox', 'createContainer', 'startContainer', 'podStart', 'execSync', 'teardown'];
-  const times = new Map<string, number[]>(steps.map((s) => [s, []]));
-  const timed = async <T>(step: string, warm: boolean, fn: () => Promise<T>): Promise<[T, number]> => {
+  const times = new Map<string, number[]>();
+  const timed = async <T>(key: string, warm: boolean, fn: () => Promise<T>): Promise<[T, number]> => {
     const t0 = process.hrtime.bigint();
     const r = await fn();
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (!warm) times.get(step)!.push(ms);
+    if (!warm) times.set(key, [...(times.get(key) ?? []), ms]);
     return [r, ms];
   };
-  for (let i = -1; i < runs; i++) {
+  const one = async (name: string, rt: api.RuntimeServiceClient, i: number): Promise<void> => {
     const warm = i < 0;
-    const uid = `pods-${tag}-${i + 1}`;
+    const uid = `pods-${tag}-${name}-${i + 1}`;
     const config = {
       metadata: { name: `pods-${i + 1}`, namespace: 'capsa-bench', uid, attempt: 0 },
       logDirectory: `${need(a, 'log-dir')}/${uid}`,
       linux: { cgroupParent: need(a, 'cgroup-parent'), securityContext: { namespaceOptions: NAMESPACES } },
     };
     mkdirSync(config.logDirectory, { recursive: true });
-    const [{ podSandboxId }, t1] = await timed('runPodSandbox', warm, () =>
+    const [{ podSandboxId }, t1] = await timed(`${name}\trunPodSandbox`, warm, () =>
       call<{ podSandboxId: string }>(rt, 'runPodSandbox', { config }),
     );
-    const [{ containerId }, t2] = await timed('createContainer', warm, () =>
+    const [{ containerId }, t2] = await timed(`${name}\tcreateContainer`, warm, () =>
       call<{ containerId: string }>(rt, 'createContainer', {
         podSandboxId,
         sandboxConfig: config,
@@ -316,23 +328,32 @@ async function podStarts(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
         },
       }),
     );
-    const [, t3] = await timed('startContainer', warm, () => call(rt, 'startContainer', { containerId }));
-    if (!warm) times.get('podStart')!.push(t1 + t2 + t3);
+    const [, t3] = await timed(`${name}\tstartContainer`, warm, () => call(rt, 'startContainer', { containerId }));
+    if (!warm) times.set(`${name}\tpodStart`, [...(times.get(`${name}\tpodStart`) ?? []), t1 + t2 + t3]);
     for (let k = 0; k < 3; k++) {
-      const [r] = await timed('execSync', warm, () =>
+      const [r] = await timed(`${name}\texecSync`, warm, () =>
         call<{ exitCode: number; stdout: Buffer }>(rt, 'execSync', { containerId, cmd: ['echo', 'hi'], timeout: 10n }),
       );
-      if (r.exitCode !== 0 || r.stdout.toString() !== 'hi\n')
-        throw new Error(`exec in ${containerId}: exit ${r.exitCode}`);
+      if (r.exitCode !== 0 || r.stdout.toString() !== 'hi\n') throw new Error(`${name}: exec exit ${r.exitCode}`);
     }
-    await timed('teardown', warm, async () => {
+    await timed(`${name}\tteardown`, warm, async () => {
       await call(rt, 'stopPodSandbox', { podSandboxId });
       await call(rt, 'removePodSandbox', { podSandboxId });
     });
+  };
+  try {
+    for (let i = -1; i < runs; i++) {
+      const k = Math.max(0, i) % rts.length;
+      for (const { name, rt } of [...rts.slice(k), ...rts.slice(0, k)]) await one(name, rt, i);
+    }
+  } finally {
+    for (const { rt } of rts) rt.close();
   }
-  for (const step of steps) {
-    const t = times.get(step)!.sort((x, y) => x - y);
-    console.log([step, t.length, pct(t, 50).toFixed(2), pct(t, 90).toFixed(2)].join('\t'));
+  for (const { name } of rts) {
+    for (const step of steps) {
+      const t = (times.get(`${name}\t${step}`) ?? []).sort((x, y) => x - y);
+      console.log([name, step, t.length, pct(t, 50).toFixed(2), pct(t, 90).toFixed(2)].join('\t'));
+    }
   }
 }
 
@@ -344,18 +365,22 @@ async function teardown(rt: api.RuntimeServiceClient, a: Args): Promise<void> {
   });
 }
 
-async function main(): Promise<void> {
-  const { cmd, args } = parseArgs(process.argv.slice(2));
-  const rt = new api.RuntimeServiceClient(`unix://${need(args, 'socket')}`, grpc.credentials.createInsecure(), {
+function client(socket: string): api.RuntimeServiceClient {
+  return new api.RuntimeServiceClient(`unix://${socket}`, grpc.credentials.createInsecure(), {
     // A thousand containers' stats are a few MB.
     'grpc.max_receive_message_length': 64 << 20,
   });
+}
+
+async function main(): Promise<void> {
+  const { cmd, args } = parseArgs(process.argv.slice(2));
+  if (cmd === 'pods') return podStarts(args);
+  const rt = client(need(args, 'socket'));
   try {
     if (cmd === 'populate') await populate(rt, args);
     else if (cmd === 'measure') await measure(rt, args);
     else if (cmd === 'soak') await soak(rt, args);
     else if (cmd === 'teardown') await teardown(rt, args);
-    else if (cmd === 'pods') await podStarts(rt, args);
     else throw new Error(`unknown command ${cmd} (populate, measure, soak, teardown, pods)`);
   } finally {
     rt.close();
