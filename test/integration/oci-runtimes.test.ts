@@ -378,7 +378,12 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
     );
     expect((await status(d, bad)).status.state).toBe(ContainerState.CONTAINER_EXITED);
 
-    for (const [name, c] of Object.entries({ main: id, quick, bad })) {
+    // Created, never started: the runtime process the monitor holds goes with it.
+    const held = await createContainer(d, p.id, p.cfg, ctr('held', ['echo never']));
+    const heldInit = (await status(d, held)).info.pid;
+    expect(alive(heldInit)).toBe(true);
+
+    for (const [name, c] of Object.entries({ main: id, quick, bad, held })) {
       const { runDir, cgroupPath } = (await status(d, c)).info;
       await call(d.runtime, 'removeContainer', { containerId: c }, 60_000);
       expect(existsSync(runDir)).toBe(false);
@@ -386,6 +391,7 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
       expect([name, cgroupDirsOf(cgroupPath)]).toEqual([name, []]);
     }
     expect(alive(info.pid)).toBe(false);
+    expect(alive(heldInit)).toBe(false);
     expect(existsSync(path.join('/sys/fs/cgroup/memory', info.cgroupPath))).toBe(false);
     expect(runtimeList(binary, root)).toEqual([]);
   });
