@@ -14,7 +14,6 @@ import type { Launcher } from './launcher/launcher';
 import { MonitorClient } from './launcher/monitor-client';
 import { MonitorLauncher } from './launcher/monitor-launcher';
 import { HandlerLauncher } from './launcher/handlers';
-import type { HandlerFeatures } from './launcher/oci/runtime';
 import { Sandboxes } from './sandboxes';
 
 // What the layers above (cri, server, streaming) may use: they import the
@@ -88,13 +87,7 @@ export class Containerizer {
     readonly monitor: MonitorClient,
     /** Writable container layers live here (stats' and ImageFsInfo's fs id). */
     readonly containerFsDir: string,
-    private readonly handlers: HandlerLauncher,
   ) {}
-
-  /** What each OCI handler can do here (Status' RuntimeHandlerFeatures); capsa's own handlers are not in it. */
-  handlerFeatures(): Promise<Map<string, HandlerFeatures>> {
-    return this.handlers.features();
-  }
 
   /** Recovers every checkpointed sandbox, then every container (running ones keep running). */
   static async start(o: ContainerizerOptions): Promise<Containerizer> {
@@ -123,7 +116,7 @@ export class Containerizer {
         events: o.events,
       });
       sandboxes.setContainerHooks(containers.hooks());
-      return new Containerizer(sandboxes, containers, monitor, containerFsDir, handlers);
+      return new Containerizer(sandboxes, containers, monitor, containerFsDir);
     } catch (err) {
       sandboxes.cgroups.close();
       throw err;

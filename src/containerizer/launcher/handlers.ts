@@ -31,13 +31,6 @@ export class HandlerLauncher implements Launcher {
     }
   }
 
-  /** The OCI handlers' features here; handlers of capsa's own launcher are not in it. */
-  async features(): Promise<Map<string, HandlerFeatures>> {
-    const out = new Map<string, HandlerFeatures>();
-    for (const [name, l] of this.oci) out.set(name, await l.runtime.features(l.globalLog));
-    return out;
-  }
-
   private async of(runDir: string): Promise<Launcher> {
     const known = this.byRunDir.get(runDir);
     if (known) return known;
