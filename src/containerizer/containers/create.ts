@@ -179,6 +179,8 @@ export async function make(cs: ContainerHost, c: Container, req: ContainerReques
       key: r.key,
       image: r.image.requested,
       init: r.init?.pid,
+      // A RuntimeClass handler other than capsa's own launcher, named.
+      ...(c.spec?.capsa.runtimeHandler ? { runtimeHandler: c.spec.capsa.runtimeHandler } : {}),
       ms: Number(((r.createdAt ?? 0n) - r.beganAt) / 1_000_000n),
     },
     'container created',
