@@ -4,9 +4,10 @@
 // kubepods-burstable-pod<uid>.slice, each container a capsa-<id>.scope in it
 // with Delegate=yes and its limits as unit properties (and in the cgroup
 // files systemd wrote from them); the limits outlive `systemctl
-// daemon-reload`; the pod runs on through a kill -9 of capsa, whose scopes
-// are the same units afterwards. The suite runs inside systemd's namespaces
-// (k8s.sh test): systemctl and /sys/fs/cgroup are that systemd's.
+// daemon-reload`, an in-place resize goes through the unit, and the pod runs
+// on through a kill -9 of capsa, whose scopes are the same units afterwards.
+// The suite runs inside systemd's namespaces (k8s.sh test): systemctl and
+// /sys/fs/cgroup are that systemd's.
 import { execFile } from 'child_process';
 import { existsSync, promises as fs } from 'fs';
 import * as path from 'path';
@@ -19,6 +20,7 @@ import {
   isReady,
   K8S_RUN,
   k8sScript,
+  kubectl,
   pod,
   podCgroupOf,
   sleep,
@@ -80,7 +82,15 @@ describeSystemd('kubelet --cgroup-driver=systemd on capsa under a real systemd',
       expect(id).toMatch(/^[0-9a-f]{64}$/);
       const unit = `capsa-${id}.scope`;
       scopes.set(c, unit);
-      const u = await show(unit, ['ActiveState', 'Slice', 'ControlGroup', 'Delegate', 'CPUQuotaPerSecUSec', memProp]);
+      const u = await show(unit, [
+        'ActiveState',
+        'Slice',
+        'ControlGroup',
+        'Delegate',
+        'CPUQuotaPerSecUSec',
+        memProp,
+        'TasksMax',
+      ]);
       expect(u).toEqual({
         ActiveState: 'active',
         Slice: slice,
@@ -88,6 +98,8 @@ describeSystemd('kubelet --cgroup-driver=systemd on capsa under a real systemd',
         Delegate: 'yes',
         CPUQuotaPerSecUSec: '300ms',
         [memProp]: String(96 << 20),
+        // no pids limit asked for: none (not systemd's DefaultTasksMax for scopes)
+        TasksMax: 'infinity',
       });
       // the container's processes are the unit's
       const { stdout } = await run('systemctl', ['status', '--no-pager', unit]).catch((e) => e);
@@ -113,6 +125,33 @@ describeSystemd('kubelet --cgroup-driver=systemd on capsa under a real systemd',
       expect((await show(unit, [memProp]))[memProp]).toBe(String(96 << 20));
     }
 
+    // An in-place resize (kubelet's UpdateContainerResources): through the unit, and kept by daemon-reload.
+    const resized = ['40000 100000', String(128 << 20)];
+    const limits = { cpu: '400m', memory: '128Mi' };
+    await kubectl([
+      'patch',
+      'pod',
+      '-n',
+      NS,
+      'units',
+      '--subresource',
+      'resize',
+      '--patch',
+      JSON.stringify({ spec: { containers: [{ name: 'a', resources: { limits } }] } }),
+    ]);
+    const a = scopes.get('a')!;
+    await until(
+      'the resize to reach the unit',
+      async () => (await show(a, ['CPUQuotaPerSecUSec'])).CPUQuotaPerSecUSec === '400ms',
+      60_000,
+    );
+    expect((await show(a, [memProp]))[memProp]).toBe(String(128 << 20));
+    await run('systemctl', ['daemon-reload']);
+    await sleep(500);
+    expect(await files(a)).toEqual(resized);
+    expect(await files(scopes.get('b')!)).toEqual(want);
+    const wantOf = (c: string): string[] => (c === 'a' ? resized : want);
+
     // kill -9 of capsa: the containers run on in the same units; up.sh starts capsa again
     const pid = Number(await read(path.join(K8S_RUN, 'pids', 'capsa.pid')));
     const before = (await show(scopes.get('a')!, ['MainPID', 'InvocationID'])).InvocationID;
@@ -130,6 +169,6 @@ describeSystemd('kubelet --cgroup-driver=systemd on capsa under a real systemd',
       );
     }
     expect((await show(scopes.get('a')!, ['InvocationID'])).InvocationID).toBe(before);
-    for (const unit of scopes.values()) expect(await files(unit)).toEqual(want);
+    for (const [c, unit] of scopes) expect(await files(unit)).toEqual(wantOf(c));
   }, 300_000);
 });
