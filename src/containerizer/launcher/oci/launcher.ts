@@ -314,6 +314,8 @@ async function removeRuntimeCgroups(runDir: string): Promise<void> {
   if (text === undefined) return;
   const cgPath = (JSON.parse(text) as { linux?: { cgroupsPath?: unknown } }).linux?.cgroupsPath;
   if (typeof cgPath !== 'string' || !cgPath.startsWith('/') || cgPath.includes('..') || cgPath === '/') return;
+  // A systemd scope (the systemd driver) is systemd's to remove, in every hierarchy.
+  if (cgPath.endsWith('.scope')) return;
   const mountinfo = await fs.readFile('/proc/self/mountinfo', 'utf8');
   for (const line of mountinfo.split('\n')) {
     const [pre, post] = line.split(' - ');
