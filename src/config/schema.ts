@@ -46,6 +46,8 @@ export interface Config {
   pull_stall_timeout: number;
   shutdown_timeout: number;
   sync_layers: boolean;
+  /** CRIU for checkpoint/restore: a name looked up on PATH, or a path. */
+  criu_path: string;
   /**
    * Every handler name served besides the default "": the deprecated
    * runtime_handlers list and the [runtimes.<name>] tables (filled in at load).
@@ -143,6 +145,12 @@ export const KEYS: readonly KeyDef[] = [
     kind: 'bool',
     default: () => true,
     help: 'syncfs each unpacked layer before it becomes visible (false: faster pulls, a crash may lose layer data)',
+  },
+  {
+    key: 'criu_path',
+    kind: 'string',
+    default: () => 'criu',
+    help: 'CRIU binary for checkpoint/restore: a name on PATH or an absolute path (e.g. a CRIU >= 4.1 on kernels with [vvar_vclock])',
   },
   {
     key: 'runtime_handlers',

@@ -22,7 +22,7 @@ import {
   walkWritableLayer,
   writeRootfsDiff,
 } from '../../src/containerizer/criu/archive';
-import { CriuProbe, parseCriuVersion, tail } from '../../src/containerizer/criu/criu';
+import { CriuProbe, criuErrors, parseCriuVersion, tail } from '../../src/containerizer/criu/criu';
 import type { LaunchSpec } from '../../src/containerizer/launcher/spec';
 import { CapsaError } from '../../src/errors';
 
@@ -94,6 +94,16 @@ test('criu dump arguments: the tree, leave-running, external net namespace and b
     freezeCgroup: '/f',
   });
   expect(cut.slice(cut.indexOf('--freeze-cgroup'))).toEqual(['--freeze-cgroup', '/f']);
+  // The monitor's /dev/null as stdin: a file of a host mount, named by mount id and inode.
+  const dn = criuDumpArgs({
+    pid: 1,
+    imagesDir: 'i',
+    workDir: 'w',
+    rootfs: 'r',
+    externalMounts: [],
+    externalFiles: ['file[18:5]', 'file[18:5]'],
+  });
+  expect(dn.slice(dn.indexOf('--external'))).toEqual(['--external', 'file[18:5]']);
   // Host network: nothing external to name.
   const host = criuDumpArgs({ pid: 1, imagesDir: 'i', workDir: 'w', rootfs: 'r', externalMounts: [] });
   expect(host).not.toContain('--external');
@@ -248,4 +258,17 @@ test('CRIU probe: a missing binary and a failing check are not usable, with the 
   });
   expect(parseCriuVersion('Version: 3.17.1\n')).toBe('3.17.1');
   expect(tail('a\n\nb\nc\n', 2)).toBe('b; c');
+});
+
+test("criuErrors: a CRIU log's Error lines (the cause first), without timestamps; the tail without any", () => {
+  const log = [
+    '(00.001) Dumping processes',
+    "(00.037) Error (criu/files-reg.c:1790): Can't lookup mount=24 for fd=0 path=/dev/null",
+    '(00.100) Unfreezing tasks into 1',
+    '(00.100) Error (criu/cr-dump.c:2128): Dumping FAILED.',
+  ].join('\n');
+  expect(criuErrors(log)).toBe(
+    "Error (criu/files-reg.c:1790): Can't lookup mount=24 for fd=0 path=/dev/null; Error (criu/cr-dump.c:2128): Dumping FAILED.",
+  );
+  expect(criuErrors('a\nb\n')).toBe('a; b');
 });

@@ -87,6 +87,12 @@ export interface DumpPlan {
   externalMounts: string[];
   /** The container's cgroup, frozen by the caller (a pod-wide cut): CRIU keeps it as it found it. */
   freezeCgroup?: string;
+  /**
+   * Files the monitor opened on the host for the init's stdio (/dev/null
+   * without stdin): "file[<mnt_id>:<inode>]" keys, hex, as CRIU names a
+   * file whose mount the container cannot see.
+   */
+  externalFiles?: string[];
   /** The init's terminal (a pty whose master the monitor holds): rdev and dev of its slave. */
   tty?: { rdev: number; dev: number };
 }
@@ -121,6 +127,7 @@ export function criuDumpArgs(p: DumpPlan): string[] {
   if (p.netnsInode !== undefined) args.push('--external', `net[${p.netnsInode}]:extRootNetNS`);
   if (p.freezeCgroup) args.push('--freeze-cgroup', p.freezeCgroup);
   if (p.tty) args.push('--external', `tty[${p.tty.rdev.toString(16)}:${p.tty.dev.toString(16)}]`);
+  for (const f of [...new Set(p.externalFiles ?? [])].sort()) args.push('--external', f);
   for (const m of [...new Set(p.externalMounts)].sort()) args.push('--ext-mount-map', `${m}:${m}`);
   return args;
 }

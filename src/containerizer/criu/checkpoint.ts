@@ -32,12 +32,31 @@ import {
   writeRootfsDiff,
   type ArchiveContents,
 } from './archive';
-import { CriuProbe, run, tail } from './criu';
+import { CriuProbe, criuErrors, run } from './criu';
 import { freezerOf, withFrozen, type FreezeTarget } from './freeze';
 
 /** readlink of the process's fds 0-2 ("pipe:[123]", "/dev/pts/0", ...); "" where one is closed. */
 async function stdioOf(pid: number): Promise<string[]> {
   return Promise.all([0, 1, 2].map((fd) => fs.readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+}
+
+/**
+ * CRIU's keys ("file[<mnt_id>:<inode>]", hex) of the init's stdio that are
+ * files the monitor opened on the host (/dev/null when there is no stdin):
+ * their mount is not in the container, so the dump must call them external.
+ * Pipes, sockets and the pty are not files of a mount.
+ */
+export async function hostStdioFiles(pid: number, stdio: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const [fd, target] of stdio.entries()) {
+    if (!target.startsWith('/') || target.startsWith('/dev/pts/')) continue;
+    const info = await fs.readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => '');
+    const mnt = /^mnt_id:\s*(\d+)/m.exec(info)?.[1];
+    const st = await fs.stat(`/proc/${pid}/fd/${fd}`).catch(() => undefined);
+    if (mnt === undefined || !st) continue;
+    out.push(`file[${Number(mnt).toString(16)}:${st.ino.toString(16)}]`);
+  }
+  return out;
 }
 
 /** The pod checkpoint's own record, in CheckpointPod's output dir. */
@@ -164,6 +183,7 @@ export class Checkpointer {
     const images = path.join(staging, ARCHIVE.checkpointDir);
     await fs.mkdir(images, { recursive: true, mode: 0o700 });
     const netns = spec.linux.namespaces.find((n) => n.type === 'network')?.path;
+    const stdio = await stdioOf(init.pid);
     const args = criuDumpArgs({
       pid: init.pid,
       imagesDir: images,
@@ -171,6 +191,7 @@ export class Checkpointer {
       rootfs: c.record.rootfs,
       netnsInode: netns ? (await fs.stat(netns)).ino : undefined,
       externalMounts: externalMountsOf(spec),
+      externalFiles: await hostStdioFiles(init.pid, stdio),
       tty: spec.process.terminal ? await fs.stat(`/proc/${init.pid}/fd/0`) : undefined,
       freezeCgroup,
     });
@@ -178,12 +199,12 @@ export class Checkpointer {
     if (!(await isAlive(init))) throw new FailedPreconditionError(`container_id: container ${c.id} exited`, ctx);
     // What the init's stdio is (the monitor's pipes or pty), as runc records it: a
     // restore hands the new ends in with criu --inherit-fd by these names.
-    await fs.writeFile(path.join(images, ARCHIVE.descriptors), JSON.stringify(await stdioOf(init.pid)));
+    await fs.writeFile(path.join(images, ARCHIVE.descriptors), JSON.stringify(stdio));
     const criu = (await this.probe.status()).path ?? 'criu';
     const dump = await run(criu, args, sig);
     if (dump.code !== 0) {
       const log = await fs.readFile(path.join(staging, ARCHIVE.dumpLog), 'utf8').catch(() => '');
-      throw new InternalError(`criu dump of container ${c.id} failed: ${tail(log || dump.stderr)}`, ctx);
+      throw new InternalError(`criu dump of container ${c.id} failed: ${criuErrors(log || dump.stderr)}`, ctx);
     }
     // The writable layer after the dump, as CRI-O takes it: the files the processes saw.
     const upper = (await this.opts.containers.backend()).writableDir?.(c.id);

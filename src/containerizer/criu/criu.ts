@@ -1,4 +1,5 @@
-// CRIU (Debian's `criu`), found on PATH at run time: capsa needs it only
+// CRIU: config criu_path (default Debian's `criu`, found on PATH at run
+// time; CRIU >= 4.1 knows kernel 6.x's [vvar_vclock]). capsa needs it only
 // for checkpoint/restore, so a node without it runs everything else and
 // answers those RPCs FailedPrecondition. Whether CRIU can run on this kernel
 // is `criu check`'s verdict, kept with its output as the evidence an
@@ -48,6 +49,19 @@ export function tail(text: string, max = 6): string {
     .map((l) => l.trimEnd())
     .filter((l) => l !== '');
   return lines.slice(-max).join('; ');
+}
+
+/**
+ * What a CRIU log says went wrong: its "Error (file:line): ..." lines (the
+ * first ones are the cause; the last is always "Dumping FAILED"), without
+ * the timestamps; the log's tail when it has none.
+ */
+export function criuErrors(log: string, max = 4): string {
+  const errors = log
+    .split('\n')
+    .filter((l) => /\bError \(/.test(l))
+    .map((l) => l.replace(/^\(\s*[0-9.]+\)\s*/, '').trim());
+  return errors.length ? errors.slice(0, max).join('; ') : tail(log);
 }
 
 /** "Version: 3.17.1" (criu --version's first line) → "3.17.1". */

@@ -5,7 +5,7 @@
 // returns and knows nothing below the cri layer.
 import * as path from 'path';
 import type { Config } from '../../config/schema';
-import { Checkpointer, Containerizer } from '../../containerizer';
+import { Checkpointer, Containerizer, CriuProbe } from '../../containerizer';
 import {
   ImageServiceService,
   RuntimeServiceService,
@@ -90,6 +90,7 @@ export async function startCriServices(opts: CriServicesOptions): Promise<CriSer
       containers,
       workRoot: path.join(config.state, 'checkpoints'),
       log: log.child({ component: 'checkpoint' }),
+      probe: new CriuProbe(config.criu_path),
     });
     await checkpointer.sweep();
     const containerDeps: ContainerServiceDeps = {
