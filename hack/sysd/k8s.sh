@@ -41,6 +41,8 @@ start_sysd() {
   # one kubelet per machine (its device-plugin socket is a fixed path), and
   # the cluster's ports are the host's: not beside hack/k8s/up.sh's own
   local other
+  [ -x /lib/systemd/systemd ] && command -v dbus-daemon >/dev/null ||
+    { log "needs systemd and dbus installed (apt-get install systemd dbus); PID 1 may be anything"; exit 1; }
   other=$(pgrep -x kubelet | head -1 || true)
   [ -z "$other" ] || { log "a kubelet (pid $other) runs on this machine: stop it first (hack/k8s/down.sh)"; exit 1; }
   mkdir -p "$k8s_dir" "$k8s_cache"
