@@ -2,19 +2,21 @@
 // layer and an old GNU 'S' layer, from files with holes made by truncate +
 // dd), pulled from the test registry: the container sees the same bytes and
 // the files keep their holes in its rootfs (st_blocks far below the size).
+import * as grpc from '@grpc/grpc-js';
 import { execFileSync } from 'child_process';
 import { createHash } from 'crypto';
-import { mkdtempSync, promises as fs, readFileSync } from 'fs';
+import { existsSync, mkdtempSync, promises as fs, readFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { TestDaemon, call, createContainer, runp, startDaemon } from '../helpers/daemon';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
-import { compress, sha256 } from '../helpers/tar-writer';
+import { buildTar, compress, sha256 } from '../helpers/tar-writer';
 
 const REG = 'registry.example.test';
 const IMAGE = `${REG}/capsa-test/sparse:latest`;
+const HOSTILE = `${REG}/capsa-test/sparse-hostile:latest`;
 const suite = process.getuid?.() === 0 ? describe : describe.skip;
 const MIB = 1024 * 1024;
 
@@ -105,8 +107,20 @@ suite('sparse files in a layer', () => {
       tar('pax', ['--format=posix', '--sparse-version=1.0']),
       tar('gnu', ['--format=gnu']),
     ]);
+    // A layer whose sparse map overlaps itself, after a file that unpacks fine.
+    const hostile = buildTar([
+      { name: 'ok.txt', data: 'fine' },
+      {
+        name: 'bad.img',
+        data: 'x'.repeat(16),
+        pax: { 'GNU.sparse.size': '100', 'GNU.sparse.numblocks': '2', 'GNU.sparse.map': '0,8,4,8' },
+      },
+    ]);
+    const hostileLayout = path.join(work, 'hostile-layout');
+    await imageWithLayers(images.busybox.layout, hostileLayout, [hostile]);
     reg = await startRegistry();
     await reg.push(layout, 'capsa-test/sparse:latest');
+    await reg.push(hostileLayout, 'capsa-test/sparse-hostile:latest');
     d = await startDaemon({ toml: `[registries."${REG}"]\nmirrors = ["${reg.url}"]\n` });
   }, 180_000);
 
@@ -156,5 +170,22 @@ suite('sparse files in a layer', () => {
       expect(blocks * unit).toBeLessThanOrEqual(w.data + 256 * 1024);
       expect(sumLine.split(/\s+/)[0]).toBe(w.sha);
     }
+  }, 180_000);
+
+  it('refuses a layer whose sparse map overlaps, naming it, and keeps nothing of it', async () => {
+    const err = await call(d.image, 'pullImage', { image: { image: HOSTILE } }, 120_000).then(
+      () => undefined,
+      (e: unknown) => e as { code?: number; details?: string },
+    );
+    expect(err).toBeDefined();
+    expect(err!.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err!.details).toMatch(/bad\.img.*sparse map.*overlaps/);
+    // Nothing of the hostile layer is kept, and no temp dir of its unpack is left.
+    const after = await fs.readdir(path.join(d.root, 'layers'));
+    expect(after.filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+    const images = await call<{ images: { repoTags: string[] }[] }>(d.image, 'listImages', {});
+    expect(images.images.flatMap((i) => i.repoTags)).not.toContain(HOSTILE);
+    // ok.txt unpacks before the bad entry: no layer dir holds it.
+    for (const n of after) expect(existsSync(path.join(d.root, 'layers', n, 'fs', 'ok.txt'))).toBe(false);
   }, 180_000);
 });

@@ -264,7 +264,16 @@ export class TarReader {
           break;
       }
       const h = this.buildHeader(block, typeflag, rawSize, pax, longName, longLink);
-      if (typeflag === 'S' || pax?.sparse) await this.readSparse(h, block, pax?.sparse);
+      if (typeflag === 'S' || pax?.sparse) {
+        try {
+          await this.readSparse(h, block, pax?.sparse);
+        } catch (err) {
+          // Name the entry: the caller never sees its header.
+          if (err instanceof TarFormatError)
+            throw new TarFormatError(`entry ${JSON.stringify(h.name)}: ${err.message}`);
+          throw err;
+        }
+      }
       return h;
     }
   }
