@@ -25,7 +25,7 @@ import type { CgroupManager } from '../isolators/cgroups/manager';
 import type { CgroupStats, CgroupStatsScope } from '../isolators/cgroups/stats';
 import type { CgroupResources } from '../isolators/cgroups/values';
 import type { ExecResult, Launcher } from '../launcher/launcher';
-import { Registry } from '../registry';
+import { Registry, RegistryQueries } from '../registry';
 import type { SandboxContainerHooks } from '../sandboxes';
 import { isCreating, nowNs } from '../state';
 import {
@@ -46,7 +46,7 @@ import { stopContainer } from './stop';
 export { Container } from './container';
 export type { ContainersOptions } from './host';
 
-export class Containers implements ContainerHost {
+export class Containers extends RegistryQueries<Container> implements ContainerHost {
   readonly store: CheckpointStore;
   readonly timeouts: ContainerTimeouts;
   readonly log: Logger;
@@ -70,6 +70,7 @@ export class Containers implements ContainerHost {
   }
 
   constructor(readonly opts: ContainersOptions) {
+    super();
     this.log = opts.log;
     this.timeouts = { ...DEFAULT_CONTAINER_TIMEOUTS, ...opts.timeouts };
     this.store = new CheckpointStore(opts.root);
@@ -135,19 +136,7 @@ export class Containers implements ContainerHost {
 
   // -- queries (memory only) -------------------------------------------------
 
-  /** Containers kubelet may see: fully made ones, not removed. */
-  list(): Container[] {
-    return this.registry.list();
-  }
-
-  /** A full id or a unique prefix; undefined when nothing matches. */
-  find(idOrPrefix: string): Container | undefined {
-    return this.registry.find(idOrPrefix);
-  }
-
-  get(idOrPrefix: string): Container {
-    return this.registry.get(idOrPrefix);
-  }
+  // list / find / get: RegistryQueries.
 
   /** The PID namespace of a running container of `sandboxId` (TARGET mode). */
   targetPidNsPath(sandboxId: string, idOrPrefix: string): string | undefined {

@@ -1,4 +1,4 @@
-// Container recovery on start, after the sandboxes' (recovery.ts), before
+// Container recovery on start, after the sandboxes' (sandboxes/recover.ts), before
 // the daemon serves. The invariants it relies on:
 //
 // 1. A container's checkpoint is written before any of its host objects

@@ -3,29 +3,23 @@
 // exec spec they run, and the error record a failed start leaves
 // (native/monitor/README.md has the protocol, spec.ts the types).
 import { ChildProcess, spawn } from 'child_process';
-import { existsSync, promises as fs } from 'fs';
+import { promises as fs } from 'fs';
 import * as net from 'net';
 import { constants as osc } from 'os';
-import * as path from 'path';
-import { CapsaError, ErrorContext, FailedPreconditionError, InternalError } from '../../errors';
+import { CapsaError, ErrorContext, InternalError } from '../../errors';
 import { native } from '../../native';
+import { findHelperBinary } from '../../util/helper-binary';
 import type { ProcessIdentity } from '../../util/procfs';
 import type { ExecSpec, LaunchSpec, MonitorErrorRecord } from './spec';
 
 /** Where capsa-monitor is: $CAPSA_MONITOR, next to the sources (native/build), or installed. */
 export function findMonitorBinary(): string {
-  const fromEnv = process.env.CAPSA_MONITOR;
-  if (fromEnv) return fromEnv;
-  let dir = __dirname;
-  for (let i = 0; i < 8; i++) {
-    const candidate = path.join(dir, 'native', 'build', 'capsa-monitor');
-    if (existsSync(candidate)) return candidate;
-    dir = path.dirname(dir);
-  }
-  for (const p of ['/usr/local/libexec/capsa/capsa-monitor', '/usr/libexec/capsa/capsa-monitor']) {
-    if (existsSync(p)) return p;
-  }
-  throw new FailedPreconditionError('capsa-monitor not found: run make -C native/monitor (hack/setup.sh does)');
+  return findHelperBinary({
+    name: 'capsa-monitor',
+    env: 'CAPSA_MONITOR',
+    buildDir: 'native/build',
+    make: 'make -C native/monitor',
+  });
 }
 
 /** A failed container start as the monitor recorded it; `record` says what failed without parsing text. */
