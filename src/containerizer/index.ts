@@ -22,6 +22,7 @@ export { type BuiltSpec, type ContainerImageInfo, type ContainerRequest, type Sp
 export { Containers, type Container } from './containers';
 export { Checkpointer, POD_FORMAT, POD_RECORD } from './criu/checkpoint';
 export { CriuProbe, type CriuStatus } from './criu/criu';
+export { PendingRestores, RestoreLauncher, RESTORE_ENV } from './criu/restore';
 export { type ContainerEvent, type ContainerEventKind } from './events';
 export { type Usage } from './isolator';
 export { CgroupPathError, normalizeCgroupfsParent, systemdParentSlice } from './isolators/cgroups/paths';

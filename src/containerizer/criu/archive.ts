@@ -24,6 +24,8 @@ export const ARCHIVE = {
   checkpointDir: 'checkpoint',
   /** Inside checkpointDir. */
   descriptors: 'descriptors.json',
+  /** Inside checkpointDir: which of fds 0-2 were host files, by CRIU's key (StdioFile[]). */
+  stdioFiles: 'stdio-files.json',
   dumpLog: 'dump.log',
   configDump: 'config.dump',
   specDump: 'spec.dump',
@@ -72,6 +74,12 @@ export function configDumpOf(r: ContainerRecord, checkpointedAt: Date): ConfigDu
 /** The record as stored in the archive: bigints as strings (JSON has none). */
 export function recordJson(r: ContainerRecord): string {
   return JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
+}
+
+/** One of the init's stdio that was a file of a host mount: CRIU's "file[<mnt_id>:<inode>]" key. */
+export interface StdioFile {
+  fd: number;
+  key: string;
 }
 
 export interface DumpPlan {

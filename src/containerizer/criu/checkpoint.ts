@@ -31,8 +31,10 @@ import {
   walkWritableLayer,
   writeRootfsDiff,
   type ArchiveContents,
+  type StdioFile,
 } from './archive';
 import { CriuProbe, criuErrors, run } from './criu';
+import { PendingRestores } from './restore';
 import { freezerOf, withFrozen, type FreezeTarget } from './freeze';
 
 /** readlink of the process's fds 0-2 ("pipe:[123]", "/dev/pts/0", ...); "" where one is closed. */
@@ -46,15 +48,15 @@ async function stdioOf(pid: number): Promise<string[]> {
  * their mount is not in the container, so the dump must call them external.
  * Pipes, sockets and the pty are not files of a mount.
  */
-export async function hostStdioFiles(pid: number, stdio: string[]): Promise<string[]> {
-  const out: string[] = [];
+export async function hostStdioFiles(pid: number, stdio: string[]): Promise<StdioFile[]> {
+  const out: StdioFile[] = [];
   for (const [fd, target] of stdio.entries()) {
     if (!target.startsWith('/') || target.startsWith('/dev/pts/')) continue;
     const info = await fs.readFile(`/proc/${pid}/fdinfo/${fd}`, 'utf8').catch(() => '');
     const mnt = /^mnt_id:\s*(\d+)/m.exec(info)?.[1];
     const st = await fs.stat(`/proc/${pid}/fd/${fd}`).catch(() => undefined);
     if (mnt === undefined || !st) continue;
-    out.push(`file[${Number(mnt).toString(16)}:${st.ino.toString(16)}]`);
+    out.push({ fd, key: `file[${Number(mnt).toString(16)}:${st.ino.toString(16)}]` });
   }
   return out;
 }
@@ -71,13 +73,17 @@ export interface CheckpointerOptions {
   workRoot: string;
   log: Logger;
   probe?: CriuProbe;
+  /** Unpacked archives on their way to the RestoreLauncher (restore.ts). */
+  pending?: PendingRestores;
 }
 
 export class Checkpointer {
   readonly probe: CriuProbe;
+  readonly pending: PendingRestores;
 
   constructor(private readonly opts: CheckpointerOptions) {
     this.probe = opts.probe ?? new CriuProbe();
+    this.pending = opts.pending ?? new PendingRestores();
   }
 
   /** Removes work dirs a daemon that died mid-checkpoint left (none is in use before we serve). */
@@ -184,6 +190,7 @@ export class Checkpointer {
     await fs.mkdir(images, { recursive: true, mode: 0o700 });
     const netns = spec.linux.namespaces.find((n) => n.type === 'network')?.path;
     const stdio = await stdioOf(init.pid);
+    const stdioFiles = await hostStdioFiles(init.pid, stdio);
     const args = criuDumpArgs({
       pid: init.pid,
       imagesDir: images,
@@ -191,7 +198,7 @@ export class Checkpointer {
       rootfs: c.record.rootfs,
       netnsInode: netns ? (await fs.stat(netns)).ino : undefined,
       externalMounts: externalMountsOf(spec),
-      externalFiles: await hostStdioFiles(init.pid, stdio),
+      externalFiles: stdioFiles.map((f) => f.key),
       tty: spec.process.terminal ? await fs.stat(`/proc/${init.pid}/fd/0`) : undefined,
       freezeCgroup,
     });
@@ -200,6 +207,7 @@ export class Checkpointer {
     // What the init's stdio is (the monitor's pipes or pty), as runc records it: a
     // restore hands the new ends in with criu --inherit-fd by these names.
     await fs.writeFile(path.join(images, ARCHIVE.descriptors), JSON.stringify(stdio));
+    await fs.writeFile(path.join(images, ARCHIVE.stdioFiles), JSON.stringify(stdioFiles));
     const criu = (await this.probe.status()).path ?? 'criu';
     const dump = await run(criu, args, sig);
     if (dump.code !== 0) {
@@ -310,6 +318,13 @@ export class Checkpointer {
    * copy is removed before this returns.
    */
   async inspectArchive(file: string, field: string, signal: AbortSignal): Promise<ArchiveContents> {
+    const a = await this.unpackArchive(file, field, signal);
+    await fs.rm(a.dir, { recursive: true, force: true });
+    return a;
+  }
+
+  /** inspectArchive, the unpacked copy kept (the caller's to remove) for a restore. */
+  async unpackArchive(file: string, field: string, signal: AbortSignal): Promise<ArchiveContents> {
     await fs.mkdir(this.opts.workRoot, { recursive: true, mode: 0o700 });
     const work = await fs.mkdtemp(path.join(this.opts.workRoot, 'restore-'));
     try {
@@ -323,8 +338,9 @@ export class Checkpointer {
         },
         signal,
       );
-    } finally {
+    } catch (err) {
       await fs.rm(work, { recursive: true, force: true });
+      throw err;
     }
   }
 }

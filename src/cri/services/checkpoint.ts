@@ -9,18 +9,20 @@ import * as path from 'path';
 import {
   POD_FORMAT,
   POD_RECORD,
+  RESTORE_ENV,
   type Checkpointer,
   type Container,
   type Containers,
   type Sandboxes,
 } from '../../containerizer';
 import { sandboxSpecFromRequest } from '../sandbox-mapping';
-import { InvalidArgumentError, NotFoundError, UnimplementedError } from '../../errors';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../errors';
 import {
   CheckpointContainerRequest,
   CheckpointContainerResponse,
   CheckpointPodRequest,
   CheckpointPodResponse,
+  CreateContainerRequest,
   RestorePodRequest,
   RestorePodResponse,
   RunPodSandboxRequest,
@@ -86,23 +88,40 @@ export function isArchiveImage(image: string): boolean {
 /**
  * CreateContainer from a checkpoint archive (`config.image.image` is its
  * path, as CRI-O takes it): the archive is read and checked (not a tar,
- * truncated, or not ours: InvalidArgument naming the field), then CRIU must
- * be able to run here.
+ * truncated, or not ours: InvalidArgument naming the field), CRIU must be
+ * able to run here, and the checkpointed image must be on this node. The
+ * answer is the request to create instead (the image the archive was made
+ * from, a token naming the unpacked archive for the RestoreLauncher) and
+ * the release the caller runs when CreateContainer ends (it removes the
+ * unpacked copy unless the container took it).
  */
-export async function restoreContainer(checkpointer: Checkpointer, image: string, signal: AbortSignal): Promise<never> {
+export async function restoreContainer(
+  checkpointer: Checkpointer,
+  req: CreateContainerRequest,
+  signal: AbortSignal,
+): Promise<{ request: CreateContainerRequest; release: () => Promise<void> }> {
   const field = 'config.image.image';
-  const file = absolutePath(image, field);
+  const file = absolutePath(req.config?.image?.image ?? '', field);
   const st = await fs.stat(file).catch(() => undefined);
   if (!st?.isFile()) throw new InvalidArgumentError(field, `checkpoint archive ${file} does not exist`);
-  const archive = await checkpointer.inspectArchive(file, field, signal);
-  await checkpointer.probe.require('restoring a container from a checkpoint', { containerId: archive.config.id });
-  // CRIU runs here, but the restored tree must become the container's init
-  // under capsa-monitor (criu restore in the monitor's place of execve),
-  // which the monitor does not do yet.
-  throw new UnimplementedError(
-    `CreateContainer from checkpoint ${file} (container ${archive.config.id}): restoring processes is not implemented`,
-    { containerId: archive.config.id, path: file },
-  );
+  const archive = await checkpointer.unpackArchive(file, field, signal);
+  try {
+    await checkpointer.probe.require('restoring a container from a checkpoint', { containerId: archive.config.id });
+  } catch (err) {
+    await fs.rm(archive.dir, { recursive: true, force: true });
+    throw err;
+  }
+  const token = checkpointer.pending.add(archive.dir);
+  const config = req.config!;
+  const request: CreateContainerRequest = {
+    ...req,
+    config: {
+      ...config,
+      image: { ...config.image!, image: archive.config.rootfsImageRef || archive.config.rootfsImage },
+      envs: [...config.envs, { key: RESTORE_ENV, value: Buffer.from(token) }],
+    },
+  };
+  return { request, release: () => checkpointer.pending.release(token) };
 }
 
 /** The record CheckpointPod leaves in its output dir; undefined when the dir holds none of ours. */
@@ -195,9 +214,12 @@ export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers
         `names ${want.join(', ')} are not the checkpoint's containers (${have.join(', ')})`,
       );
     await checkpointer.probe.require('RestorePod', {});
-    // CRIU runs here, but restoring processes under capsa-monitor (criu
-    // restore in the place of the init's execve) is not built yet.
-    throw new UnimplementedError(`RestorePod from ${dir}: restoring processes is not implemented`, { path: dir });
+    // Containers are restored one by one (CreateContainer from an archive); a pod's
+    // members together, into a new sandbox, are not built yet.
+    throw new FailedPreconditionError(
+      `RestorePod from ${dir}: restoring a whole pod is not supported; create each container from its checkpoint`,
+      { path: dir },
+    );
   };
 
   return {

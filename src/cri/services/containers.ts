@@ -212,9 +212,16 @@ export function containerHandlers(deps: ContainerServiceDeps): ServiceHandlers<R
 
   const createContainer = async (req: CreateContainerRequest, ctx: CallContext): Promise<CreateContainerResponse> => {
     const image = req.config?.image?.image ?? '';
-    if (deps.checkpointer && isArchiveImage(image)) await restoreContainer(deps.checkpointer, image, ctx.signal);
-    const request = containerRequestFromCri(req, facts);
-    return { containerId: await containers.create(request, ctx.signal) };
+    const restore =
+      deps.checkpointer && isArchiveImage(image)
+        ? await restoreContainer(deps.checkpointer, req, ctx.signal)
+        : undefined;
+    try {
+      const request = containerRequestFromCri(restore?.request ?? req, facts);
+      return { containerId: await containers.create(request, ctx.signal) };
+    } finally {
+      await restore?.release();
+    }
   };
 
   const startContainer = async (req: StartContainerRequest, ctx: CallContext): Promise<StartContainerResponse> => {

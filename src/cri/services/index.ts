@@ -5,7 +5,7 @@
 // returns and knows nothing below the cri layer.
 import * as path from 'path';
 import type { Config } from '../../config/schema';
-import { Checkpointer, Containerizer, CriuProbe } from '../../containerizer';
+import { Checkpointer, Containerizer, CriuProbe, PendingRestores, RestoreLauncher } from '../../containerizer';
 import {
   ImageServiceService,
   RuntimeServiceService,
@@ -73,6 +73,8 @@ export async function startCriServices(opts: CriServicesOptions): Promise<CriSer
     const provisioner = await Provisioner.open({ config, log, syncLayers: config.sync_layers });
     closers.push(() => provisioner.close());
     // The containerizer re-adopts every checkpointed sandbox, then every container, before we serve.
+    const criu = new CriuProbe(config.criu_path);
+    const pending = new PendingRestores();
     const containerizer = await Containerizer.start({
       root: config.root,
       state: config.state,
@@ -82,7 +84,9 @@ export async function startCriServices(opts: CriServicesOptions): Promise<CriSer
       provisioner,
       cni: config,
       onStage: opts.onStage,
-      wrapLauncher: traceLauncher,
+      // Containers created from a checkpoint archive are launched by criu restore (criu/restore.ts).
+      wrapLauncher: (l) =>
+        traceLauncher(new RestoreLauncher(l, pending, async () => (await criu.status()).path ?? config.criu_path)),
     });
     closers.push(() => containerizer.close());
     const { sandboxes, containers } = containerizer;
@@ -90,7 +94,8 @@ export async function startCriServices(opts: CriServicesOptions): Promise<CriSer
       containers,
       workRoot: path.join(config.state, 'checkpoints'),
       log: log.child({ component: 'checkpoint' }),
-      probe: new CriuProbe(config.criu_path),
+      probe: criu,
+      pending,
     });
     await checkpointer.sweep();
     const containerDeps: ContainerServiceDeps = {
