@@ -231,8 +231,12 @@ test('CreateContainer from a checkpoint archive: checked, then CRIU is needed; b
   await fs.writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
   const { containers: before } = await call<{ containers: unknown[] }>(d.runtime, 'listContainers', {});
 
-  const create = (image: string): Promise<string> =>
-    createContainer(d, pod, podCfg, { metadata: { name: `restored-${++seq}`, attempt: 0 }, image: { image } });
+  const create = (image: string, pid = NamespaceMode.CONTAINER): Promise<string> =>
+    createContainer(d, pod, podCfg, {
+      metadata: { name: `restored-${++seq}`, attempt: 0 },
+      image: { image },
+      linux: { securityContext: { namespaceOptions: { pid } } },
+    });
   const IA = grpc.status.INVALID_ARGUMENT;
   await expectRpcError(
     create('/nonexistent/ckpt.tar'),
@@ -241,6 +245,11 @@ test('CreateContainer from a checkpoint archive: checked, then CRIU is needed; b
   );
   await expectRpcError(create(junk), IA, /config\.image\.image: .*junk\.tar is not a readable tar archive/);
   await expectRpcError(create(truncated), IA, /config\.image\.image: /);
+  await expectRpcError(
+    create(archive, NamespaceMode.POD),
+    IA,
+    /config\.linux\.security_context\.namespace_options\.pid: .* needs its own PID namespace/,
+  );
   // Another runtime's archive (CRI-O's config.dump says runtime runc): refused by name.
   const foreign = path.join(out, 'foreign.tar');
   const staging = mkdtempSync(path.join(os.tmpdir(), 'capsa-ckpt-foreign-'));
@@ -257,8 +266,18 @@ test('CreateContainer from a checkpoint archive: checked, then CRIU is needed; b
     /config\.image\.image: .*foreign\.tar is not a capsa-checkpoint\/v1 archive \(runtime runc\)/,
   );
   await fs.rm(foreign);
-  // (Where CRIU runs, a real archive is restored in the next test.)
   if (!criu.usable) await expectRpcError(create(archive), grpc.status.FAILED_PRECONDITION, NO_CRIU);
+  else {
+    // Ours in form, but its CRIU images are empty: created, then StartContainer fails with
+    // criu restore's own error, and the container removes cleanly (the next test restores a real one).
+    const bad = await create(archive);
+    await expectRpcError(
+      call(d.runtime, 'startContainer', { containerId: bad }, 60_000),
+      grpc.status.INTERNAL,
+      /criu restore failed: .*Error \(/,
+    );
+    await call(d.runtime, 'removeContainer', { containerId: bad }, 60_000);
+  }
 
   // No container was made, and the unpacked copies are gone.
   const { containers: after } = await call<{ containers: unknown[] }>(d.runtime, 'listContainers', {});

@@ -23,6 +23,7 @@ import {
   CheckpointPodRequest,
   CheckpointPodResponse,
   CreateContainerRequest,
+  NamespaceMode,
   RestorePodRequest,
   RestorePodResponse,
   RunPodSandboxRequest,
@@ -104,6 +105,12 @@ export async function restoreContainer(
   const file = absolutePath(req.config?.image?.image ?? '', field);
   const st = await fs.stat(file).catch(() => undefined);
   if (!st?.isFile()) throw new InvalidArgumentError(field, `checkpoint archive ${file} does not exist`);
+  // CRIU dumped (and restores) the tree as PID 1 of a namespace of its own.
+  if (req.config?.linux?.securityContext?.namespaceOptions?.pid !== NamespaceMode.CONTAINER)
+    throw new InvalidArgumentError(
+      'config.linux.security_context.namespace_options.pid',
+      'a container restored from a checkpoint needs its own PID namespace (CONTAINER), as it was checkpointed',
+    );
   const archive = await checkpointer.unpackArchive(file, field, signal);
   try {
     await checkpointer.probe.require('restoring a container from a checkpoint', { containerId: archive.config.id });
