@@ -111,6 +111,26 @@ describe('systemd naming', () => {
     expect(systemdParentSlice('')).toBe('-.slice');
   });
 
+  test("cgroup_parent may be the slice's expanded path (kubelet's ToSystemd form)", () => {
+    const full = '/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice';
+    expect(systemdParentSlice(full)).toBe('kubepods-besteffort-pod1.slice');
+    expect(systemdParentSlice(`${full}/`)).toBe('kubepods-besteffort-pod1.slice');
+    expect(systemdParentSlice('/kubepods.slice')).toBe('kubepods.slice');
+    expect(podCgroup('systemd', full, SID, '/var/lib/capsa')).toMatchObject({
+      path: full,
+      parent: 'kubepods-besteffort-pod1.slice',
+      owned: false,
+    });
+  });
+
+  test.each([
+    '/kubepods.slice/kubepods-besteffort-pod1.slice',
+    '/other.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice',
+    '/kubepods.slice/kubepods-besteffort.slice/x/kubepods-besteffort-pod1.slice',
+  ])('a slice path not where systemd puts that slice is refused: %j', (bad) => {
+    expect(() => systemdParentSlice(bad)).toThrow(/is not where systemd puts slice/);
+  });
+
   test('pods use kubelet slice; holder and containers get capsa-<id>.scope units', () => {
     const pod = podCgroup('systemd', 'kubepods-burstable-pod1.slice', SID, '/var/lib/capsa');
     expect(pod).toEqual({
