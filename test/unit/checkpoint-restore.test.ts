@@ -13,6 +13,7 @@ import {
   WAITER,
   applyLayer,
   criuRestoreArgs,
+  restoreProcessSpec,
   restoreTokenOf,
 } from '../../src/containerizer/criu/restore';
 import type { LaunchSpec } from '../../src/containerizer/launcher/spec';
@@ -114,4 +115,33 @@ test('applyLayer: the diff tar onto the rootfs, then deleted.files (never outsid
   expect(await fs.readFile(path.join(rootfs, 'tmp', 'count'), 'utf8')).toBe('42\n');
   expect(existsSync(path.join(rootfs, 'etc', 'motd'))).toBe(false);
   expect(await fs.readFile(path.join(tmp, 'outside'), 'utf8')).toBe('keep');
+});
+
+test("the held criu restore: a host process in the container's cgroups, never another runtime's", () => {
+  const spec = {
+    ociVersion: '1.1.0',
+    process: { terminal: false, oomScoreAdj: 5, env: [] },
+    linux: { cgroupsPath: '/capsa/x' },
+    capsa: {
+      containerId: 'x',
+      logPath: '/var/log/pods/x.log',
+      cgroupProcs: ['/sys/fs/cgroup/memory/capsa/x/cgroup.procs'],
+      runtimeHandler: 'runc',
+      hostProcess: false,
+      killOnExit: true,
+    },
+  } as unknown as LaunchSpec;
+  const held = restoreProcessSpec(spec, ['/bin/sh', '-c', 'true'], '/run/c/x');
+  expect(held.process.args).toEqual(['/bin/sh', '-c', 'true']);
+  expect(held.process.cwd).toBe('/run/c/x');
+  expect(held.linux.namespaces).toEqual([]);
+  expect(held.root.path).toBe('/');
+  expect(held.capsa).toMatchObject({
+    containerId: 'x',
+    logPath: '/var/log/pods/x.log',
+    cgroupProcs: ['/sys/fs/cgroup/memory/capsa/x/cgroup.procs'],
+    hostProcess: true,
+    killOnExit: false,
+  });
+  expect(held.capsa.runtimeHandler).toBeUndefined();
 });

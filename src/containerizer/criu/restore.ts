@@ -173,6 +173,8 @@ export function restoreProcessSpec(spec: LaunchSpec, args: string[], runDir: str
       seccomp: { type: 'Unconfined' },
       hostProcess: true,
       killOnExit: false,
+      // CRIU restores the tree, whatever runtime the pod's handler names: capsa's monitor runs it.
+      runtimeHandler: undefined,
     },
   } as LaunchSpec;
 }
