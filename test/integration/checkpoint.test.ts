@@ -24,7 +24,7 @@ import type { ContainerRecord } from '../../src/containerizer/container-spec';
 import { POD_FORMAT, POD_RECORD } from '../../src/containerizer/criu/checkpoint';
 import { ContainerState, NamespaceMode } from '../../src/gen/runtime/v1/api';
 import { BUSYBOX_IMAGE, BusyboxDaemon, startBusyboxDaemon, stopBusyboxDaemon } from '../helpers/busybox-daemon';
-import { TestDaemon, call, createContainer, expectRpcError, runp } from '../helpers/daemon';
+import { TestDaemon, call, createContainer, expectRpcError, runp, startDaemon, waitForExit } from '../helpers/daemon';
 
 jest.setTimeout(180_000);
 
@@ -341,6 +341,19 @@ withCriu('a checkpointed counter is restored into a new container: it counts on 
   expect(lines[0]).toBeGreaterThan(1);
   expect(lines[0]).toBeLessThanOrEqual(atDump + 1);
   for (let i = 1; i < lines.length; i++) expect(lines[i]).toBe(lines[i - 1] + 1);
+  // kill -9 and a new daemon on the same dirs: the restored container is re-adopted as
+  // restored (its init is the restored sh, from the run dir), still counting.
+  d.proc.kill('SIGKILL');
+  await waitForExit(d.proc);
+  d = b.d = await startDaemon({
+    dir: d.dir,
+    args: [`--criu-path=${CRIU}`],
+    toml: await fs.readFile(path.join(d.dir, 'capsa.toml'), 'utf8'),
+  });
+  expect(await state(restored)).toBe(ContainerState.CONTAINER_RUNNING);
+  const again = await count(restored);
+  await new Promise((r) => setTimeout(r, 600));
+  expect(await count(restored)).toBeGreaterThan(again);
   // Stop: the restored init gets the signal, the exit is recorded.
   await call(d.runtime, 'stopContainer', { containerId: restored, timeout: 1n }, 30_000);
   const { status } = await call<{ status: { state: ContainerState; exitCode: number } }>(d.runtime, 'containerStatus', {

@@ -15,6 +15,11 @@
 //           that one does, with its status (exit.json, the CRI log as usual)
 //   signal  to the restored init (restored-init.json), not the waiter
 //
+// Run dir files besides the monitor's: restore.json (marks a restore),
+// restore/ (the unpacked archive), restore.log (criu's), restored.pid,
+// restored-init.json, launch-spec.json (the container's own spec, as an OCI
+// handler keeps it: spec.json is the held criu's).
+//
 // The request is matched to its archive by a random token in the spec's
 // environment (the restored processes keep the environment they had; the
 // spec's is never exec'd): PendingRestores holds the unpacked archives from
@@ -27,7 +32,9 @@ import { writeFileAtomic } from '../../util/atomic-file';
 import { killChecked, processStartTime, type ProcessIdentity } from '../../util/procfs';
 import { sleep } from '../../util/timeout';
 import type { Created, ExecRequest, ExecResult, LaunchStatus, Launcher, Started } from '../launcher/launcher';
+import { LAUNCH_SPEC } from '../launcher/oci/launcher';
 import type { LaunchSpec } from '../launcher/spec';
+import { encodeJson } from '../checkpoint';
 import { ARCHIVE, type StdioFile } from './archive';
 import { criuErrors, run, tail } from './criu';
 
@@ -260,6 +267,9 @@ export class RestoreLauncher implements Launcher {
       stdioFiles: (await readJson<StdioFile[]>(path.join(dest, ARCHIVE.checkpointDir, ARCHIVE.stdioFiles))) ?? [],
     });
     await writeFileAtomic(path.join(runDir, RESTORE_FILES.record), JSON.stringify({ criu }), 0o600);
+    // spec.json becomes the held criu's; the container's own stays beside it, where a
+    // restarted daemon reads it (exec, status) as it does for an OCI handler's.
+    await writeFileAtomic(path.join(runDir, LAUNCH_SPEC), encodeJson(spec), 0o600);
     return this.inner.create(runDir, restoreProcessSpec(spec, args, runDir), signal);
   }
 
