@@ -15,6 +15,7 @@
 // This class holds the state and dispatches; each operation is its own file
 // (create, start, stop, remove, exec, observe, recover).
 import * as path from 'path';
+import { asCapsaError } from '../../errors';
 import type { Logger } from '../../log';
 import type { Backend } from '../../provisioner/backends/backend';
 import { raceAbort } from '../../util/timeout';
@@ -93,7 +94,9 @@ export class Containers extends RegistryQueries<Container> implements ContainerH
   /** Starts watching exits (after recovery). */
   startPolling(): void {
     if (this.poller || this.closed) return;
-    this.poller = setInterval(() => poll(this), this.timeouts.pollMs);
+    this.poller = setInterval(() => {
+      poll(this).catch((err: unknown) => this.log.warn({ err: asCapsaError(err).message }, 'exit poll failed'));
+    }, this.timeouts.pollMs);
     this.poller.unref();
   }
 

@@ -25,18 +25,39 @@ export function watch(cs: ContainerHost, c: Container): void {
   });
 }
 
-/** The backup of the watches: a cheap look at every live container. */
-export function poll(cs: ContainerHost): void {
-  for (const c of cs.registry.all()) {
-    if (c.state !== 'RUNNING' || c.isFinished()) continue;
-    const dir = c.record.runDir;
-    const suspicious =
-      existsSync(path.join(dir, 'exit.json')) || existsSync(path.join(dir, 'start-error')) || !existsSync(dir);
-    const check = suspicious ? Promise.resolve(true) : isAlive(c.record.monitor).then((alive) => !alive);
-    check
-      .then((go) => (go ? observe(cs, c) : undefined))
-      .catch((err: unknown) => cs.log.warn({ containerId: c.id, err: asCapsaError(err).message }, 'exit check failed'));
+/** Containers looked at per event-loop turn: kubelet's calls run between batches. */
+const POLL_BATCH = 32;
+const polling = new WeakSet<ContainerHost>();
+
+/**
+ * The backup of the watches: a cheap look at every live container, in
+ * batches with an event-loop turn between them (at 1000 containers one
+ * sweep blocked the loop for ~50 ms, the tail of every call kubelet made
+ * meanwhile). A sweep still running when the next is due is not doubled.
+ */
+export async function poll(cs: ContainerHost): Promise<void> {
+  if (polling.has(cs)) return;
+  polling.add(cs);
+  try {
+    const live = cs.registry.all().filter((c) => c.state === 'RUNNING' && !c.isFinished());
+    for (let i = 0; i < live.length && !cs.closed; i += POLL_BATCH) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      for (const c of live.slice(i, i + POLL_BATCH)) checkOne(cs, c);
+    }
+  } finally {
+    polling.delete(cs);
   }
+}
+
+function checkOne(cs: ContainerHost, c: Container): void {
+  if (c.state !== 'RUNNING' || c.isFinished()) return;
+  const dir = c.record.runDir;
+  const suspicious =
+    existsSync(path.join(dir, 'exit.json')) || existsSync(path.join(dir, 'start-error')) || !existsSync(dir);
+  const check = suspicious ? Promise.resolve(true) : isAlive(c.record.monitor).then((alive) => !alive);
+  check
+    .then((go) => (go ? observe(cs, c) : undefined))
+    .catch((err: unknown) => cs.log.warn({ containerId: c.id, err: asCapsaError(err).message }, 'exit check failed'));
 }
 
 /** Looks at the run dir and records an end if there is one. */
