@@ -11,6 +11,7 @@ import {
   DeadlineExceededError,
   FailedPreconditionError,
   InternalError,
+  InvalidArgumentError,
   asCapsaError,
   type ErrorContext,
 } from '../../errors';
@@ -321,6 +322,33 @@ export class Checkpointer {
     const a = await this.unpackArchive(file, field, signal);
     await fs.rm(a.dir, { recursive: true, force: true });
     return a;
+  }
+
+  /**
+   * One member of a CheckpointPod dir (the archive's layout, unpacked),
+   * checked as an archive is and copied to a work dir of ours (the caller's
+   * to remove): RestorePod restores it as CreateContainer restores an archive.
+   */
+  async unpackMember(memberDir: string, field: string, signal: AbortSignal): Promise<ArchiveContents> {
+    await fs.mkdir(this.opts.workRoot, { recursive: true, mode: 0o700 });
+    const work = await fs.mkdtemp(path.join(this.opts.workRoot, 'restore-'));
+    // Packed beside the work dir, unpacked into it: the dir the restore takes is `work` itself.
+    const tar = `${work}.tar`;
+    try {
+      const r = await run('tar', ['-C', memberDir, '--numeric-owner', '-cf', tar, '.'], signal);
+      if (r.code !== 0)
+        throw new InvalidArgumentError(
+          field,
+          `checkpoint ${memberDir} cannot be read: ${r.stderr.trim().slice(0, 200)}`,
+        );
+      const a = await readArchive(tar, work, field, signal);
+      return a;
+    } catch (err) {
+      await fs.rm(work, { recursive: true, force: true });
+      throw err;
+    } finally {
+      await fs.rm(tar, { force: true });
+    }
   }
 
   /** inspectArchive, the unpacked copy kept (the caller's to remove) for a restore. */

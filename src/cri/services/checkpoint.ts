@@ -15,7 +15,8 @@ import {
   type Containers,
   type Sandboxes,
 } from '../../containerizer';
-import { sandboxSpecFromRequest } from '../sandbox-mapping';
+import { containerRequestFromCri, type DaemonFacts } from '../container-mapping';
+import { requestFingerprint, sandboxSpecFromRequest } from '../sandbox-mapping';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../errors';
 import {
   CheckpointContainerRequest,
@@ -37,6 +38,8 @@ export interface CheckpointServiceDeps {
   sandboxes: Sandboxes;
   cgroupDriver: 'cgroupfs' | 'systemd';
   runtimeHandlers: readonly string[];
+  /** What CreateContainer's request mapping needs (RestorePod creates containers). */
+  facts?: DaemonFacts;
 }
 
 /** CheckpointContainer's deadline when the request says 0 (CRI: "the CRI default"). */
@@ -132,7 +135,7 @@ export async function restoreContainer(
 }
 
 /** The record CheckpointPod leaves in its output dir; undefined when the dir holds none of ours. */
-async function readPodRecord(dir: string): Promise<{ containers: { name: string }[] } | undefined> {
+async function readPodRecord(dir: string): Promise<{ containers: { name: string; dir: string }[] } | undefined> {
   const text = await fs.readFile(path.join(dir, POD_RECORD), 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;
   let rec: { format?: unknown; containers?: unknown };
@@ -143,7 +146,12 @@ async function readPodRecord(dir: string): Promise<{ containers: { name: string 
   }
   if (rec.format !== POD_FORMAT || !Array.isArray(rec.containers))
     throw new InvalidArgumentError('checkpoint_path', `${dir} is not a ${POD_FORMAT} checkpoint`);
-  return { containers: (rec.containers as { name?: unknown }[]).map((c) => ({ name: String(c.name) })) };
+  return {
+    containers: (rec.containers as { name?: unknown; dir?: unknown }[]).map((c) => ({
+      name: String(c.name),
+      dir: String(c.dir ?? c.name),
+    })),
+  };
 }
 
 export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers<RuntimeServiceServer> {
@@ -187,7 +195,7 @@ export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers
     return {};
   };
 
-  const restorePod = async (req: RestorePodRequest): Promise<RestorePodResponse> => {
+  const restorePod = async (req: RestorePodRequest, ctx: CallContext): Promise<RestorePodResponse> => {
     const dir = absolutePath(req.checkpointPath, 'checkpoint_path');
     // The pod config and handler are checked as RunPodSandbox checks them.
     sandboxSpecFromRequest(
@@ -221,12 +229,49 @@ export function checkpointHandlers(deps: CheckpointServiceDeps): ServiceHandlers
         `names ${want.join(', ')} are not the checkpoint's containers (${have.join(', ')})`,
       );
     await checkpointer.probe.require('RestorePod', {});
-    // Containers are restored one by one (CreateContainer from an archive); a pod's
-    // members together, into a new sandbox, are not built yet.
-    throw new FailedPreconditionError(
-      `RestorePod from ${dir}: restoring a whole pod is not supported; create each container from its checkpoint`,
-      { path: dir },
-    );
+    if (!deps.facts) throw new FailedPreconditionError('RestorePod: this daemon serves no containers', { path: dir });
+    const facts = deps.facts;
+    // A new sandbox from the request's config, then each member restored into it (CREATED);
+    // on any failure all of it goes again.
+    const podReq = RunPodSandboxRequest.fromPartial({ config: req.config, runtimeHandler: req.runtimeHandler });
+    const spec = sandboxSpecFromRequest(podReq, {
+      cgroupDriver: deps.cgroupDriver,
+      cgroupVersion: sandboxes.cgroups.layout.version,
+      runtimeHandlers: deps.runtimeHandlers,
+    });
+    const sandboxId = await sandboxes.run(spec, requestFingerprint(podReq), ctx.signal);
+    const restored: { name: string; containerId: string }[] = [];
+    try {
+      for (const [i, cfg] of req.containerConfigs.entries()) {
+        const name = cfg.metadata!.name;
+        const member = pod.containers.find((c) => c.name === name)!;
+        const field = `container_configs[${i}]`;
+        const archive = await checkpointer.unpackMember(path.join(dir, path.basename(member.dir)), field, ctx.signal);
+        const token = checkpointer.pending.add(archive.dir);
+        try {
+          const cri = CreateContainerRequest.fromPartial({
+            podSandboxId: sandboxId,
+            sandboxConfig: req.config,
+            config: {
+              ...cfg,
+              image: { ...cfg.image, image: archive.config.rootfsImageRef || archive.config.rootfsImage },
+              envs: [...cfg.envs, { key: RESTORE_ENV, value: Buffer.from(token) }],
+            },
+          });
+          const id = await containers.create(containerRequestFromCri(cri, facts), ctx.signal);
+          restored.push({ name, containerId: id });
+        } finally {
+          await checkpointer.pending.release(token);
+        }
+      }
+    } catch (err) {
+      const cleanup = AbortSignal.timeout(60_000);
+      for (const r of restored) await containers.remove(r.containerId, cleanup).catch(() => undefined);
+      await sandboxes.stop(sandboxId, cleanup).catch(() => undefined);
+      await sandboxes.remove(sandboxId, cleanup).catch(() => undefined);
+      throw err;
+    }
+    return { podSandboxId: sandboxId, restoredContainers: restored };
   };
 
   return {

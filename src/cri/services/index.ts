@@ -139,6 +139,7 @@ export async function startCriServices(opts: CriServicesOptions): Promise<CriSer
         sandboxes,
         cgroupDriver: config.cgroup_driver,
         runtimeHandlers: config.runtime_handlers,
+        facts: containerDeps.facts,
       }),
       ...eventHandlers({ sandboxes, containers }),
       ...metricsHandlers({
