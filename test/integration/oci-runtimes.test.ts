@@ -22,11 +22,21 @@ import { slow } from '../helpers/slowdown';
 jest.setTimeout(120_000);
 
 const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
+/** A pure cgroup v2 host (one unified hierarchy), where capsa's bundles also ask for a cgroup namespace. */
+const V2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+
+/** A file of cgroup `cgPath`: under `controller`'s v1 hierarchy, or the v2 one. */
+function cgFile(controller: string, cgPath: string, file = ''): string {
+  return V2 ? path.join('/sys/fs/cgroup', cgPath, file) : path.join('/sys/fs/cgroup', controller, cgPath, file);
+}
+
 /**
  * Whether `binary` runs a container on this host at all: the host's
- * /usr/bin/true from a bundle of read-only binds of /usr, /lib and /lib64. crun 1.8 refuses a
- * cgroup v1 host whose unified hierarchy has a controller (here: hugetlb) in
- * anything it runs ("cgroups in hybrid mode not supported").
+ * /usr/bin/true from a bundle of read-only binds of /usr, /lib and /lib64, with
+ * the tmpfs /dev and namespaces every bundle capsa writes has (crun opens the
+ * rootfs's /dev to make device nodes: without the mount it fails where runc
+ * does not). crun 1.8 refuses a cgroup v1 host whose unified hierarchy has a
+ * controller (here: hugetlb) in anything it runs ("cgroups in hybrid mode not supported").
  */
 function runsHere(binary: string): { ok: true } | { ok: false; reason: string } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'capsa-oci-probe-'));
@@ -37,6 +47,12 @@ function runsHere(binary: string): { ok: true } | { ok: false; reason: string } 
       root: { path: path.join(dir, 'rootfs'), readonly: false },
       mounts: [
         { destination: '/proc', type: 'proc', source: 'proc' },
+        {
+          destination: '/dev',
+          type: 'tmpfs',
+          source: 'tmpfs',
+          options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+        },
         ...['/usr', '/lib', '/lib64'].map((d) => ({
           destination: d,
           type: 'bind',
@@ -44,9 +60,9 @@ function runsHere(binary: string): { ok: true } | { ok: false; reason: string } 
           options: ['rbind', 'ro'],
         })),
       ],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }] },
+      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, ...(V2 ? [{ type: 'cgroup' }] : [])] },
     };
-    mkdirSync(path.join(dir, 'rootfs'));
+    mkdirSync(path.join(dir, 'rootfs', 'dev'), { recursive: true });
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
     execFileSync(binary, [`--root=${dir}/state`, 'run', `--bundle=${dir}`, 'capsa-probe'], {
       encoding: 'utf8',
@@ -309,7 +325,7 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
       status: string;
     };
     expect(state).toMatchObject({ status: 'running', pid: info.pid });
-    const procs = readFileSync(path.join('/sys/fs/cgroup/memory', info.cgroupPath, 'cgroup.procs'), 'utf8');
+    const procs = readFileSync(cgFile('memory', info.cgroupPath, 'cgroup.procs'), 'utf8');
     expect(procs.split('\n')).toContain(String(info.pid));
     expect(readFileSync(`/proc/${info.pid}/cmdline`, 'utf8').split('\0')[0]).toBe('sleep');
 
@@ -334,14 +350,15 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
     const url = (
       await call<{ url: string }>(d.runtime, 'exec', {
         containerId: id,
-        cmd: ['sh', '-c', 'cat /proc/1/cmdline; echo; cat /proc/self/cgroup | grep memory; exit 4'],
+        cmd: ['sh', '-c', `cat /proc/1/cmdline; echo; cat /proc/self/cgroup | grep ${V2 ? '^0::' : 'memory'}; exit 4`],
         stdout: true,
         stderr: true,
       })
     ).url;
     const streamed = await remoteCommand(url, { stdout: true, stderr: true });
     expect(streamed.stdout.split('\n')[0]).toBe('sleep\u00001000\u0000');
-    expect(streamed.stdout).toContain(`:memory:${info.cgroupPath}\n`);
+    // On v2 in the container's cgroup namespace, whose root is the container's cgroup.
+    expect(streamed.stdout).toContain(V2 ? '\n0::/\n' : `:memory:${info.cgroupPath}\n`);
     expect(JSON.parse(streamed.error)).toMatchObject({
       reason: 'NonZeroExitCode',
       details: { causes: [{ message: '4' }] },
@@ -358,10 +375,11 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
       containerId: id,
       linux: { memoryLimitInBytes: 96n * 1024n * 1024n, cpuShares: 512n },
     });
-    expect(
-      readFileSync(path.join('/sys/fs/cgroup/memory', info.cgroupPath, 'memory.limit_in_bytes'), 'utf8').trim(),
-    ).toBe(String(96 * 1024 * 1024));
-    expect(readFileSync(path.join('/sys/fs/cgroup/cpu', info.cgroupPath, 'cpu.shares'), 'utf8').trim()).toBe('512');
+    const memLimit = cgFile('memory', info.cgroupPath, V2 ? 'memory.max' : 'memory.limit_in_bytes');
+    expect(readFileSync(memLimit, 'utf8').trim()).toBe(String(96 * 1024 * 1024));
+    // v2: the weight runc, crun and kubelet convert shares to, 1 + (512 - 2) * 9999 / 262142 = 20.
+    const cpuFile = cgFile('cpu', info.cgroupPath, V2 ? 'cpu.weight' : 'cpu.shares');
+    expect(readFileSync(cpuFile, 'utf8').trim()).toBe(V2 ? '20' : '512');
 
     // A container that ends by itself: its own exit code.
     const quick = await run(p, ctr('quick', ['echo done; exit 3']));
@@ -387,12 +405,12 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
       const { runDir, cgroupPath } = (await status(d, c)).info;
       await call(d.runtime, 'removeContainer', { containerId: c }, 60_000);
       expect(existsSync(runDir)).toBe(false);
-      // Every v1 hierarchy, also those only the runtime made it in (name=systemd).
+      // Every hierarchy, also v1 ones only the runtime made it in (name=systemd).
       expect([name, cgroupDirsOf(cgroupPath)]).toEqual([name, []]);
     }
     expect(alive(info.pid)).toBe(false);
     expect(alive(heldInit)).toBe(false);
-    expect(existsSync(path.join('/sys/fs/cgroup/memory', info.cgroupPath))).toBe(false);
+    expect(existsSync(cgFile('memory', info.cgroupPath))).toBe(false);
     expect(runtimeList(binary, root)).toEqual([]);
   });
 
