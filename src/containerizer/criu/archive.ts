@@ -18,7 +18,7 @@ import * as path from 'path';
 import { InvalidArgumentError, type ErrorContext } from '../../errors';
 import type { ContainerRecord } from '../container-spec';
 import type { LaunchSpec } from '../launcher/spec';
-import { run, tail } from './criu';
+import { CRIU_TREE_FLAGS, run, tail } from './criu';
 
 export const ARCHIVE = {
   checkpointDir: 'checkpoint',
@@ -125,10 +125,7 @@ export function criuDumpArgs(p: DumpPlan): string[] {
     ARCHIVE.dumpLog,
     '-v4',
     '--leave-running',
-    '--tcp-established',
-    '--file-locks',
-    '--ext-unix-sk',
-    '--manage-cgroups=ignore',
+    ...CRIU_TREE_FLAGS,
     '--root',
     p.rootfs,
   ];

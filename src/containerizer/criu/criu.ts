@@ -19,6 +19,14 @@ export interface CriuStatus {
   evidence: string;
 }
 
+/**
+ * What dump and restore both say of the process tree: established TCP
+ * connections, file locks and external unix sockets are taken along, and
+ * the cgroups are capsa's business (the tree is restored into the new
+ * container's cgroup, not the old one's).
+ */
+export const CRIU_TREE_FLAGS = ['--tcp-established', '--file-locks', '--ext-unix-sk', '--manage-cgroups=ignore'];
+
 export interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;

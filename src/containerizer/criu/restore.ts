@@ -33,10 +33,11 @@ import { killChecked, processStartTime, type ProcessIdentity } from '../../util/
 import { sleep } from '../../util/timeout';
 import type { Created, ExecRequest, ExecResult, LaunchStatus, Launcher, Started } from '../launcher/launcher';
 import { LAUNCH_SPEC } from '../launcher/oci/launcher';
+import { hostProcessSpec } from '../launcher/host-process';
 import type { LaunchSpec } from '../launcher/spec';
 import { encodeJson } from '../checkpoint';
 import { ARCHIVE, type StdioFile } from './archive';
-import { criuErrors, run, tail } from './criu';
+import { CRIU_TREE_FLAGS, criuErrors, run, tail } from './criu';
 
 /** The spec's environment variable that names a pending restore. */
 export const RESTORE_ENV = 'CAPSA_RESTORE_TOKEN';
@@ -125,10 +126,7 @@ export function criuRestoreArgs(p: RestorePlan): string[] {
     '--log-file',
     RESTORE_FILES.log,
     '-v4',
-    '--tcp-established',
-    '--file-locks',
-    '--ext-unix-sk',
-    '--manage-cgroups=ignore',
+    ...CRIU_TREE_FLAGS,
     '--root',
     p.rootfs,
     '--pidfile',
@@ -148,31 +146,8 @@ export function criuRestoreArgs(p: RestorePlan): string[] {
 
 /** The launch spec of the held `criu restore` (cf. oci/bundle.ts's runtimeProcessSpec). */
 export function restoreProcessSpec(spec: LaunchSpec, args: string[], runDir: string): LaunchSpec {
-  const noCaps = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] };
   return {
-    ociVersion: spec.ociVersion,
-    process: {
-      terminal: false,
-      user: { uid: 0, gid: 0, additionalGids: [] },
-      args,
-      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-      cwd: runDir,
-      capabilities: noCaps,
-      rlimits: [],
-      noNewPrivileges: false,
-      oomScoreAdj: spec.process.oomScoreAdj,
-    },
-    root: { path: '/', readonly: false },
-    mounts: [],
-    linux: {
-      namespaces: [],
-      devices: [],
-      resources: { devices: [] },
-      cgroupsPath: spec.linux.cgroupsPath,
-      maskedPaths: [],
-      readonlyPaths: [],
-      rootfsPropagation: 'rprivate',
-    },
+    ...hostProcessSpec(spec, { args, cwd: runDir, terminal: false }),
     capsa: {
       ...spec.capsa,
       // criu, and so the tree it restores, in the container's cgroups.

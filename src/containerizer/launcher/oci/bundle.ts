@@ -6,6 +6,7 @@
 // foreground (`<runtime> run`), so the monitor still reaps, logs in CRI
 // format and records the exit, as Mesos' composing containerizer nests one.
 import * as path from 'path';
+import { hostProcessSpec } from '../host-process';
 import type { LaunchSpec } from '../spec';
 
 /** The runtime-spec version the bundle declares (runc 1.1 and crun 1.8 take 1.0.x). */
@@ -98,12 +99,8 @@ export function runtimeProcessSpec(
   o: { binary: string; root: string; runDir: string; id: string },
 ): LaunchSpec {
   const files = runtimeFiles(o.runDir);
-  const noCaps = { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] };
   return {
-    ociVersion: spec.ociVersion,
-    process: {
-      terminal: spec.process.terminal,
-      user: { uid: 0, gid: 0, additionalGids: [] },
+    ...hostProcessSpec(spec, {
       args: [
         o.binary,
         ...globalArgs(o.root, files.log),
@@ -112,25 +109,9 @@ export function runtimeProcessSpec(
         `--pid-file=${files.pidFile}`,
         o.id,
       ],
-      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
       cwd: bundleDir(o.runDir),
-      capabilities: noCaps,
-      rlimits: [],
-      noNewPrivileges: false,
-      oomScoreAdj: spec.process.oomScoreAdj,
-    },
-    root: { path: '/', readonly: false },
-    mounts: [],
-    linux: {
-      namespaces: [],
-      devices: [],
-      resources: { devices: [] },
-      // What recovery reads from an orphaned run dir's spec.json to find the cgroup.
-      cgroupsPath: spec.linux.cgroupsPath,
-      maskedPaths: [],
-      readonlyPaths: [],
-      rootfsPropagation: 'rprivate',
-    },
+      terminal: spec.process.terminal,
+    }),
     capsa: {
       containerId: spec.capsa.containerId,
       ...(spec.capsa.logPath !== undefined ? { logPath: spec.capsa.logPath } : {}),
