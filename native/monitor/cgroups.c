@@ -128,14 +128,21 @@ int cg_oom_watch(const char *memory_cgroup, int *is_v1)
 	return efd;
 }
 
-int cg_oom_drain(int fd)
+uint64_t cg_oom_drain(int fd)
 {
 	char buf[4096];
-	int any = 0;
+	uint64_t notices = 0, count;
+	ssize_t n;
 
-	while (read(fd, buf, sizeof(buf)) > 0)
-		any = 1;
-	return any;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (n == (ssize_t)sizeof(count)) {
+			/* an eventfd (v1): its counter, one per notice */
+			memcpy(&count, buf, sizeof(count));
+			notices += count;
+		} else
+			notices++;
+	}
+	return notices;
 }
 
 static int kill_listed(const char *procs_file, int *sent)

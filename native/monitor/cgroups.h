@@ -20,8 +20,9 @@ int64_t cg_oom_invocations(const char *memory_cgroup);
  * must be read while the cgroup exists: a cgroup manager (systemd) may
  * remove an emptied cgroup before the init's exit is handled. */
 int cg_oom_watch(const char *memory_cgroup, int *is_v1);
-/* Reads the pending notifications of a cg_oom_watch fd; 1 if there were any. */
-int cg_oom_drain(int fd);
+/* Reads the pending notifications of a cg_oom_watch fd: how many (v1: the
+ * eventfd's count; v2: at least 1 per read of inotify events), 0 if none. */
+uint64_t cg_oom_drain(int fd);
 /* SIGKILLs every process listed in the cgroup.procs files until they are
  * empty or the deadline passes. Returns the number of signals sent. */
 int cg_kill_all(const char *const *procs_files, unsigned timeout_ms);

@@ -30,6 +30,8 @@
 #define MAX_CLIENTS 8
 #define DRAIN_MS 2000
 #define KILL_MS 5000
+/* How long an OOM notice after an OCI runtime removed the cgroup waits for the removal's own. */
+#define OOM_REMOVAL_MS 100
 
 enum phase { PH_SETUP, PH_WAIT_START, PH_EXECING, PH_RUNNING, PH_EXITED };
 
@@ -52,6 +54,8 @@ struct mon {
 	int64_t oom_before, oom_seen, oom_inv_before;
 	/* OOM watch (cg_oom_watch); oom_notified: v1 told of an OOM while the cgroup existed. */
 	int oom_fd, oom_v1, oom_notified;
+	/* v1 notices read after the cgroup was gone (one of them is its removal). */
+	uint64_t oom_notices_gone;
 	struct log_file log;
 };
 
@@ -632,15 +636,21 @@ enum { T_SIG, T_SYNC, T_START, T_CTL, T_OUT, T_ERR, T_LISTEN, T_STDIN, T_ATTACH,
 static void on_oom(struct mon *m)
 {
 	int64_t v;
+	uint64_t notices;
 
-	if (m->oom_fd < 0 || !cg_oom_drain(m->oom_fd))
+	if (m->oom_fd < 0 || (notices = cg_oom_drain(m->oom_fd)) == 0)
 		return;
 	v = cg_oom_kills(m->s->memory_cgroup);
 	if (v > m->oom_seen)
 		m->oom_seen = v;
-	/* v1 also signals the eventfd when the cgroup is removed: only a notice
-	 * while it is still there is an OOM (whose kill may not be counted yet). */
-	if (m->oom_v1 && v >= 0)
+	/* v1 also signals the eventfd, once, when the cgroup is removed: a notice
+	 * while it is still there is an OOM (whose kill may not be counted yet),
+	 * and so is any notice beyond that one after it is gone (an OCI runtime
+	 * removes the cgroup as soon as the container ends, often before we get
+	 * here). */
+	if (m->oom_v1 && v < 0)
+		m->oom_notices_gone += notices;
+	if (m->oom_v1 && (v >= 0 || m->oom_notices_gone >= 2))
 		m->oom_notified = 1;
 	else if (!m->oom_v1 && m->oom_inv_before >= 0 && cg_oom_invocations(m->s->memory_cgroup) > m->oom_inv_before)
 		m->oom_notified = 1;
@@ -772,6 +782,13 @@ static void write_exit(struct mon *m)
 	logf_("container exited: code %d signal %d oomKilled %d", code, sig, oom);
 }
 
+/* SIGKILLed, itself or (an OCI runtime's exit code) its container: what an OOM kill looks like. */
+static int killed_hard(int status)
+{
+	return (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
+	       (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL);
+}
+
 /* After the init is gone: no process left behind, all output logged. */
 static void finish(struct mon *m)
 {
@@ -780,6 +797,13 @@ static void finish(struct mon *m)
 	if (m->phase == PH_EXECING && m->sock >= 0)
 		on_sync(m);
 	on_oom(m); /* a notice queued with the init's death, read before the cgroup can go */
+	if (m->oom_v1 && !m->oom_notified && m->oom_notices_gone == 1 && killed_hard(m->status)) {
+		/* One notice since an OCI runtime removed the cgroup: its removal or
+		 * an OOM, whose removal notice follows shortly; wait for it a little. */
+		struct pollfd p = { .fd = m->oom_fd, .events = POLLIN };
+		if (poll(&p, 1, OOM_REMOVAL_MS) > 0)
+			on_oom(m);
+	}
 	if (!m->own_pidns && m->s->kill_on_exit)
 		cg_kill_all(m->s->cgroup_procs, KILL_MS);
 	deadline = mono_ms() + DRAIN_MS;

@@ -457,7 +457,7 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
   });
 
   where(
-    "OOM kill in the runtime's container: OOMKilled; a terminal; a pod in its own user namespace refused",
+    "OOM kill in the runtime's container: OOMKilled (also when the runtime removed the cgroup first); a terminal; a pod in its own user namespace refused",
     async () => {
       const p = await pod();
       const oom = await run(
@@ -471,6 +471,40 @@ describe.each(RUNTIMES)('OCI handler $handler', ({ handler, binary, here }) => {
         }),
       );
       expect(await waitState(d, oom, ContainerState.CONTAINER_EXITED)).toMatchObject({
+        exitCode: 137,
+        reason: 'OOMKilled',
+      });
+
+      // The runtime removes the cgroup as soon as its container ends: an OOM kill must still be
+      // seen when the monitor looks only after that (a loaded node). The monitor is stopped while
+      // the container is OOM-killed and the runtime cleans up, then let go.
+      const late = await run(
+        p,
+        ctr(
+          'late-oom',
+          ['echo ready; while [ ! -e /go ]; do sleep 0.05; done; exec dd if=/dev/zero of=/dev/null bs=64M count=1'],
+          {
+            linux: {
+              securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } },
+              resources: { memoryLimitInBytes: 8n << 20n, memorySwapLimitInBytes: 8n << 20n },
+            },
+          },
+        ),
+      );
+      const lateSt = await status(d, late);
+      await waitLog(lateSt.status.logPath, 'ready');
+      const monitorPid = (lateSt.info as unknown as { monitor: { pid: number } }).monitor.pid;
+      const memoryDir = cgFile('memory', lateSt.info.cgroupPath);
+      process.kill(monitorPid, 'SIGSTOP');
+      try {
+        writeFileSync(path.join(lateSt.info.runDir, 'rootfs', 'go'), '');
+        const until = Date.now() + slow(20_000);
+        while (existsSync(memoryDir) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+        expect(existsSync(memoryDir)).toBe(false);
+      } finally {
+        process.kill(monitorPid, 'SIGCONT');
+      }
+      expect(await waitState(d, late, ContainerState.CONTAINER_EXITED)).toMatchObject({
         exitCode: 137,
         reason: 'OOMKilled',
       });
