@@ -66,19 +66,22 @@ beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'capsa-healthz-'));
 });
 
-/** Lets a recovery still blocked on the FIFO go on (a failed test must not leave the daemon hanging). */
-async function releaseFifo(waitMs: number): Promise<void> {
-  if (!fifo) return;
+/**
+ * Lets a recovery blocked on a FIFO checkpoint go on (a failed test must not leave the daemon
+ * hanging); false if nobody opened it for reading within `waitMs`.
+ */
+async function releaseFifo(waitMs: number, file = fifo): Promise<boolean> {
+  if (!file) return false;
   const deadline = Date.now() + waitMs;
   for (;;) {
     // O_NONBLOCK: ENXIO while nobody has it open for reading, instead of blocking for a reader.
-    const fh = await fs.open(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK).catch(() => undefined);
+    const fh = await fs.open(file, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK).catch(() => undefined);
     if (fh) {
       await fh.writeFile('{}');
       await fh.close();
-      return;
+      return true;
     }
-    if (Date.now() > deadline) return;
+    if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -182,9 +185,8 @@ test('a SIGTERM during recovery stops the daemon once it serves, cleanly', async
     process.kill(pid, 'SIGTERM');
     // Still recovering: the signal waits for the start to finish.
     expect(await get(url)).toEqual({ status: 503, body: 'starting: recovering pod sandboxes\n' });
-    const fh = await fs.open(fifo2, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-    await fh.writeFile('{}');
-    await fh.close();
+    // "recovering" is reported a moment before recovery opens the checkpoint: wait for its reader.
+    expect(await releaseFifo(10_000, fifo2)).toBe(true);
     d2 = await p;
     expect(await waitForExit(d2.proc)).toBe(0);
     expect(d2.output()).toMatch(/signal received during start-up: stopping once started/);
