@@ -10,6 +10,8 @@
 // Use: `await assertNoCapsaLeaks([daemon.dir])` after removing the pods.
 import { promises as fs } from 'fs';
 import * as path from 'path';
+import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
+import { TestDaemon, call } from './daemon';
 
 /** capsa's own object names: the prefix and a 64-hex id. */
 export const CAPSA_OBJECT = /^capsa-[0-9a-f]{64}/;
@@ -109,4 +111,19 @@ export async function listCapsaLeaks(dirs: string[], opts: LeakOptions = {}): Pr
 export async function assertNoCapsaLeaks(dirs: string[], opts: LeakOptions = {}): Promise<void> {
   const leaks = await listCapsaLeaks(dirs, opts);
   if (leaks.length > 0) throw new Error(`capsa left ${leaks.length} object(s) behind:\n  ${leaks.join('\n  ')}`);
+}
+
+/**
+ * A suite's teardown for a daemon still running: stops and removes every pod
+ * through the socket, checks nothing of capsa's is left under its dir and the
+ * default cgroupfs parent, then stops the daemon.
+ */
+export async function removePodsCheckLeaksAndStop(d: TestDaemon): Promise<void> {
+  const pods = await call<{ items: { id: string }[] }>(d.runtime, 'listPodSandbox', {});
+  for (const p of pods.items) {
+    await call(d.runtime, 'stopPodSandbox', { podSandboxId: p.id }, 60_000);
+    await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }, 60_000);
+  }
+  await assertNoCapsaLeaks([d.dir], { cgroupParents: [defaultCgroupParent('cgroupfs', d.root)] });
+  await d.stop();
 }

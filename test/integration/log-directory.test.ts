@@ -4,9 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { existsSync } from 'fs';
 import * as path from 'path';
-import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { TestDaemon, call, expectRpcError, runp, startDaemon } from '../helpers/daemon';
-import { assertNoCapsaLeaks } from '../helpers/leaks';
+import { removePodsCheckLeaksAndStop } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 
 const IMAGE = 'registry.example.test/capsa-test/busybox:latest';
@@ -25,15 +24,7 @@ suite("log_directory with '..'", () => {
   }, 180_000);
 
   afterAll(async () => {
-    if (d && d.proc.exitCode === null) {
-      const pods = await call<{ items: { id: string }[] }>(d.runtime, 'listPodSandbox', {});
-      for (const p of pods.items) {
-        await call(d.runtime, 'stopPodSandbox', { podSandboxId: p.id }, 60_000);
-        await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }, 60_000);
-      }
-      await assertNoCapsaLeaks([d.dir], { cgroupParents: [defaultCgroupParent('cgroupfs', d.root)] });
-      await d.stop();
-    }
+    if (d && d.proc.exitCode === null) await removePodsCheckLeaksAndStop(d);
     await d?.cleanup();
     await reg?.stop();
   }, 120_000);

@@ -8,9 +8,8 @@ import { createHash } from 'crypto';
 import { existsSync, mkdtempSync, promises as fs, readFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { TestDaemon, call, createContainer, runp, startDaemon } from '../helpers/daemon';
-import { assertNoCapsaLeaks } from '../helpers/leaks';
+import { removePodsCheckLeaksAndStop } from '../helpers/leaks';
 import { TestRegistry, ensureTestImages, startRegistry } from '../helpers/registry';
 import { buildTar, compress, sha256 } from '../helpers/tar-writer';
 
@@ -125,15 +124,7 @@ suite('sparse files in a layer', () => {
   }, 180_000);
 
   afterAll(async () => {
-    if (d && d.proc.exitCode === null) {
-      const pods = await call<{ items: { id: string }[] }>(d.runtime, 'listPodSandbox', {});
-      for (const p of pods.items) {
-        await call(d.runtime, 'stopPodSandbox', { podSandboxId: p.id }, 60_000);
-        await call(d.runtime, 'removePodSandbox', { podSandboxId: p.id }, 60_000);
-      }
-      await assertNoCapsaLeaks([d.dir], { cgroupParents: [defaultCgroupParent('cgroupfs', d.root)] });
-      await d.stop();
-    }
+    if (d && d.proc.exitCode === null) await removePodsCheckLeaksAndStop(d);
     await d?.cleanup();
     await reg?.stop();
     await fs.rm(work, { recursive: true, force: true });
