@@ -136,6 +136,22 @@ export async function runp(d: TestDaemon, config: Record<string, unknown>, timeo
 }
 
 /** CreateContainer in `pod` (its config passed as kubelet does); resolves to the container id. */
+/** ExecSync through the socket, its output as text. */
+export async function execSync(
+  d: TestDaemon,
+  id: string,
+  cmd: string[],
+  timeout = 0,
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const r = await call<{ stdout: Buffer; stderr: Buffer; exitCode: number }>(
+    d.runtime,
+    'execSync',
+    { containerId: id, cmd, timeout: BigInt(timeout) },
+    30_000,
+  );
+  return { stdout: r.stdout.toString(), stderr: r.stderr.toString(), exitCode: r.exitCode };
+}
+
 export async function createContainer(
   d: TestDaemon,
   pod: string,

@@ -14,6 +14,7 @@ import {
   TestDaemon,
   call,
   createContainer as create,
+  execSync,
   expectRpcError,
   grpcCode,
   runp,
@@ -118,21 +119,6 @@ async function waitState(d: TestDaemon, id: string, state: ContainerState, timeo
     if (Date.now() > until) throw new Error(`container ${id} stayed ${ContainerState[s.state]}`);
     await sleep(50);
   }
-}
-
-async function exec(
-  d: TestDaemon,
-  id: string,
-  cmd: string[],
-  timeout = 0,
-): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const r = await call<{ stdout: Buffer; stderr: Buffer; exitCode: number }>(
-    d.runtime,
-    'execSync',
-    { containerId: id, cmd, timeout: BigInt(timeout) },
-    30_000,
-  );
-  return { stdout: r.stdout.toString(), stderr: r.stderr.toString(), exitCode: r.exitCode };
 }
 
 async function removeAll(d: TestDaemon): Promise<void> {
@@ -440,7 +426,7 @@ describe('containers', () => {
     const pod = await runp(d, podCfg);
     const a = await run(d, pod, podCfg, ctrConfig('a', { command: ['sleep', '1001'] }));
     const b = await run(d, pod, podCfg, ctrConfig('b', { command: ['sleep', '1002'] }));
-    const psB = (await exec(d, b, ['ps', '-o', 'pid,args'])).stdout;
+    const psB = (await execSync(d, b, ['ps', '-o', 'pid,args'])).stdout;
     expect(psB).toMatch(/^\s*1\s+\S*capsa-pause/m);
     expect(psB).toMatch(/sleep 1001/);
     expect(psB).toMatch(/sleep 1002/);
@@ -450,7 +436,7 @@ describe('containers', () => {
     const cPod = await runp(d, cPodCfg);
     const own = { linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } } };
     const c = await run(d, cPod, cPodCfg, ctrConfig('c', { command: ['sleep', '1003'], ...own }));
-    const psC = (await exec(d, c, ['ps', '-o', 'pid,args'])).stdout;
+    const psC = (await execSync(d, c, ['ps', '-o', 'pid,args'])).stdout;
     expect(psC).toMatch(/^\s*1\s+sleep 1003$/m);
     expect(psC).not.toMatch(/capsa-pause|sleep 1001/);
     const t = await run(
@@ -462,7 +448,7 @@ describe('containers', () => {
         linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.TARGET, targetId: c } } },
       }),
     );
-    const psT = (await exec(d, t, ['ps', '-o', 'pid,args'])).stdout;
+    const psT = (await execSync(d, t, ['ps', '-o', 'pid,args'])).stdout;
     expect(psT).toMatch(/^\s*1\s+sleep 1003$/m);
     expect(psT).toMatch(/sleep 1004/);
     // TARGET naming a container that does not run: a typed error.
@@ -492,9 +478,9 @@ describe('containers', () => {
       }),
     );
     const hInfo = (await status(d, h)).info;
-    const selfPid = (await exec(d, h, ['sh', '-c', 'echo $$'])).stdout.trim();
+    const selfPid = (await execSync(d, h, ['sh', '-c', 'echo $$'])).stdout.trim();
     expect(Number(selfPid)).toBeGreaterThan(1);
-    expect((await exec(d, h, ['cat', `/proc/${hInfo.pid}/cmdline`])).stdout.replace(/\0/g, ' ').trim()).toBe(
+    expect((await execSync(d, h, ['cat', `/proc/${hInfo.pid}/cmdline`])).stdout.replace(/\0/g, ' ').trim()).toBe(
       'sleep 1005',
     );
     expect(readFileSync(`/proc/${hInfo.pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()).toBe('sleep 1005');
@@ -519,14 +505,14 @@ describe('containers', () => {
         ],
       }),
     );
-    expect((await exec(d, id, ['cat', '/mnt/ro/hello'])).stdout).toBe('from the host\n');
-    const w = await exec(d, id, ['sh', '-c', 'echo x > /mnt/ro/new']);
+    expect((await execSync(d, id, ['cat', '/mnt/ro/hello'])).stdout).toBe('from the host\n');
+    const w = await execSync(d, id, ['sh', '-c', 'echo x > /mnt/ro/new']);
     expect(w.exitCode).not.toBe(0);
     expect(w.stderr).toMatch(/Read-only file system/);
-    expect((await exec(d, id, ['sh', '-c', 'echo written > /mnt/rw/out'])).exitCode).toBe(0);
+    expect((await execSync(d, id, ['sh', '-c', 'echo written > /mnt/rw/out'])).exitCode).toBe(0);
     expect(readFileSync(path.join(host, 'rw', 'out'), 'utf8')).toBe('written\n');
     // The image's VOLUME /data is an empty writable directory.
-    expect((await exec(d, id, ['sh', '-c', 'touch /data/x && ls -A /data'])).stdout).toBe('x\n');
+    expect((await execSync(d, id, ['sh', '-c', 'touch /data/x && ls -A /data'])).stdout).toBe('x\n');
     expect((await status(d, id)).status.mounts).toEqual([
       expect.objectContaining({ containerPath: '/mnt/ro', hostPath: path.join(host, 'ro'), readonly: true }),
       expect.objectContaining({ containerPath: '/mnt/rw', hostPath: path.join(host, 'rw'), readonly: false }),
@@ -579,10 +565,10 @@ describe('containers', () => {
         );
         expect((await status(d, id)).status.mounts[0]).toMatchObject({ propagation: c.propagation });
         n.mount(flagDir, path.join(src, 'fromHost'), '', n.constants.MS_BIND, '');
-        const seen = (await exec(d, id, ['ls', '-A', path.join(src, 'fromHost')])).stdout.trim();
+        const seen = (await execSync(d, id, ['ls', '-A', path.join(src, 'fromHost')])).stdout.trim();
         expect({ case: c.name, seen }).toEqual({ case: c.name, seen: c.toContainer ? 'flagFile' : '' });
         const back = path.join(src, 'fromContainer');
-        expect((await exec(d, id, ['sh', '-c', `mkdir -p ${back} && mount --bind /etc ${back}`])).exitCode).toBe(0);
+        expect((await execSync(d, id, ['sh', '-c', `mkdir -p ${back} && mount --bind /etc ${back}`])).exitCode).toBe(0);
         const onHost = (await fs.readdir(back)).length > 0;
         expect({ case: c.name, onHost }).toEqual({ case: c.name, onHost: c.toHost });
         await call(d.runtime, 'removeContainer', { containerId: id });
@@ -597,18 +583,18 @@ describe('containers', () => {
     const pod = await runp(d, podCfg);
     const sc = (securityContext: Record<string, unknown>): Record<string, unknown> => ({ linux: { securityContext } });
     const numeric = await run(d, pod, podCfg, ctrConfig('u1', sc({ runAsUser: { value: 1000n } })));
-    expect((await exec(d, numeric, ['id'])).stdout.trim()).toBe(
+    expect((await execSync(d, numeric, ['id'])).stdout.trim()).toBe(
       'uid=1000(capsa) gid=1000(capsa) groups=100(users),1000(capsa),1001(capsa-extra)',
     );
     const byName = await run(d, pod, podCfg, ctrConfig('u2', sc({ runAsUsername: 'capsa' })));
-    expect((await exec(d, byName, ['id', '-u'])).stdout.trim()).toBe('1000');
+    expect((await execSync(d, byName, ['id', '-u'])).stdout.trim()).toBe('1000');
     const group = await run(
       d,
       pod,
       podCfg,
       ctrConfig('u3', sc({ runAsUser: { value: 1000n }, runAsGroup: { value: 1001n }, supplementalGroups: [555n] })),
     );
-    const ids = (await exec(d, group, ['sh', '-c', 'id -u; id -g; id -G'])).stdout.trim().split('\n');
+    const ids = (await execSync(d, group, ['sh', '-c', 'id -u; id -g; id -G'])).stdout.trim().split('\n');
     expect(ids[0]).toBe('1000');
     expect(ids[1]).toBe('1001');
     expect(ids[2].split(' ').sort()).toEqual(expect.arrayContaining(['555', '1001']));
@@ -629,20 +615,20 @@ describe('containers', () => {
     const podCfg = podConfig(d);
     const pod = await runp(d, podCfg);
     const id = await run(d, pod, podCfg, ctrConfig('x', { envs: [{ key: 'FOO', value: Buffer.from('bar') }] }));
-    const r = await exec(d, id, ['sh', '-c', 'echo "$FOO $CAPSA_TEST_IMAGE"; pwd; echo oops >&2; exit 5']);
+    const r = await execSync(d, id, ['sh', '-c', 'echo "$FOO $CAPSA_TEST_IMAGE"; pwd; echo oops >&2; exit 5']);
     expect(r).toEqual({ stdout: 'bar busybox\n/srv/capsa\n', stderr: 'oops\n', exitCode: 5 });
-    expect((await exec(d, id, ['hostname'])).stdout.trim()).toBe(podCfg.hostname);
+    expect((await execSync(d, id, ['hostname'])).stdout.trim()).toBe(podCfg.hostname);
 
     const t0 = Date.now();
     await expectRpcError(
-      exec(d, id, ['sh', '-c', 'sleep 101 & sleep 102'], 1),
+      execSync(d, id, ['sh', '-c', 'sleep 101 & sleep 102'], 1),
       grpc.status.DEADLINE_EXCEEDED,
       /timeout/,
     );
     expect(Date.now() - t0).toBeLessThan(5000);
     // A background child holding the pipes does not stretch a quick command either.
     const t1 = Date.now();
-    const bg = await exec(d, id, ['sh', '-c', 'sleep 103 & echo started']);
+    const bg = await execSync(d, id, ['sh', '-c', 'sleep 103 & echo started']);
     expect(bg).toMatchObject({ stdout: 'started\n', exitCode: 0 });
     expect(Date.now() - t1).toBeLessThan(5000);
     const info = (await status(d, id)).info;
@@ -656,10 +642,10 @@ describe('containers', () => {
     // no zombie under the daemon
     expect(await zombiesOf(d.proc.pid!)).toEqual([]);
 
-    await expectRpcError(exec(d, id, ['/bin/nope']), grpc.status.INVALID_ARGUMENT, /no such file or directory/);
-    await expectRpcError(exec(d, id, []), grpc.status.INVALID_ARGUMENT, /cmd/);
+    await expectRpcError(execSync(d, id, ['/bin/nope']), grpc.status.INVALID_ARGUMENT, /no such file or directory/);
+    await expectRpcError(execSync(d, id, []), grpc.status.INVALID_ARGUMENT, /cmd/);
     await call(d.runtime, 'stopContainer', { containerId: id, timeout: 0n });
-    await expectRpcError(exec(d, id, ['true']), grpc.status.FAILED_PRECONDITION, /not running/);
+    await expectRpcError(execSync(d, id, ['true']), grpc.status.FAILED_PRECONDITION, /not running/);
   });
 
   test('UpdateContainerResources writes the cgroup; stats report usage', async () => {
@@ -837,7 +823,7 @@ describe('containers across daemon restarts', () => {
     });
     expect((await status(d, created)).status.state).toBe(ContainerState.CONTAINER_CREATED);
     // The recovered containers work: exec, start, stop.
-    expect((await exec(d, running, ['echo', 'hi'])).stdout).toBe('hi\n');
+    expect((await execSync(d, running, ['echo', 'hi'])).stdout).toBe('hi\n');
     await start(d, created);
     expect((await status(d, created)).status.state).toBe(ContainerState.CONTAINER_RUNNING);
     await call(d.runtime, 'stopContainer', { containerId: running, timeout: 0n });

@@ -12,7 +12,15 @@ import * as os from 'os';
 import * as path from 'path';
 import { defaultCgroupParent } from '../../src/containerizer/isolators/cgroups/paths';
 import { ContainerState, NamespaceMode } from '../../src/gen/runtime/v1/api';
-import { TestDaemon, call, createContainer, expectRpcError, startDaemon, waitForExit } from '../helpers/daemon';
+import {
+  TestDaemon,
+  call,
+  createContainer,
+  execSync,
+  expectRpcError,
+  startDaemon,
+  waitForExit,
+} from '../helpers/daemon';
 import { rmCgroupTree } from '../helpers/cgroups';
 import { assertNoCapsaLeaks } from '../helpers/leaks';
 import { remoteCommand } from '../helpers/spdy-client';
@@ -145,21 +153,6 @@ async function waitState(d: TestDaemon, id: string, state: ContainerState, timeo
     if (Date.now() > until) throw new Error(`container ${id} stayed ${ContainerState[s.state]}`);
     await sleep(50);
   }
-}
-
-async function execSync(
-  d: TestDaemon,
-  id: string,
-  cmd: string[],
-  timeout = 0,
-): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const r = await call<{ stdout: Buffer; stderr: Buffer; exitCode: number }>(
-    d.runtime,
-    'execSync',
-    { containerId: id, cmd, timeout: BigInt(timeout) },
-    30_000,
-  );
-  return { stdout: r.stdout.toString(), stderr: r.stderr.toString(), exitCode: r.exitCode };
 }
 
 /** CRI log records: <RFC3339Nano> <stream> <P|F> <content>. */
